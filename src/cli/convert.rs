@@ -1,0 +1,10 @@
+//! `chipbench convert`.
+
+use crate::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn exec(_args: Args) -> Result<()> {
+    Err(crate::Error::Unsupported("`chipbench convert` is not built yet".into()))
+}

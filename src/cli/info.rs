@@ -1,0 +1,10 @@
+//! `chipbench info`.
+
+use crate::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn exec(_args: Args) -> Result<()> {
+    Err(crate::Error::Unsupported("`chipbench info` is not built yet".into()))
+}

@@ -1,0 +1,10 @@
+//! `chipbench run`.
+
+use crate::Result;
+
+#[derive(Debug, clap::Args)]
+pub struct Args {}
+
+pub fn exec(_args: Args) -> Result<()> {
+    Err(crate::Error::Unsupported("`chipbench run` is not built yet".into()))
+}

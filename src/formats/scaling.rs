@@ -1,0 +1,433 @@
+//! Scaling schemes and the quantized matrix type.
+//!
+//! FP8 has too little range to hold raw tensors, so each block of values shares a scale:
+//! `value ≈ decode(code) · scale`. Schemes differ in block shape and in how the scale is stored:
+//! - per-tensor: one f32 scale, amax / max;
+//! - DeepSeek-V3: 1×128 tiles for activations (per token per 128 channels) and 128×128 blocks for
+//!   weights, f32 scales (or UE8M0 power-of-two scales rounded up, as in DeepSeek-V3.1);
+//! - MX-32 (OCP Microscaling): 32 consecutive elements along K share an E8M0 scale whose exponent
+//!   is floor(log2(amax)) - emax_elem (rounding down, so a block max can saturate).
+//!
+//! Matrices are row-major with K along the columns: activations are `m × k`, weights are `n × k`
+//! (out × in, as a Linear layer stores them), so every block scheme runs along K for both operands.
+
+use super::{e8m0, E4m3, E5m2, Element, Format};
+use crate::Error;
+use half::{bf16, f16};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// How a block's scale is stored (and therefore rounded).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ScaleFormat {
+    /// Full f32 scale: amax / max.
+    F32,
+    /// UE8M0 power of two rounded up: 2^ceil(log2(amax / max)) (DeepSeek-V3.1 `scale_fmt=ue8m0`).
+    Ue8m0Up,
+    /// E8M0 power of two from the amax exponent, rounded down: 2^(floor(log2 amax) - emax_elem)
+    /// (OCP MX spec). The block max may saturate.
+    E8m0Down,
+}
+
+impl ScaleFormat {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScaleFormat::F32 => "f32",
+            ScaleFormat::Ue8m0Up => "ue8m0",
+            ScaleFormat::E8m0Down => "e8m0-floor",
+        }
+    }
+    /// Stored bytes per scale.
+    pub fn bytes(self) -> usize {
+        match self {
+            ScaleFormat::F32 => 4,
+            ScaleFormat::Ue8m0Up | ScaleFormat::E8m0Down => 1,
+        }
+    }
+}
+
+/// Which operand a matrix is: decides the block shape of the DeepSeek scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// `m × k` activations (1×128 tiles in DeepSeek-V3).
+    Activations,
+    /// `n × k` weights (128×128 blocks in DeepSeek-V3).
+    Weights,
+}
+
+/// The block scheme.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Scheme {
+    /// No scale: a plain cast (the only choice for f32/bf16/f16).
+    None,
+    PerTensor,
+    /// DeepSeek-V3: 1×128 activation tiles, 128×128 weight blocks.
+    DeepSeek,
+    /// OCP MX: 32 elements along K share one scale.
+    Mx32,
+}
+
+/// A scaling scheme plus the storage of its scales, e.g. `deepseek`, `deepseek:ue8m0`, `mx32`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Scaling {
+    pub scheme: Scheme,
+    pub scale_format: ScaleFormat,
+}
+
+impl Scaling {
+    pub const NONE: Scaling = Scaling { scheme: Scheme::None, scale_format: ScaleFormat::F32 };
+    pub const PER_TENSOR: Scaling = Scaling { scheme: Scheme::PerTensor, scale_format: ScaleFormat::F32 };
+    pub const DEEPSEEK: Scaling = Scaling { scheme: Scheme::DeepSeek, scale_format: ScaleFormat::F32 };
+    pub const DEEPSEEK_UE8M0: Scaling = Scaling { scheme: Scheme::DeepSeek, scale_format: ScaleFormat::Ue8m0Up };
+    pub const MX32: Scaling = Scaling { scheme: Scheme::Mx32, scale_format: ScaleFormat::E8m0Down };
+
+    pub const ALLOWED: &'static str =
+        "none, per-tensor, per-tensor:ue8m0, deepseek, deepseek:ue8m0, mx32, mx32:ue8m0";
+
+    fn default_scale_format(scheme: Scheme) -> ScaleFormat {
+        match scheme {
+            Scheme::Mx32 => ScaleFormat::E8m0Down,
+            _ => ScaleFormat::F32,
+        }
+    }
+
+    /// The block (rows × cols) that shares one scale, for a `rows × cols` matrix in `role`.
+    pub fn block(self, role: Role, rows: usize, cols: usize) -> BlockShape {
+        match (self.scheme, role) {
+            (Scheme::None | Scheme::PerTensor, _) => BlockShape { rows: rows.max(1), cols: cols.max(1) },
+            (Scheme::DeepSeek, Role::Activations) => BlockShape { rows: 1, cols: 128 },
+            (Scheme::DeepSeek, Role::Weights) => BlockShape { rows: 128, cols: 128 },
+            (Scheme::Mx32, _) => BlockShape { rows: 1, cols: 32 },
+        }
+    }
+}
+
+impl fmt::Display for Scaling {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let scheme = match self.scheme {
+            Scheme::None => "none",
+            Scheme::PerTensor => "per-tensor",
+            Scheme::DeepSeek => "deepseek",
+            Scheme::Mx32 => "mx32",
+        };
+        f.write_str(scheme)?;
+        if self.scheme != Scheme::None && self.scale_format != Self::default_scale_format(self.scheme) {
+            write!(f, ":{}", self.scale_format.name())?;
+        }
+        Ok(())
+    }
+}
+
+impl FromStr for Scaling {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self, Error> {
+        let bad = || Error::invalid("scaling", s, Scaling::ALLOWED);
+        let (scheme, fmt) = match s.split_once(':') {
+            Some((a, b)) => (a, Some(b)),
+            None => (s, None),
+        };
+        let scheme = match scheme {
+            "none" => Scheme::None,
+            "per-tensor" | "tensor" => Scheme::PerTensor,
+            "deepseek" | "1x128" | "128x128" | "block" => Scheme::DeepSeek,
+            "mx32" | "mx" => Scheme::Mx32,
+            _ => return Err(bad()),
+        };
+        let scale_format = match fmt {
+            None => Self::default_scale_format(scheme),
+            Some("f32") if scheme != Scheme::Mx32 => ScaleFormat::F32,
+            Some("ue8m0") => ScaleFormat::Ue8m0Up,
+            Some("e8m0-floor") => ScaleFormat::E8m0Down,
+            Some(_) => return Err(bad()),
+        };
+        if scheme == Scheme::None && fmt.is_some() {
+            return Err(bad());
+        }
+        Ok(Scaling { scheme, scale_format })
+    }
+}
+
+impl Serialize for Scaling {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Scaling {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Shape of the block that shares one scale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockShape {
+    pub rows: usize,
+    pub cols: usize,
+}
+
+/// Stored element codes, one variant per storage format. Use [`with_codes!`](crate::with_codes)
+/// to run generic code on whichever variant is present.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Codes {
+    F32(Vec<f32>),
+    BF16(Vec<bf16>),
+    F16(Vec<f16>),
+    E4M3(Vec<E4m3>),
+    E5M2(Vec<E5m2>),
+}
+
+/// Run `$body` with `$codes` bound to the typed slice of a [`Codes`] (so the body is generic over
+/// [`Element`] without writing one arm per format).
+#[macro_export]
+macro_rules! with_codes {
+    ($value:expr, |$codes:ident| $body:expr) => {
+        match $value {
+            $crate::formats::scaling::Codes::F32($codes) => $body,
+            $crate::formats::scaling::Codes::BF16($codes) => $body,
+            $crate::formats::scaling::Codes::F16($codes) => $body,
+            $crate::formats::scaling::Codes::E4M3($codes) => $body,
+            $crate::formats::scaling::Codes::E5M2($codes) => $body,
+        }
+    };
+}
+
+impl Codes {
+    pub fn format(&self) -> Format {
+        match self {
+            Codes::F32(_) => Format::F32,
+            Codes::BF16(_) => Format::BF16,
+            Codes::F16(_) => Format::F16,
+            Codes::E4M3(_) => Format::E4M3,
+            Codes::E5M2(_) => Format::E5M2,
+        }
+    }
+    pub fn len(&self) -> usize {
+        with_codes!(self, |c| c.len())
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The raw bytes of the codes (for upload to a device).
+    pub fn as_bytes(&self) -> &[u8] {
+        with_codes!(self, |c| bytemuck::cast_slice(c.as_slice()))
+    }
+    /// Encode `values` (already divided by their scales) into `format`, saturating.
+    pub fn encode(format: Format, values: &[f32]) -> Codes {
+        fn enc<E: Element>(v: &[f32]) -> Vec<E> {
+            let mut out = vec![<E as bytemuck::Zeroable>::zeroed(); v.len()];
+            E::encode_slice(v, &mut out);
+            out
+        }
+        match format {
+            Format::F32 => Codes::F32(values.to_vec()),
+            Format::BF16 => Codes::BF16(enc(values)),
+            Format::F16 => Codes::F16(enc(values)),
+            Format::E4M3 => Codes::E4M3(enc(values)),
+            Format::E5M2 => Codes::E5M2(enc(values)),
+        }
+    }
+    pub fn decode(&self) -> Vec<f32> {
+        with_codes!(self, |c| {
+            let mut out = vec![0.0f32; c.len()];
+            Element::decode_slice(c.as_slice(), &mut out);
+            out
+        })
+    }
+}
+
+
+/// Logical bytes of a quantized tensor: what a format really costs, scales included.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct LogicalBytes {
+    pub codes: u64,
+    pub scales: u64,
+    pub total: u64,
+}
+
+/// A row-major `rows × cols` matrix stored in one format, with the scales of its blocks.
+/// `value[r][c] = decode(codes[r*cols + c]) · scales[block(r, c)]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuantizedMatrix {
+    pub rows: usize,
+    pub cols: usize,
+    pub codes: Codes,
+    pub scaling: Scaling,
+    pub block: BlockShape,
+    /// One scale per block, row-major over the block grid (`block_rows() × block_cols()`),
+    /// as the f32 value the scale stands for (exactly representable in its scale format).
+    pub scales: Vec<f32>,
+}
+
+impl QuantizedMatrix {
+    /// Quantize a row-major f32 matrix. Scaling other than `none` applies to FP8 formats only.
+    pub fn quantize(
+        values: &[f32],
+        rows: usize,
+        cols: usize,
+        format: Format,
+        scaling: Scaling,
+        role: Role,
+    ) -> Result<Self, Error> {
+        if values.len() != rows * cols {
+            return Err(Error::Shape(format!(
+                "matrix data has {} values, expected {rows}×{cols} = {}",
+                values.len(),
+                rows * cols
+            )));
+        }
+        if !format.is_fp8() && scaling.scheme != Scheme::None {
+            return Err(Error::invalid(
+                "scaling",
+                &scaling.to_string(),
+                &format!("none (scaling applies to e4m3/e5m2 only, not {format})"),
+            ));
+        }
+        let block = scaling.block(role, rows, cols);
+        let (br, bc) = (rows.div_ceil(block.rows), cols.div_ceil(block.cols));
+        if scaling.scheme == Scheme::None {
+            return Ok(QuantizedMatrix {
+                rows,
+                cols,
+                codes: Codes::encode(format, values),
+                scaling,
+                block,
+                scales: vec![1.0; br * bc],
+            });
+        }
+        let mut scales = vec![0f32; br * bc];
+        let mut scaled = vec![0f32; values.len()];
+        for bi in 0..br {
+            for bj in 0..bc {
+                let (r0, r1) = (bi * block.rows, ((bi + 1) * block.rows).min(rows));
+                let (c0, c1) = (bj * block.cols, ((bj + 1) * block.cols).min(cols));
+                let mut amax = 0f32;
+                for r in r0..r1 {
+                    for &v in &values[r * cols + c0..r * cols + c1] {
+                        if v.is_finite() {
+                            amax = amax.max(v.abs());
+                        }
+                    }
+                }
+                let s = block_scale(amax, format, scaling.scale_format);
+                scales[bi * bc + bj] = s;
+                for r in r0..r1 {
+                    for c in c0..c1 {
+                        scaled[r * cols + c] = values[r * cols + c] / s;
+                    }
+                }
+            }
+        }
+        Ok(QuantizedMatrix { rows, cols, codes: Codes::encode(format, &scaled), scaling, block, scales })
+    }
+
+    pub fn format(&self) -> Format {
+        self.codes.format()
+    }
+
+    /// Number of block rows and block columns of the scale grid.
+    pub fn scale_grid(&self) -> (usize, usize) {
+        (self.rows.div_ceil(self.block.rows), self.cols.div_ceil(self.block.cols))
+    }
+
+    /// Scale of the block holding element (r, c).
+    #[inline]
+    pub fn scale_at(&self, r: usize, c: usize) -> f32 {
+        let (_, bc) = self.scale_grid();
+        self.scales[(r / self.block.rows) * bc + c / self.block.cols]
+    }
+
+    /// Codes + scales as stored. A `none` scaling stores no scale.
+    pub fn logical_bytes(&self) -> LogicalBytes {
+        let codes = (self.rows * self.cols * self.format().bytes()) as u64;
+        let scales = if self.scaling.scheme == Scheme::None {
+            0
+        } else {
+            (self.scales.len() * self.scaling.scale_format.bytes()) as u64
+        };
+        LogicalBytes { codes, scales, total: codes + scales }
+    }
+
+    /// The scales as stored: f32 little-endian bytes, or one E8M0 code per scale.
+    pub fn stored_scales(&self) -> Vec<u8> {
+        match self.scaling.scale_format {
+            ScaleFormat::F32 => self.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            _ => self.scales.iter().map(|&s| e8m0::encode(s)).collect(),
+        }
+    }
+
+    /// Dequantize to f32 (the exact values the kernels multiply).
+    pub fn dequantize(&self) -> Vec<f32> {
+        let mut out = self.codes.decode();
+        if self.scaling.scheme != Scheme::None {
+            for r in 0..self.rows {
+                for c in 0..self.cols {
+                    out[r * self.cols + c] *= self.scale_at(r, c);
+                }
+            }
+        }
+        out
+    }
+
+    /// Dequantize to f64, for references.
+    pub fn dequantize_f64(&self) -> Vec<f64> {
+        let mut out: Vec<f64> = self.codes.decode().into_iter().map(f64::from).collect();
+        for r in 0..self.rows {
+            for c in 0..self.cols {
+                out[r * self.cols + c] *= self.scale_at(r, c) as f64;
+            }
+        }
+        out
+    }
+}
+
+/// The scale of one block with absolute maximum `amax`.
+pub fn block_scale(amax: f32, format: Format, scale_format: ScaleFormat) -> f32 {
+    // DeepSeek's quantizer clamps amax to ≥ 1e-4 so an all-zero block still gets a usable scale.
+    let amax = amax.max(1e-4);
+    let max = format.max();
+    match scale_format {
+        ScaleFormat::F32 => amax / max,
+        ScaleFormat::Ue8m0Up => {
+            e8m0::decode(e8m0::encode_ceil(amax / max).unwrap_or(if amax / max > 1.0 { 0xFE } else { 0 }))
+        }
+        ScaleFormat::E8m0Down => {
+            let emax_elem = e8m0::floor_log2(max);
+            let e = (e8m0::floor_log2(amax) - emax_elem).clamp(-127, 127);
+            e8m0::decode(e8m0::from_exponent(e).expect("clamped"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deepseek_weight_bytes_4096() {
+        let n = 4096;
+        let q = QuantizedMatrix {
+            rows: n,
+            cols: n,
+            codes: Codes::E4M3(vec![E4m3(0); n * n]),
+            scaling: Scaling::DEEPSEEK,
+            block: Scaling::DEEPSEEK.block(Role::Weights, n, n),
+            scales: vec![1.0; 32 * 32],
+        };
+        let b = q.logical_bytes();
+        assert_eq!(b.codes, 16 << 20);
+        assert_eq!(b.scales, 4096);
+        assert_eq!(b.total, (16 << 20) + 4096);
+    }
+
+    #[test]
+    fn scaling_names_round_trip() {
+        for s in ["none", "per-tensor", "per-tensor:ue8m0", "deepseek", "deepseek:ue8m0", "mx32", "mx32:ue8m0"] {
+            let p: Scaling = s.parse().unwrap();
+            assert_eq!(p.to_string(), s);
+        }
+        assert!("bogus".parse::<Scaling>().is_err());
+    }
+}

@@ -1,0 +1,1 @@
+//! candle-core as the peer backend.

@@ -1,0 +1,1 @@
+//! Native CPU backend: BLIS-style GEMM and streaming GEMV.

@@ -1,0 +1,1 @@
+//! GPU backend through wgpu (WGSL compute shaders).
