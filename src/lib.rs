@@ -10,6 +10,8 @@
 //! [`results::Run`] (JSON) → `report` / `project` / `claims`.
 
 pub mod cli;
+#[cfg(feature = "mpi")]
+pub mod collectives;
 pub mod error;
 pub mod formats;
 pub mod kernels;
@@ -19,7 +21,5 @@ pub mod project;
 pub mod report;
 pub mod results;
 pub mod study;
-#[cfg(feature = "mpi")]
-pub mod collectives;
 
 pub use error::{Error, Result};

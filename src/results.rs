@@ -174,9 +174,15 @@ impl Run {
         match value.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == SCHEMA_VERSION as u64 => {}
             Some(v) => {
-                return Err(Error::config(path, "schema_version", format!("{v} is not supported; allowed: {SCHEMA_VERSION}")))
+                return Err(Error::config(
+                    path,
+                    "schema_version",
+                    format!("{v} is not supported; allowed: {SCHEMA_VERSION}"),
+                ))
             }
-            None => return Err(Error::config(path, "schema_version", "missing: not a chipbench results file")),
+            None => {
+                return Err(Error::config(path, "schema_version", "missing: not a chipbench results file"))
+            }
         }
         serde_json::from_value(value).map_err(|e| Error::config(path, "records", e.to_string()))
     }

@@ -30,24 +30,12 @@ pub struct Fp8Spec {
 }
 
 /// OCP E4M3FN.
-pub const E4M3: Fp8Spec = Fp8Spec {
-    name: "e4m3fn",
-    exp_bits: 4,
-    man_bits: 3,
-    bias: 7,
-    max: 448.0,
-    ieee_specials: false,
-};
+pub const E4M3: Fp8Spec =
+    Fp8Spec { name: "e4m3fn", exp_bits: 4, man_bits: 3, bias: 7, max: 448.0, ieee_specials: false };
 
 /// OCP E5M2.
-pub const E5M2: Fp8Spec = Fp8Spec {
-    name: "e5m2",
-    exp_bits: 5,
-    man_bits: 2,
-    bias: 15,
-    max: 57344.0,
-    ieee_specials: true,
-};
+pub const E5M2: Fp8Spec =
+    Fp8Spec { name: "e5m2", exp_bits: 5, man_bits: 2, bias: 15, max: 57344.0, ieee_specials: true };
 
 impl Fp8Spec {
     /// Magnitude code of the largest finite value (0x7E for E4M3FN, 0x7B for E5M2).
@@ -218,7 +206,11 @@ mod tests {
             spec.decode_slice(&codes, &mut out);
             for c in 0..256 {
                 let s = spec.decode(c as u8);
-                assert!(s.to_bits() == out[c].to_bits() || (s.is_nan() && out[c].is_nan()), "{} code {c:#x}", spec.name);
+                assert!(
+                    s.to_bits() == out[c].to_bits() || (s.is_nan() && out[c].is_nan()),
+                    "{} code {c:#x}",
+                    spec.name
+                );
             }
         }
     }

@@ -79,7 +79,8 @@ impl Scaling {
     pub const NONE: Scaling = Scaling { scheme: Scheme::None, scale_format: ScaleFormat::F32 };
     pub const PER_TENSOR: Scaling = Scaling { scheme: Scheme::PerTensor, scale_format: ScaleFormat::F32 };
     pub const DEEPSEEK: Scaling = Scaling { scheme: Scheme::DeepSeek, scale_format: ScaleFormat::F32 };
-    pub const DEEPSEEK_UE8M0: Scaling = Scaling { scheme: Scheme::DeepSeek, scale_format: ScaleFormat::Ue8m0Up };
+    pub const DEEPSEEK_UE8M0: Scaling =
+        Scaling { scheme: Scheme::DeepSeek, scale_format: ScaleFormat::Ue8m0Up };
     pub const MX32: Scaling = Scaling { scheme: Scheme::Mx32, scale_format: ScaleFormat::E8m0Down };
 
     pub const ALLOWED: &'static str =
@@ -237,7 +238,6 @@ impl Codes {
         })
     }
 }
-
 
 /// Logical bytes of a quantized tensor: what a format really costs, scales included.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -424,7 +424,9 @@ mod tests {
 
     #[test]
     fn scaling_names_round_trip() {
-        for s in ["none", "per-tensor", "per-tensor:ue8m0", "deepseek", "deepseek:ue8m0", "mx32", "mx32:ue8m0"] {
+        for s in
+            ["none", "per-tensor", "per-tensor:ue8m0", "deepseek", "deepseek:ue8m0", "mx32", "mx32:ue8m0"]
+        {
             let p: Scaling = s.parse().unwrap();
             assert_eq!(p.to_string(), s);
         }

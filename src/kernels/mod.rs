@@ -52,7 +52,10 @@ pub struct Problem {
 impl Problem {
     pub fn new(op: Op, a: QuantizedMatrix, w: QuantizedMatrix) -> Result<Self> {
         if a.cols != w.cols {
-            return Err(crate::Error::Shape(format!("A is {}×{} but W is {}×{}: K differs", a.rows, a.cols, w.rows, w.cols)));
+            return Err(crate::Error::Shape(format!(
+                "A is {}×{} but W is {}×{}: K differs",
+                a.rows, a.cols, w.rows, w.cols
+            )));
         }
         if op == Op::Gemv && a.rows != 1 {
             return Err(crate::Error::Shape(format!("GEMV needs m = 1, got m = {}", a.rows)));
