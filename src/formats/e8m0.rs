@@ -43,12 +43,22 @@ pub fn floor_log2(x: f32) -> i32 {
 /// ceil(log2(x)) for a finite positive f32, exact.
 pub fn ceil_log2(x: f32) -> i32 {
     let f = floor_log2(x);
-    if x.to_bits() & 0x7F_FFFF == 0 && (x.to_bits() >> 23) != 0 {
-        f
-    } else if (x.to_bits() >> 23) == 0 && (x.to_bits() & 0x7F_FFFF).is_power_of_two() {
+    if is_power_of_two(x) {
         f
     } else {
         f + 1
+    }
+}
+
+/// Whether a finite positive f32 is an exact power of two: a normal with a zero mantissa, or a
+/// subnormal with a single mantissa bit set.
+pub fn is_power_of_two(x: f32) -> bool {
+    let bits = x.to_bits() & 0x7FFF_FFFF;
+    let (exp, man) = (bits >> 23, bits & 0x7F_FFFF);
+    match exp {
+        0 => man.is_power_of_two(),
+        0xFF => false,
+        _ => man == 0,
     }
 }
 
