@@ -10,6 +10,7 @@
 
 pub mod candle;
 pub mod cpu;
+mod stub;
 pub mod wgpu;
 
 use crate::formats::{Format, QuantizedMatrix, Scaling};
@@ -179,6 +180,12 @@ pub trait Backend: Send + Sync {
     /// How this particular problem (formats of A and W, scaling) would run.
     fn support(&self, problem: &Problem) -> Support;
     fn prepare<'a>(&'a self, problem: &'a Problem) -> Result<Box<dyn Prepared + 'a>>;
+
+    /// Unit roundoff of the output this backend returns for `problem` (0 for f32 output; a
+    /// backend that returns bf16 results says 2^-8). Validation widens its bound by it.
+    fn output_roundoff(&self, _problem: &Problem) -> f64 {
+        0.0
+    }
 
     /// Prepare, run once and return the output (for tests and validation).
     fn compute(&self, problem: &Problem) -> Result<Vec<f32>> {
