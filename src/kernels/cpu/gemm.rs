@@ -1,0 +1,222 @@
+//! GEMM driver (BLIS-style) and the portable microkernel.
+//!
+//! Loop nest, per run: for each K block of `KC` — pack all of A (the broadcast operand) into
+//! `MR`-row micro-panels, shared — then every work item (a rectangle of C: a range of rows × a
+//! chunk of at most `NB_MAX` columns) packs its own W chunk into `NR`-column micro-panels (which
+//! stay in L2) and runs the microkernel over its A micro-panels (outer, one stays in L1) × W
+//! micro-panels (inner). The rectangles tile C, so threads never share an output, and W is
+//! decoded exactly once per run when the columns are split (rows are split only when C has too
+//! few column chunks to feed every thread).
+//!
+//! Determinism: every element of C is computed as `c = 0; for each K block: c += t` where `t`
+//! is a fused multiply-add chain over that block in K order. That sequence does not depend on
+//! the rectangle split, the thread count or the tile shape, so results are bit-identical across
+//! thread counts and across the AVX-512, AVX2 and portable microkernels (all use FMA).
+
+use super::isa::Isa;
+use super::pack::{pack_panel, pack_panels};
+use super::Pool;
+use crate::formats::QuantizedMatrix;
+use crate::with_codes;
+use rayon::prelude::*;
+
+/// K block: the depth of one microkernel call. Fixed for every ISA (it fixes the rounding order).
+pub(crate) const KC: usize = 256;
+/// Most W columns one work item packs: `NB_MAX × KC × 4 B` = 512 KiB, half of a 1 MiB L2.
+const NB_MAX: usize = 512;
+
+pub(crate) const AVX512_MR: usize = 12;
+pub(crate) const AVX512_NR: usize = 32;
+pub(crate) const AVX2_MR: usize = 6;
+pub(crate) const AVX2_NR: usize = 16;
+pub(crate) const PORTABLE_MR: usize = 4;
+pub(crate) const PORTABLE_NR: usize = 16;
+const MAX_TILE: usize = 12 * 32;
+
+/// `tile[MR×NR] = Σ_p a[p·MR + r] · b[p·NR + c]` over `kc` steps (fresh accumulators).
+pub(crate) type Microkernel = fn(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]);
+
+fn microkernel(isa: Isa) -> Microkernel {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => super::x86::microkernel_avx512,
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => super::x86::microkernel_avx2,
+        _ => portable_microkernel::<PORTABLE_MR, PORTABLE_NR>,
+    }
+}
+
+#[cfg(test)]
+pub(crate) fn microkernel_for_test(isa: Isa) -> Microkernel {
+    microkernel(isa)
+}
+
+/// The portable twin of the SIMD microkernels: the same FMA chain per output element.
+pub(crate) fn portable_microkernel<const MR: usize, const NR: usize>(
+    kc: usize,
+    a: &[f32],
+    b: &[f32],
+    tile: &mut [f32],
+) {
+    let mut acc = [[0f32; NR]; MR];
+    for (ap, bp) in a[..kc * MR].chunks_exact(MR).zip(b[..kc * NR].chunks_exact(NR)) {
+        for (row, &av) in acc.iter_mut().zip(ap) {
+            for (c, &bv) in row.iter_mut().zip(bp) {
+                *c = av.mul_add(bv, *c);
+            }
+        }
+    }
+    for (dst, row) in tile.chunks_exact_mut(NR).zip(&acc) {
+        dst.copy_from_slice(row);
+    }
+}
+
+/// How a GEMM is cut into work items; fixed at prepare time.
+#[derive(Debug, Clone)]
+pub(crate) struct GemmPlan {
+    mr: usize,
+    nr: usize,
+    kernel: Microkernel,
+    m_panels: usize,
+    /// Row ranges (multiples of `mr`) × column chunks (multiples of `nr`) = the work items.
+    row_ranges: Vec<(usize, usize)>,
+    col_chunks: Vec<(usize, usize)>,
+}
+
+/// Packing buffers, allocated once at prepare time.
+#[derive(Debug)]
+pub(crate) struct GemmWork {
+    a_pack: Vec<f32>,
+    /// Per work item: its packed W chunk and its decode scratch.
+    w_packs: Vec<(Vec<f32>, Vec<f32>)>,
+    threads: usize,
+}
+
+impl GemmWork {
+    pub(crate) fn bytes(&self, plan: &GemmPlan) -> u64 {
+        let w: usize = self.w_packs.iter().map(|(p, s)| p.len() + s.len()).sum();
+        // A is packed with one `mr × KC` decode scratch per thread.
+        ((self.a_pack.len() + w + self.threads * plan.mr * KC) * 4) as u64
+    }
+}
+
+impl GemmPlan {
+    pub(crate) fn new(isa: Isa, m: usize, n: usize, threads: usize) -> GemmPlan {
+        let (mr, nr) = isa.tile();
+        let threads = threads.max(1);
+        let m_panels = m.div_ceil(mr);
+        let n_panels = n.div_ceil(nr).max(1);
+        // Column chunks: at most NB_MAX wide, a multiple of the thread count when possible.
+        let mut chunks = n.div_ceil(NB_MAX).div_ceil(threads) * threads;
+        chunks = chunks.clamp(1, n_panels);
+        let per_chunk = n_panels.div_ceil(chunks);
+        let col_chunks: Vec<_> = (0..n_panels.div_ceil(per_chunk))
+            .map(|c| (c * per_chunk * nr, ((c + 1) * per_chunk * nr).min(n)))
+            .collect();
+        // Split rows only when the column chunks alone cannot feed every thread.
+        let row_splits = threads.div_ceil(col_chunks.len()).clamp(1, m_panels.max(1));
+        let per_range = m_panels.div_ceil(row_splits).max(1);
+        let row_ranges: Vec<_> = (0..m_panels.div_ceil(per_range).max(1))
+            .map(|r| (r * per_range * mr, ((r + 1) * per_range * mr).min(m)))
+            .collect();
+        GemmPlan { mr, nr, kernel: microkernel(isa), m_panels, row_ranges, col_chunks }
+    }
+
+    pub(crate) fn work(&self, k: usize, threads: usize) -> GemmWork {
+        let kc = KC.min(k.max(1));
+        let w_packs = self
+            .row_ranges
+            .iter()
+            .flat_map(|_| self.col_chunks.iter())
+            .map(|&(c0, c1)| {
+                (vec![0f32; (c1 - c0).div_ceil(self.nr) * self.nr * kc], vec![0f32; self.nr * kc])
+            })
+            .collect();
+        GemmWork { a_pack: vec![0f32; self.m_panels * self.mr * kc], w_packs, threads }
+    }
+}
+
+/// One rectangle of C and the buffers its thread uses.
+struct Item<'c, 'w> {
+    rows: (usize, usize),
+    cols: (usize, usize),
+    /// C rows `rows.0..rows.1`, each cut to columns `cols.0..cols.1`.
+    c: Vec<&'c mut [f32]>,
+    w_pack: &'w mut Vec<f32>,
+    scratch: &'w mut Vec<f32>,
+}
+
+/// `c[m×n] = A · Wᵀ`.
+pub(crate) fn run(
+    a: &QuantizedMatrix,
+    w: &QuantizedMatrix,
+    plan: &GemmPlan,
+    work: &mut GemmWork,
+    c: &mut [f32],
+    pool: &Pool,
+) {
+    let (m, n, k) = (a.rows, w.rows, a.cols);
+    c.fill(0.0);
+    if m == 0 || n == 0 || k == 0 {
+        return;
+    }
+    let (mr, nr) = (plan.mr, plan.nr);
+    let ncc = plan.col_chunks.len();
+    // Cut C into the work items' rectangles (safe: disjoint mutable slices).
+    let mut items: Vec<Item> = Vec::with_capacity(plan.row_ranges.len() * ncc);
+    let mut packs = work.w_packs.iter_mut();
+    for &rows in &plan.row_ranges {
+        for &cols in &plan.col_chunks {
+            let (w_pack, scratch) = packs.next().expect("one pack per item");
+            items.push(Item { rows, cols, c: Vec::with_capacity(rows.1 - rows.0), w_pack, scratch });
+        }
+    }
+    for (i, mut row) in c.chunks_exact_mut(n).enumerate() {
+        let ri = plan.row_ranges.iter().position(|&(r0, r1)| i >= r0 && i < r1).expect("rows covered");
+        for (ci, &(c0, c1)) in plan.col_chunks.iter().enumerate() {
+            let (head, rest) = row.split_at_mut(c1 - c0);
+            items[ri * ncc + ci].c.push(head);
+            row = rest;
+        }
+    }
+    let kernel = plan.kernel;
+    for p0 in (0..k).step_by(KC) {
+        let kc = KC.min(k - p0);
+        let a_pack = &mut work.a_pack[..plan.m_panels * mr * kc];
+        with_codes!(&a.codes, |codes| pool.install(|| {
+            a_pack.par_chunks_mut(mr * kc).enumerate().for_each_init(
+                || vec![0f32; mr * kc],
+                |scratch, (i, panel)| pack_panel(codes, a, i * mr, mr, p0, kc, panel, scratch),
+            )
+        }));
+        let a_pack = &work.a_pack[..plan.m_panels * mr * kc];
+        pool.install(|| {
+            items.par_iter_mut().for_each(|it| {
+                let (c0, c1) = it.cols;
+                let w_panels = (c1 - c0).div_ceil(nr);
+                let w_pack = &mut it.w_pack[..w_panels * nr * kc];
+                with_codes!(&w.codes, |codes| pack_panels(codes, w, c0, nr, p0, kc, w_pack, it.scratch));
+                let mut tile = [0f32; MAX_TILE];
+                let tile = &mut tile[..mr * nr];
+                let (r0, r1) = it.rows;
+                for (ip, a_panel) in
+                    a_pack.chunks_exact(mr * kc).enumerate().take(r1.div_ceil(mr)).skip(r0 / mr)
+                {
+                    let row0 = ip * mr;
+                    let rv = mr.min(r1 - row0);
+                    for (jp, w_panel) in w_pack.chunks_exact(nr * kc).enumerate() {
+                        kernel(kc, a_panel, w_panel, tile);
+                        let col = jp * nr;
+                        let cv = nr.min(c1 - c0 - col);
+                        for (r, t) in tile.chunks_exact(nr).take(rv).enumerate() {
+                            let dst = &mut it.c[row0 + r - r0][col..col + cv];
+                            for (d, s) in dst.iter_mut().zip(t) {
+                                *d += *s;
+                            }
+                        }
+                    }
+                }
+            })
+        });
+    }
+}

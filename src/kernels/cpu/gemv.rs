@@ -1,0 +1,142 @@
+//! GEMV `y = W · x`: memory-bound, so it streams W once, decoding the codes in registers (no
+//! staging copy), four rows at a time so each load of `x` serves four rows; threads split rows.
+//!
+//! The arithmetic every ISA follows (so the SIMD kernels and the portable twin agree bit for
+//! bit): per row, 16 f32 lanes; along K, per scale segment (the block width along K: 32 for MX,
+//! 128 for DeepSeek, all of K otherwise) a partial sum `part[l] = fma(w, x, part[l])` over chunks
+//! of 16 (the last chunk zero-padded), then `total[l] = fma(part[l], scale · factor, total[l])`
+//! — the weight scale applied once per K block into the f32 accumulator — and finally a fixed
+//! pairwise reduction of the 16 lanes ([`reduce16`]).
+//!
+//! `factor` exists because the SIMD decode of E4M3 goes through f16 bits without rebiasing:
+//! `code << 7` read as an f16 is exactly `value · 2^-8` (subnormals included), so the kernels use
+//! that raw value and fold the `2^8` into the per-segment scale. A power-of-two factor changes no
+//! rounding (barring underflow below 2^-118).
+
+use super::isa::Isa;
+use super::pack::decode_row_scaled;
+use super::Pool;
+use crate::formats::{Element, Format, QuantizedMatrix};
+use crate::with_codes;
+use rayon::prelude::*;
+
+/// Lanes of the logical accumulator vector (one zmm, or two ymm on AVX2).
+pub(crate) const LANES: usize = 16;
+/// Rows per call of the row kernel.
+pub(crate) const ROWS: usize = 4;
+
+/// The raw value the SIMD decode produces is `value / raw_factor`.
+pub(crate) fn raw_factor(format: Format) -> f32 {
+    if format == Format::E4M3 {
+        256.0
+    } else {
+        1.0
+    }
+}
+
+/// The fixed reduction order of the 16 lanes.
+#[inline]
+pub(crate) fn reduce16(t: &[f32; LANES]) -> f32 {
+    let mut h = [0f32; 8];
+    for l in 0..8 {
+        h[l] = t[l] + t[l + 8];
+    }
+    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
+    let p = [q[0] + q[2], q[1] + q[3]];
+    p[0] + p[1]
+}
+
+/// One group of up to [`ROWS`] rows: `out[r] = Σ_k w[r][k] · x[k]` with the row's segment scales.
+pub(crate) struct Rows<'a, E> {
+    pub w: [&'a [E]; ROWS],
+    /// Per row: its scale per K segment.
+    pub scales: [&'a [f32]; ROWS],
+    /// How many of the [`ROWS`] rows are real (the rest repeat the first and are ignored).
+    pub count: usize,
+}
+
+/// The portable twin: the same arithmetic as the SIMD row kernels, lane by lane.
+pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, factor: f32, out: &mut [f32]) {
+    let k = x.len();
+    for r in 0..rows.count {
+        let (w, scales) = (rows.w[r], rows.scales[r]);
+        let mut total = [0f32; LANES];
+        for (s, start) in (0..k).step_by(seg).enumerate() {
+            let end = (start + seg).min(k);
+            let mut part = [0f32; LANES];
+            for c0 in (start..end).step_by(LANES) {
+                for (l, p) in part.iter_mut().enumerate() {
+                    let i = c0 + l;
+                    let (wv, xv) = if i < end { (w[i].decode() / factor, x[i]) } else { (0.0, 0.0) };
+                    *p = wv.mul_add(xv, *p);
+                }
+            }
+            let sf = scales[s] * factor;
+            for (t, p) in total.iter_mut().zip(part) {
+                *t = p.mul_add(sf, *t);
+            }
+        }
+        out[r] = reduce16(&total);
+    }
+}
+
+pub(crate) fn rows_kernel<E: Element>(
+    isa: Isa,
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => super::x86::gemv_rows_avx512(rows, x, seg, factor, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => super::x86::gemv_rows_avx2(rows, x, seg, factor, out),
+        _ => rows_portable(rows, x, seg, factor, out),
+    }
+}
+
+/// `y = W · x` for `x = a` (1 × k). `x_buf` holds the decoded, scaled activations (k values).
+pub(crate) fn run(
+    a: &QuantizedMatrix,
+    w: &QuantizedMatrix,
+    isa: Isa,
+    x_buf: &mut [f32],
+    y: &mut [f32],
+    pool: &Pool,
+) {
+    let (n, k) = (w.rows, w.cols);
+    if k == 0 {
+        y.fill(0.0);
+        return;
+    }
+    with_codes!(&a.codes, |codes| decode_row_scaled(codes, a, 0, 0, x_buf));
+    let x = &*x_buf;
+    let seg = w.block.cols.min(k).max(1);
+    let (_, bc) = w.scale_grid();
+    let factor = raw_factor(w.format());
+    let threads = pool.threads();
+    // Small chunks (a multiple of ROWS) let rayon balance; each row's result does not depend on
+    // which chunk or thread computes it.
+    let chunk = (n.div_ceil(threads * 8)).div_ceil(ROWS).max(1) * ROWS;
+    with_codes!(&w.codes, |codes| pool.install(|| {
+        y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| {
+            let row0 = ci * chunk;
+            for (g, out) in ys.chunks_mut(ROWS).enumerate() {
+                let r0 = row0 + g * ROWS;
+                let row = |i: usize| {
+                    let j = r0 + i.min(out.len() - 1);
+                    let sb = (j / w.block.rows) * bc;
+                    (&codes[j * k..(j + 1) * k], &w.scales[sb..sb + bc])
+                };
+                let rows = Rows {
+                    w: std::array::from_fn(|i| row(i).0),
+                    scales: std::array::from_fn(|i| row(i).1),
+                    count: out.len(),
+                };
+                rows_kernel(isa, &rows, x, seg, factor, out);
+            }
+        })
+    }));
+}

@@ -1,0 +1,76 @@
+//! Which instruction set the kernels use, chosen at run time.
+//!
+//! The crate is built for the baseline target (no `-C target-cpu=native`), so the fast paths are
+//! compiled with `#[target_feature]` and picked here by feature detection. [`Isa::detect`] is the
+//! only constructor of a SIMD variant that a backend uses without asking, so a SIMD kernel never
+//! runs on a CPU that lacks its features; [`Isa::available`] lists what a test may compare.
+
+use serde::Serialize;
+use std::fmt;
+
+/// An instruction-set level with its own microkernel and GEMV row kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum Isa {
+    /// x86-64 AVX-512F (plus AVX2/FMA/F16C, implied on every AVX-512 CPU).
+    Avx512,
+    /// x86-64 AVX2 + FMA + F16C (Haswell, Zen and later).
+    Avx2,
+    /// Plain Rust. On aarch64 NEON is part of the baseline, so this code compiles to NEON `fmla`
+    /// there; on x86-64 it is the fallback for CPUs without AVX2/FMA.
+    Portable,
+}
+
+impl Isa {
+    /// The best level this CPU supports.
+    pub fn detect() -> Isa {
+        Self::available()[0]
+    }
+
+    /// Every level this CPU can run, best first (`Portable` is always last).
+    pub fn available() -> Vec<Isa> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx2 = is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma")
+                && is_x86_feature_detected!("f16c");
+            if avx2 && is_x86_feature_detected!("avx512f") {
+                v.push(Isa::Avx512);
+            }
+            if avx2 {
+                v.push(Isa::Avx2);
+            }
+        }
+        v.push(Isa::Portable);
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Avx512 => "avx512",
+            Isa::Avx2 => "avx2+fma",
+            Isa::Portable => {
+                if cfg!(target_arch = "aarch64") {
+                    "neon (portable)"
+                } else {
+                    "portable"
+                }
+            }
+        }
+    }
+
+    /// Microkernel tile: rows of A (broadcast) × columns of W (vector lanes).
+    pub(crate) fn tile(self) -> (usize, usize) {
+        match self {
+            Isa::Avx512 => (super::gemm::AVX512_MR, super::gemm::AVX512_NR),
+            Isa::Avx2 => (super::gemm::AVX2_MR, super::gemm::AVX2_NR),
+            Isa::Portable => (super::gemm::PORTABLE_MR, super::gemm::PORTABLE_NR),
+        }
+    }
+}
+
+impl fmt::Display for Isa {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}

@@ -1,0 +1,97 @@
+//! Unit tests of the SIMD pieces against their portable twins.
+
+use super::gemm::{microkernel_for_test, portable_microkernel};
+use super::gemv::{raw_factor, rows_portable, Rows, ROWS};
+use super::isa::Isa;
+use crate::formats::{E4m3, E5m2, Element};
+use half::{bf16, f16};
+
+/// Every code (all 2^8, or a spread of 2^16) decodes, through each SIMD path, to the scalar
+/// decode divided by the format's raw factor — bit for bit, NaN for NaN.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn simd_decode_matches_scalar_on_every_code() {
+    fn check<E: Element>(codes: Vec<E>) {
+        let factor = raw_factor(E::FORMAT);
+        for avx512 in [true, false] {
+            let isa = if avx512 { Isa::Avx512 } else { Isa::Avx2 };
+            if !Isa::available().contains(&isa) {
+                continue;
+            }
+            for chunk in codes.chunks_exact(16) {
+                let got = super::x86::decode16_raw(avx512, chunk.try_into().unwrap());
+                for (c, g) in chunk.iter().zip(got) {
+                    let want = c.decode() / factor;
+                    assert!(
+                        want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
+                        "{} {isa}: code {:?} gives {g:e}, want {want:e}",
+                        E::FORMAT,
+                        bytemuck::bytes_of(c)
+                    );
+                }
+            }
+        }
+    }
+    check((0..=255u8).map(E4m3).collect());
+    check((0..=255u8).map(E5m2).collect());
+    check((0..=u16::MAX).step_by(7).take(16 * 500).map(f16::from_bits).collect());
+    check((0..=u16::MAX).step_by(7).take(16 * 500).map(bf16::from_bits).collect());
+    check((0..4096).map(|i| (i as f32 - 2000.5) * 1.37e-3).collect::<Vec<f32>>());
+}
+
+#[test]
+fn simd_microkernels_match_the_portable_twin_bit_for_bit() {
+    for isa in Isa::available() {
+        let (mr, nr) = isa.tile();
+        for kc in [1, 5, 64, 256] {
+            let a: Vec<f32> = (0..kc * mr).map(|i| ((i * 7919) % 1000) as f32 / 333.0 - 1.5).collect();
+            let b: Vec<f32> = (0..kc * nr).map(|i| ((i * 104729) % 977) as f32 / 211.0 - 2.3).collect();
+            let mut got = vec![0f32; mr * nr];
+            microkernel_for_test(isa)(kc, &a, &b, &mut got);
+            // The portable twin on the same panels, one column group of 16 at a time.
+            let mut want = vec![0f32; mr * nr];
+            for r in 0..mr {
+                let ar: Vec<f32> = (0..kc).map(|p| a[p * mr + r]).collect();
+                let mut row = vec![0f32; 16];
+                for c0 in (0..nr).step_by(16) {
+                    let bc: Vec<f32> =
+                        (0..kc).flat_map(|p| b[p * nr + c0..p * nr + c0 + 16].to_vec()).collect();
+                    portable_microkernel::<1, 16>(kc, &ar, &bc, &mut row);
+                    want[r * nr + c0..r * nr + c0 + 16].copy_from_slice(&row);
+                }
+            }
+            assert_eq!(got, want, "{isa} kc={kc}");
+        }
+    }
+}
+
+#[test]
+fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
+    fn check<E: Element>(codes: &[E], k: usize, seg: usize) {
+        let x: Vec<f32> = (0..k).map(|i| ((i * 31) % 17) as f32 * 0.25 - 2.0).collect();
+        let nseg = k.div_ceil(seg);
+        let scales: Vec<f32> = (0..ROWS * nseg).map(|i| 0.5 + i as f32 * 0.125).collect();
+        let rows = Rows {
+            w: std::array::from_fn(|r| &codes[r * k..(r + 1) * k]),
+            scales: std::array::from_fn(|r| &scales[r * nseg..(r + 1) * nseg]),
+            count: ROWS,
+        };
+        let factor = raw_factor(E::FORMAT);
+        let mut want = [0f32; ROWS];
+        rows_portable(&rows, &x, seg, factor, &mut want);
+        for isa in Isa::available() {
+            let mut got = [0f32; ROWS];
+            super::gemv::rows_kernel(isa, &rows, &x, seg, factor, &mut got);
+            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{} {isa} k={k} seg={seg}", E::FORMAT);
+        }
+    }
+    for (k, seg) in [(1, 1), (15, 15), (33, 32), (200, 128), (300, 300), (64, 32)] {
+        let n = ROWS * k;
+        // Finite codes only (a NaN weight makes a NaN row in every path, but NaN != NaN).
+        check(&(0..n).map(|i| E4m3((i * 37 % 126) as u8 | ((i as u8 & 1) << 7))).collect::<Vec<_>>(), k, seg);
+        check(&(0..n).map(|i| E5m2((i * 53 % 123) as u8 | ((i as u8 & 2) << 6))).collect::<Vec<_>>(), k, seg);
+        check(&(0..n).map(|i| f16::from_f32((i as f32 * 0.77).sin())).collect::<Vec<_>>(), k, seg);
+        check(&(0..n).map(|i| bf16::from_f32((i as f32 * 0.61).cos())).collect::<Vec<_>>(), k, seg);
+        check(&(0..n).map(|i| (i as f32 * 0.13).sin() * 7.0).collect::<Vec<f32>>(), k, seg);
+    }
+}

@@ -1,0 +1,396 @@
+//! x86-64 kernels: AVX-512F and AVX2+FMA+F16C. All `unsafe` of the CPU backend lives here.
+//!
+//! Each public function is safe: it checks (cached, one atomic load) that the CPU has the
+//! features, checks slice lengths, then calls a `#[target_feature]` body. Their portable twins
+//! ([`super::gemm::portable_microkernel`], [`super::gemv::rows_portable`]) do the same arithmetic
+//! and are tested to give the same bits.
+//!
+//! Decode (GEMV; GEMM decodes while packing): 16 codes → 16 f32 lanes, no tables.
+//! - f32: a load; bf16: zero-extend to 32 bits and shift left 16; f16: `vcvtph2ps` (F16C).
+//! - E5M2 is the top byte of an f16: zero-extend to 16 bits, shift left 8, `vcvtph2ps`.
+//! - E4M3: sign-extend to 16 bits, shift left 7, mask to `S.0EEEE.MMM0000000`: that f16 is
+//!   exactly `value · 2^-8`, subnormals included (the caller folds 2^8 into the scale). The NaN
+//!   codes (S.1111.111) would read as ±1.875; a compare turns them into f16 NaN.
+
+use super::gemm::{AVX2_MR, AVX2_NR, AVX512_MR, AVX512_NR};
+use super::gemv::{reduce16, Rows, LANES, ROWS};
+use crate::formats::{Element, Format};
+use std::arch::x86_64::*;
+
+fn has_avx2() -> bool {
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
+}
+
+fn has_avx512() -> bool {
+    has_avx2() && is_x86_feature_detected!("avx512f")
+}
+
+// ---------------------------------------------------------------- decode (16 codes → f16 bits)
+
+/// E4M3 codes (16 bytes) → f16 bits of `value · 2^-8`.
+#[target_feature(enable = "avx2")]
+fn e4m3_f16_bits(codes: __m128i) -> __m256i {
+    let sx = _mm256_cvtepi8_epi16(codes);
+    let bits = _mm256_and_si256(_mm256_slli_epi16::<7>(sx), _mm256_set1_epi16(0xBF80u16 as i16));
+    // NaN codes: magnitude bits all ones (0x3F80 here); OR-ing all ones makes an f16 NaN.
+    let nan = _mm256_cmpeq_epi16(
+        _mm256_or_si256(bits, _mm256_set1_epi16(0x8000u16 as i16)),
+        _mm256_set1_epi16(0xBF80u16 as i16),
+    );
+    _mm256_or_si256(bits, nan)
+}
+
+/// 16 codes at `p` as f16 bits (E5M2, E4M3, F16 only).
+#[target_feature(enable = "avx2")]
+unsafe fn f16_bits<E: Element>(p: *const E) -> __m256i {
+    // SAFETY (callers): `p` points at 16 readable codes.
+    unsafe {
+        match E::FORMAT {
+            Format::E5M2 => _mm256_slli_epi16::<8>(_mm256_cvtepu8_epi16(_mm_loadu_si128(p.cast()))),
+            Format::E4M3 => e4m3_f16_bits(_mm_loadu_si128(p.cast())),
+            _ => _mm256_loadu_si256(p.cast()),
+        }
+    }
+}
+
+/// 16 codes at `p` → 16 raw f32 lanes (value / raw_factor).
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn load16_avx512<E: Element>(p: *const E) -> __m512 {
+    unsafe {
+        match E::FORMAT {
+            Format::F32 => _mm512_loadu_ps(p.cast()),
+            Format::BF16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(_mm512_cvtepu16_epi32(
+                _mm256_loadu_si256(p.cast()),
+            ))),
+            _ => _mm512_cvtph_ps(f16_bits(p)),
+        }
+    }
+}
+
+/// 16 codes at `p` → lanes 0..8 and 8..16.
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load16_avx2<E: Element>(p: *const E) -> [__m256; 2] {
+    unsafe {
+        match E::FORMAT {
+            Format::F32 => [_mm256_loadu_ps(p.cast()), _mm256_loadu_ps(p.cast::<f32>().add(8))],
+            Format::BF16 => {
+                let h = _mm256_loadu_si256(p.cast());
+                let lo = _mm256_cvtepu16_epi32(_mm256_castsi256_si128(h));
+                let hi = _mm256_cvtepu16_epi32(_mm256_extracti128_si256::<1>(h));
+                [
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(lo)),
+                    _mm256_castsi256_ps(_mm256_slli_epi32::<16>(hi)),
+                ]
+            }
+            _ => {
+                let h = f16_bits(p);
+                [
+                    _mm256_cvtph_ps(_mm256_castsi256_si128(h)),
+                    _mm256_cvtph_ps(_mm256_extracti128_si256::<1>(h)),
+                ]
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+/// Decode 16 codes with the SIMD path of `isa` into raw f32 values (for tests: every code).
+pub(crate) fn decode16_raw<E: Element>(avx512: bool, codes: &[E; 16]) -> [f32; 16] {
+    let mut out = [0f32; 16];
+    if avx512 {
+        assert!(has_avx512());
+        // SAFETY: features checked; 16 codes readable, 16 floats writable.
+        unsafe { store512(&mut out, load16_avx512(codes.as_ptr())) };
+    } else {
+        assert!(has_avx2());
+        unsafe { store256x2(&mut out, load16_avx2(codes.as_ptr())) };
+    }
+    out
+}
+
+#[cfg(test)]
+#[target_feature(enable = "avx512f")]
+fn store512(out: &mut [f32; 16], v: __m512) {
+    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
+}
+
+#[cfg(test)]
+#[target_feature(enable = "avx")]
+fn store256x2(out: &mut [f32; 16], v: [__m256; 2]) {
+    unsafe {
+        _mm256_storeu_ps(out.as_mut_ptr(), v[0]);
+        _mm256_storeu_ps(out.as_mut_ptr().add(8), v[1]);
+    }
+}
+
+// ---------------------------------------------------------------- GEMV rows
+
+/// A tail chunk (< 16 values) copied into zero-padded buffers, so the last step uses the same
+/// 16-lane arithmetic as the others.
+fn padded<E: Element>(src: &[E]) -> [E; LANES] {
+    let mut b = [<E as bytemuck::Zeroable>::zeroed(); LANES];
+    b[..src.len()].copy_from_slice(src);
+    b
+}
+
+fn padded_x(src: &[f32]) -> [f32; LANES] {
+    let mut b = [0f32; LANES];
+    b[..src.len()].copy_from_slice(src);
+    b
+}
+
+fn check_rows<E>(rows: &Rows<E>, x: &[f32], seg: usize, out: &[f32]) {
+    let nseg = x.len().div_ceil(seg.max(1));
+    assert!(seg > 0 && rows.count <= ROWS && out.len() >= rows.count);
+    assert!(rows.w.iter().all(|w| w.len() == x.len()) && rows.scales.iter().all(|s| s.len() >= nseg));
+}
+
+pub(crate) fn gemv_rows_avx512<E: Element>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
+    assert!(has_avx512());
+    check_rows(rows, x, seg, out);
+    // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
+    // goes through padded copies).
+    unsafe { gemv_rows_avx512_body(rows, x, seg, factor, out) }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn gemv_rows_avx512_body<E: Element>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
+    let k = x.len();
+    let mut total = [_mm512_setzero_ps(); ROWS];
+    let (mut start, mut s) = (0, 0);
+    while start < k {
+        let end = (start + seg).min(k);
+        let mut part = [_mm512_setzero_ps(); ROWS];
+        let mut c = start;
+        unsafe {
+            while c + LANES <= end {
+                let xv = _mm512_loadu_ps(x.as_ptr().add(c));
+                for r in 0..ROWS {
+                    part[r] = _mm512_fmadd_ps(load16_avx512(rows.w[r].as_ptr().add(c)), xv, part[r]);
+                }
+                c += LANES;
+            }
+            if c < end {
+                let xv = _mm512_loadu_ps(padded_x(&x[c..end]).as_ptr());
+                for r in 0..ROWS {
+                    let wb = padded(&rows.w[r][c..end]);
+                    part[r] = _mm512_fmadd_ps(load16_avx512(wb.as_ptr()), xv, part[r]);
+                }
+            }
+        }
+        for r in 0..ROWS {
+            total[r] = _mm512_fmadd_ps(part[r], _mm512_set1_ps(rows.scales[r][s] * factor), total[r]);
+        }
+        start = end;
+        s += 1;
+    }
+    for r in 0..rows.count {
+        let mut t = [0f32; LANES];
+        unsafe { _mm512_storeu_ps(t.as_mut_ptr(), total[r]) };
+        out[r] = reduce16(&t);
+    }
+}
+
+pub(crate) fn gemv_rows_avx2<E: Element>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
+    assert!(has_avx2());
+    check_rows(rows, x, seg, out);
+    // SAFETY: as for the AVX-512 body.
+    unsafe { gemv_rows_avx2_body(rows, x, seg, factor, out) }
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn gemv_rows_avx2_body<E: Element>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
+    let k = x.len();
+    let z = _mm256_setzero_ps();
+    let mut total = [[z; 2]; ROWS];
+    let (mut start, mut s) = (0, 0);
+    while start < k {
+        let end = (start + seg).min(k);
+        let mut part = [[z; 2]; ROWS];
+        let mut c = start;
+        unsafe {
+            while c + LANES <= end {
+                let xp = x.as_ptr().add(c);
+                let xv = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8))];
+                for r in 0..ROWS {
+                    let wv = load16_avx2(rows.w[r].as_ptr().add(c));
+                    part[r] = [
+                        _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
+                        _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
+                    ];
+                }
+                c += LANES;
+            }
+            if c < end {
+                let xb = padded_x(&x[c..end]);
+                let xv = [_mm256_loadu_ps(xb.as_ptr()), _mm256_loadu_ps(xb.as_ptr().add(8))];
+                for r in 0..ROWS {
+                    let wb = padded(&rows.w[r][c..end]);
+                    let wv = load16_avx2(wb.as_ptr());
+                    part[r] = [
+                        _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
+                        _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
+                    ];
+                }
+            }
+        }
+        for r in 0..ROWS {
+            let sf = _mm256_set1_ps(rows.scales[r][s] * factor);
+            total[r] =
+                [_mm256_fmadd_ps(part[r][0], sf, total[r][0]), _mm256_fmadd_ps(part[r][1], sf, total[r][1])];
+        }
+        start = end;
+        s += 1;
+    }
+    for r in 0..rows.count {
+        let mut t = [0f32; LANES];
+        unsafe {
+            _mm256_storeu_ps(t.as_mut_ptr(), total[r][0]);
+            _mm256_storeu_ps(t.as_mut_ptr().add(8), total[r][1]);
+        }
+        out[r] = reduce16(&t);
+    }
+}
+
+// ---------------------------------------------------------------- GEMM microkernels
+
+fn check_tile(kc: usize, a: &[f32], b: &[f32], tile: &[f32], mr: usize, nr: usize) {
+    assert!(a.len() >= kc * mr && b.len() >= kc * nr && tile.len() >= mr * nr);
+}
+
+/// 12 × 32 tile: 24 zmm accumulators, A broadcast, two W vectors per K step.
+pub(crate) fn microkernel_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]) {
+    assert!(has_avx512());
+    check_tile(kc, a, b, tile, AVX512_MR, AVX512_NR);
+    // SAFETY: features checked; lengths checked above.
+    unsafe { microkernel_avx512_body(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
+}
+
+#[target_feature(enable = "avx512f,avx2,fma,f16c")]
+unsafe fn microkernel_avx512_body(kc: usize, mut a: *const f32, mut b: *const f32, tile: *mut f32) {
+    const MR: usize = AVX512_MR;
+    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+    unsafe {
+        for _ in 0..kc {
+            let b0 = _mm512_loadu_ps(b);
+            let b1 = _mm512_loadu_ps(b.add(16));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm512_set1_ps(*a.add(r));
+                acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+            }
+            a = a.add(MR);
+            b = b.add(AVX512_NR);
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            _mm512_storeu_ps(tile.add(r * AVX512_NR), acc[0]);
+            _mm512_storeu_ps(tile.add(r * AVX512_NR + 16), acc[1]);
+        }
+    }
+}
+
+/// 6 × 16 tile: 12 ymm accumulators.
+pub(crate) fn microkernel_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]) {
+    assert!(has_avx2());
+    check_tile(kc, a, b, tile, AVX2_MR, AVX2_NR);
+    // SAFETY: features checked; lengths checked above.
+    unsafe { microkernel_avx2_body(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
+}
+
+#[target_feature(enable = "avx2,fma")]
+unsafe fn microkernel_avx2_body(kc: usize, mut a: *const f32, mut b: *const f32, tile: *mut f32) {
+    const MR: usize = AVX2_MR;
+    let mut acc = [[_mm256_setzero_ps(); 2]; MR];
+    unsafe {
+        for _ in 0..kc {
+            let b0 = _mm256_loadu_ps(b);
+            let b1 = _mm256_loadu_ps(b.add(8));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let av = _mm256_broadcast_ss(&*a.add(r));
+                acc[0] = _mm256_fmadd_ps(av, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(av, b1, acc[1]);
+            }
+            a = a.add(MR);
+            b = b.add(AVX2_NR);
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            _mm256_storeu_ps(tile.add(r * AVX2_NR), acc[0]);
+            _mm256_storeu_ps(tile.add(r * AVX2_NR + 8), acc[1]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------- FMA peak
+
+/// Run `iters` steps of 12 independent FMA chains in registers; returns flops done and a value
+/// that depends on every chain (so nothing is optimised away).
+pub(crate) fn fma_loop(avx512: bool, iters: u64) -> (f64, f32) {
+    if avx512 && has_avx512() {
+        // SAFETY: features checked.
+        (iters as f64 * 12.0 * 16.0 * 2.0, unsafe { fma_loop_avx512(iters) })
+    } else if has_avx2() {
+        (iters as f64 * 12.0 * 8.0 * 2.0, unsafe { fma_loop_avx2(iters) })
+    } else {
+        (0.0, 0.0)
+    }
+}
+
+#[target_feature(enable = "avx512f")]
+fn fma_loop_avx512(iters: u64) -> f32 {
+    let m = _mm512_set1_ps(0.999_999_9);
+    let c = _mm512_set1_ps(1e-7);
+    let mut acc: [__m512; 12] = std::array::from_fn(|i| _mm512_set1_ps(i as f32));
+    for _ in 0..iters {
+        for a in &mut acc {
+            *a = _mm512_fmadd_ps(*a, m, c);
+        }
+    }
+    let mut s = acc[0];
+    for a in &acc[1..] {
+        s = _mm512_add_ps(s, *a);
+    }
+    _mm512_reduce_add_ps(s)
+}
+
+#[target_feature(enable = "avx2,fma")]
+fn fma_loop_avx2(iters: u64) -> f32 {
+    let m = _mm256_set1_ps(0.999_999_9);
+    let c = _mm256_set1_ps(1e-7);
+    let mut acc: [__m256; 12] = std::array::from_fn(|i| _mm256_set1_ps(i as f32));
+    for _ in 0..iters {
+        for a in &mut acc {
+            *a = _mm256_fmadd_ps(*a, m, c);
+        }
+    }
+    let mut t = [0f32; 8];
+    let mut s = acc[0];
+    for a in &acc[1..] {
+        s = _mm256_add_ps(s, *a);
+    }
+    unsafe { _mm256_storeu_ps(t.as_mut_ptr(), s) };
+    t.iter().sum()
+}
