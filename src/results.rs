@@ -97,13 +97,21 @@ pub struct Time {
     pub samples: usize,
 }
 
-/// Error of the output against the f64 reference on the same quantized inputs.
+/// Error of the output against the f64 reference on the same quantized inputs. A NaN (an
+/// invalid output) is written as JSON `null` and read back as NaN.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct ErrorStats {
+    #[serde(deserialize_with = "null_as_nan")]
     pub max_abs: f64,
+    #[serde(deserialize_with = "null_as_nan")]
     pub max_rel: f64,
     /// DeepGEMM's `1 - 2Σxy / Σ(x²+y²)`.
+    #[serde(deserialize_with = "null_as_nan")]
     pub diff: f64,
+}
+
+fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
+    Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
 
 /// Memory of one workload measured three ways.
@@ -117,6 +125,10 @@ pub struct Memory {
     /// when measured.
     #[serde(default)]
     pub rss_peak_bytes: Option<u64>,
+    /// Peak of a baseline child that opened the same backend and built nothing (the runtime's
+    /// fixed overhead); `rss_peak_bytes - rss_baseline_bytes` is what the workload held.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rss_baseline_bytes: Option<u64>,
 }
 
 /// One measured kernel (or, for collectives, one op × size × payload).
@@ -168,8 +180,15 @@ impl Run {
 
     /// Read a results file, refusing other schemas with a one-line error.
     pub fn load(path: &Path) -> Result<Run> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let value: serde_json::Value = serde_json::from_str(&text)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Run::parse(&bytes, path)
+    }
+
+    /// Parse results JSON; `path` only names the source in error messages.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Run> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::config(path, "json", format!("not UTF-8 text: {e}")))?;
+        let value: serde_json::Value = serde_json::from_str(text)
             .map_err(|e| Error::config(path, "json", format!("not valid JSON: {e}")))?;
         match value.get("schema_version").and_then(|v| v.as_u64()) {
             Some(v) if v == SCHEMA_VERSION as u64 => {}
@@ -184,7 +203,19 @@ impl Run {
                 return Err(Error::config(path, "schema_version", "missing: not a chipbench results file"))
             }
         }
-        serde_json::from_value(value).map_err(|e| Error::config(path, "records", e.to_string()))
+        let run: Run =
+            serde_json::from_value(value).map_err(|e| Error::config(path, "json", e.to_string()))?;
+        for (i, r) in run.records.iter().enumerate() {
+            let numbers = [r.gflops, r.gbs, r.time.median_s, r.time.min_s, r.time.max_s];
+            if numbers.iter().any(|x| !x.is_finite() || *x < 0.0) {
+                return Err(Error::config(
+                    path,
+                    format!("records[{i}]"),
+                    "gflops, gbs and time must be finite and non-negative",
+                ));
+            }
+        }
+        Ok(run)
     }
 }
 
