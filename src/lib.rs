@@ -9,8 +9,8 @@
 //! [`kernels::Backend`] trait: native CPU, candle, wgpu) → `measure` (validate, time, bytes) →
 //! [`results::Run`] (JSON) → `report` / `project` / `claims`.
 
+pub mod claims;
 pub mod cli;
-#[cfg(feature = "mpi")]
 pub mod collectives;
 pub mod error;
 pub mod formats;
