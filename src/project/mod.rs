@@ -1,1 +1,5 @@
-//! project
+//! Projection of measured kernels onto chip profiles (roofline), the check of that method on
+//! this machine, the arithmetic-intensity sweep analysis with its SVG plot, and the model
+//! planner (memory, chips needed, decode/prefill bounds, training, collectives).
+
+pub mod roofline;
