@@ -1,0 +1,258 @@
+//! Native CPU kernels: GEMM and GEMV in every format, then a report of the targets.
+//!
+//! Criterion part: the matrix (ops × formats × shapes) is declared once in `CASES` and the cases
+//! are generated from it; sample size 10 and short measurement times keep it to seconds.
+//! Report part: on the same machine in the same run, measures the FMA peak (register-only FMA
+//! loop), a STREAM-like read bandwidth, FP32 GEMM at n = 1024/2048 against candle's F32 matmul
+//! (all cores both), every format's GEMM against FP32, and GEMV weights/s with W ≥ 4× the
+//! last-level cache. Every timed output is first checked against an f64 reference on sampled
+//! elements with the validation bound; a failed check aborts the report.
+//! `CHIPBENCH_BENCH_FULL=1` adds n = 4096.
+
+use chipbench::formats::scaling::Role;
+use chipbench::formats::{Format, QuantizedMatrix, Scaling};
+use chipbench::kernels::cpu::{fma_peak_gflops, CpuBackend};
+use chipbench::kernels::{Backend, Op, Problem};
+use chipbench::measure::inputs::{random_matrix, Dist, ProblemSpec};
+use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+/// The criterion matrix: (op, m, n, k) × every format (FP8 per-tensor scaled).
+const CASES: &[(Op, usize, usize, usize)] =
+    &[(Op::Gemm, 256, 256, 256), (Op::Gemm, 512, 512, 512), (Op::Gemv, 1, 4096, 4096)];
+
+fn scaling_for(format: Format) -> Scaling {
+    if format.is_fp8() {
+        Scaling::PER_TENSOR
+    } else {
+        Scaling::NONE
+    }
+}
+
+fn kernels(c: &mut Criterion) {
+    let backend = CpuBackend::new(0);
+    for &(op, m, n, k) in CASES {
+        let mut group = c.benchmark_group(format!("cpu/{op}/{m}x{n}x{k}"));
+        group
+            .sample_size(10)
+            .warm_up_time(Duration::from_millis(300))
+            .measurement_time(Duration::from_secs(1));
+        for format in Format::ALL {
+            let p = ProblemSpec::new(op, m, n, k, format, scaling_for(format)).build().unwrap();
+            check(&p, &backend.compute(&p).unwrap(), "criterion case");
+            let mut prepared = backend.prepare(&p).unwrap();
+            match op {
+                Op::Gemm => group.throughput(Throughput::Elements(p.flops() as u64)),
+                Op::Gemv => group.throughput(Throughput::Bytes(p.w.logical_bytes().total)),
+            };
+            group.bench_function(BenchmarkId::from_parameter(format), |b| b.iter(|| prepared.run().unwrap()));
+        }
+        group.finish();
+    }
+}
+
+/// Check sampled output elements against f64 with the validation bound `2 (k + 16) 2^-24 Σ|a·w|`.
+fn check(p: &Problem, out: &[f32], what: &str) {
+    let (m, n, k) = (p.m(), p.n(), p.k());
+    assert_eq!(out.len(), m * n, "{what}: output size");
+    let (a, w) = (p.a.dequantize_f64(), p.w.dequantize_f64());
+    let gamma = 2.0 * (k as f64 + 16.0) * 2f64.powi(-24);
+    for s in 0..64usize {
+        let (i, j) = ((s * 7919) % m, (s * 104_729 + 13) % n);
+        let (mut r, mut abs) = (0f64, 0f64);
+        for t in 0..k {
+            let prod = a[i * k + t] * w[j * k + t];
+            r += prod;
+            abs += prod.abs();
+        }
+        let d = (out[i * n + j] as f64 - r).abs();
+        assert!(
+            d <= gamma * abs + 1e-30,
+            "{what}: C[{i}][{j}] = {} but f64 says {r} (bound {})",
+            out[i * n + j],
+            gamma * abs
+        );
+    }
+}
+
+/// Median seconds of `reps` runs after one warm-up.
+fn time(reps: usize, mut f: impl FnMut()) -> f64 {
+    f();
+    let mut t: Vec<f64> = (0..reps)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[t.len() / 2]
+}
+
+fn llc_bytes() -> usize {
+    (0..8)
+        .filter_map(|i| {
+            std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu0/cache/index{i}/size")).ok()
+        })
+        .filter_map(|s| {
+            let s = s.trim();
+            let (num, mul) = match s.strip_suffix('K') {
+                Some(v) => (v, 1 << 10),
+                None => s.strip_suffix('M').map_or((s, 1), |v| (v, 1 << 20)),
+            };
+            num.parse::<usize>().ok().map(|v| v * mul)
+        })
+        .max()
+        .unwrap_or(32 << 20)
+}
+
+/// STREAM-like read bandwidth (GB/s): every thread sums its share of a buffer ≥ 4× LLC.
+fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
+    let data: Vec<f32> = (0..bytes / 4).map(|i| (i % 1024) as f32).collect();
+    let chunk = data.len().div_ceil(threads);
+    let mut best = 0f64;
+    for _ in 0..5 {
+        let t = Instant::now();
+        let sum: f32 = std::thread::scope(|s| {
+            let hs: Vec<_> = data
+                .chunks(chunk)
+                .map(|part| {
+                    s.spawn(move || {
+                        let mut acc = [0f32; 32];
+                        for c in part.chunks_exact(32) {
+                            for (a, v) in acc.iter_mut().zip(c) {
+                                *a += v;
+                            }
+                        }
+                        acc.iter().sum::<f32>()
+                    })
+                })
+                .collect();
+            hs.into_iter().map(|h| h.join().unwrap()).sum()
+        });
+        black_box(sum);
+        best = best.max(bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+fn gemm_problem(n: usize, format: Format) -> Problem {
+    ProblemSpec::new(Op::Gemm, n, n, n, format, scaling_for(format)).with_seed(n as u64).build().unwrap()
+}
+
+/// GFLOP/s of our GEMM (validated first).
+fn our_gemm(backend: &CpuBackend, p: &Problem, reps: usize) -> f64 {
+    let mut prepared = backend.prepare(p).unwrap();
+    prepared.run().unwrap();
+    check(p, &prepared.output().unwrap(), &format!("cpu gemm {}", p.format()));
+    p.flops()
+        / time(reps, || {
+            prepared.run().unwrap();
+        })
+        / 1e9
+}
+
+/// GFLOP/s of candle's F32 matmul on the same (f32) problem, W given as k×n contiguous.
+fn candle_gemm(p: &Problem, reps: usize) -> f64 {
+    use candle_core::{Device, Tensor};
+    let (m, n, k) = (p.m(), p.n(), p.k());
+    let a = Tensor::from_vec(p.a.dequantize(), (m, k), &Device::Cpu).unwrap();
+    let w = Tensor::from_vec(p.w.dequantize(), (n, k), &Device::Cpu).unwrap();
+    let wt = w.t().unwrap().contiguous().unwrap();
+    let out: Vec<f32> = a.matmul(&wt).unwrap().flatten_all().unwrap().to_vec1().unwrap();
+    check(p, &out, "candle matmul");
+    p.flops()
+        / time(reps, || {
+            black_box(a.matmul(&wt).unwrap());
+        })
+        / 1e9
+}
+
+fn report() {
+    let backend = CpuBackend::new(0);
+    let threads = backend.threads();
+    let full = std::env::var("CHIPBENCH_BENCH_FULL").is_ok_and(|v| v == "1");
+    let llc = llc_bytes();
+    println!("\n== chipbench cpu kernels report: {} threads, isa {} ==", threads, backend.isa());
+    let peak = fma_peak_gflops(threads, 0.5);
+    let bw = read_bandwidth(threads, (4 * llc).max(256 << 20));
+    println!(
+        "FMA peak (register-only loop): {peak:.1} GFLOP/s; STREAM-like read: {bw:.1} GB/s; LLC {} MiB",
+        llc >> 20
+    );
+
+    let sizes: &[usize] = if full { &[1024, 2048, 4096] } else { &[1024, 2048] };
+    println!(
+        "\n{:>6} {:>6} {:>10} {:>9} {:>10} {:>9}",
+        "n", "format", "GFLOP/s", "/ peak", "/ candle", "/ own f32"
+    );
+    for &n in sizes {
+        let reps = if n >= 4096 { 3 } else { 5 };
+        let f32p = gemm_problem(n, Format::F32);
+        let ours = our_gemm(&backend, &f32p, reps);
+        let candle = candle_gemm(&f32p, reps);
+        drop(f32p);
+        println!(
+            "{n:>6} {:>6} {ours:>10.1} {:>8.1}% {:>9.2}x {:>9}",
+            "f32",
+            100.0 * ours / peak,
+            ours / candle,
+            "1.00x"
+        );
+        println!(
+            "{n:>6} {:>6} {candle:>10.1} {:>8.1}% {:>10} {:>9}",
+            "candle",
+            100.0 * candle / peak,
+            "",
+            ""
+        );
+        for format in [Format::BF16, Format::F16, Format::E4M3, Format::E5M2] {
+            let g = our_gemm(&backend, &gemm_problem(n, format), reps);
+            println!("{n:>6} {format:>6} {g:>10.1} {:>8.1}% {:>10} {:>8.2}x", 100.0 * g / peak, "", g / ours);
+        }
+    }
+
+    // GEMV with the weights of the smallest format (FP8) already ≥ 4× LLC.
+    let k = 8192;
+    let n = (4 * llc).div_ceil(k).next_multiple_of(1024);
+    println!("\nGEMV {n}×{k} (FP8 weights {} MiB ≥ 4× LLC), FP8 per-tensor scaled", n * k >> 20);
+    println!(
+        "{:>6} {:>10} {:>11} {:>8} {:>10} {:>9}",
+        "format", "MiB", "Gweights/s", "GB/s", "/ read bw", "/ f32"
+    );
+    let values = random_matrix(n, k, 7, Dist::Gaussian);
+    let x = random_matrix(1, k, 8, Dist::Gaussian);
+    let a = QuantizedMatrix::quantize(&x, 1, k, Format::F32, Scaling::NONE, Role::Activations).unwrap();
+    let mut f32_rate = 0.0;
+    for format in Format::ALL {
+        let w = QuantizedMatrix::quantize(&values, n, k, format, scaling_for(format), Role::Weights).unwrap();
+        let p = Problem::new(Op::Gemv, a.clone(), w).unwrap();
+        let mut prepared = backend.prepare(&p).unwrap();
+        prepared.run().unwrap();
+        check(&p, &prepared.output().unwrap(), &format!("cpu gemv {format}"));
+        let s = time(7, || {
+            prepared.run().unwrap();
+        });
+        let rate = (n * k) as f64 / s / 1e9;
+        let gbs = p.w.logical_bytes().total as f64 / s / 1e9;
+        if format == Format::F32 {
+            f32_rate = rate;
+        }
+        let mib = p.w.logical_bytes().total >> 20;
+        println!(
+            "{format:>6} {mib:>10} {rate:>11.2} {gbs:>8.1} {:>9.1}% {:>8.2}x",
+            100.0 * gbs / bw,
+            rate / f32_rate
+        );
+    }
+    println!("targets: GEMM f32 ≥ 90% peak, ≥ 1.0x candle; formats ≥ 0.9x own f32; GEMV f16/f32 ≥ 1.9x, fp8/f32 ≥ 2.5x; f32 GEMV ≥ 85% read bw");
+}
+
+criterion_group!(benches, kernels);
+
+fn main() {
+    benches();
+    report();
+    Criterion::default().configure_from_args().final_summary();
+}

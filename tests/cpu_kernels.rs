@@ -1,0 +1,95 @@
+//! CPU-backend specific checks: bit-identical results across thread counts and instruction sets,
+//! shapes that exercise every edge of the blocking (several K blocks, several column chunks,
+//! row splits, ragged tiles), validated against the f64 reference.
+
+use chipbench::formats::{Format, Scaling};
+use chipbench::kernels::cpu::{CpuBackend, Isa};
+use chipbench::kernels::{Backend, Op};
+use chipbench::measure::inputs::ProblemSpec;
+use chipbench::measure::validate::{validate, Reference};
+
+fn cases() -> Vec<(Op, usize, usize, usize, Format, Format, Scaling)> {
+    let mut v = Vec::new();
+    // (m, n, k): two K blocks with a ragged third; 1100 columns = several column chunks; m = 2
+    // forces a row/column split for 3 threads; k = 1 and k = 33 are below any block.
+    let gemm = [(37, 1100, 600), (2, 70, 33), (13, 3, 1), (130, 45, 257)];
+    let gemv = [(1100, 600), (5, 129), (67, 33), (3, 1)];
+    for format in Format::ALL {
+        let scalings: Vec<Scaling> = if format.is_fp8() {
+            vec![Scaling::PER_TENSOR, Scaling::DEEPSEEK, Scaling::DEEPSEEK_UE8M0, Scaling::MX32]
+        } else {
+            vec![Scaling::NONE]
+        };
+        for scaling in scalings {
+            let act = if format.is_fp8() { format } else { Format::BF16 };
+            for &(m, n, k) in &gemm {
+                v.push((Op::Gemm, m, n, k, format, act, scaling));
+            }
+            for &(n, k) in &gemv {
+                v.push((Op::Gemv, 1, n, k, format, Format::F32, scaling));
+            }
+        }
+    }
+    v
+}
+
+#[test]
+fn bit_identical_across_thread_counts_and_isas_and_valid() {
+    let isas = Isa::available();
+    let backends: Vec<CpuBackend> = [1, 2, 3]
+        .into_iter()
+        .flat_map(|t| isas.iter().map(move |&isa| CpuBackend::with_isa(t, isa).unwrap()))
+        .collect();
+    let mut checked = 0;
+    for (op, m, n, k, format, act, scaling) in cases() {
+        let p = ProblemSpec::new(op, m, n, k, format, scaling)
+            .with_act_format(act)
+            .with_seed((m * 131 + n * 17 + k) as u64)
+            .build()
+            .unwrap();
+        let reference = Reference::compute(&p);
+        let first = backends[0].compute(&p).unwrap();
+        let v = validate(&first, &reference, 0.0);
+        assert!(v.valid, "{op} {format} a={act} {scaling} {m}x{n}x{k}: {}", v.reason);
+        for b in &backends[1..] {
+            let out = b.compute(&p).unwrap();
+            assert!(
+                out.iter().zip(&first).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{op} {format} {scaling} {m}x{n}x{k}: {} threads / {} differs from 1 thread / {}",
+                b.threads(),
+                b.isa(),
+                backends[0].isa()
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked > 50);
+}
+
+#[test]
+fn prepared_problem_reports_its_buffers_honestly() {
+    let b = CpuBackend::new(2);
+    let p = ProblemSpec::new(Op::Gemm, 20, 40, 300, Format::E4M3, Scaling::DEEPSEEK).build().unwrap();
+    let prepared = b.prepare(&p).unwrap();
+    let bytes = prepared.buffer_bytes();
+    assert_eq!(bytes.weights, 40 * 300, "FP8 weights are held as 1-byte codes");
+    assert_eq!(bytes.activations, 20 * 300 * 4, "f32 activations");
+    assert_eq!(bytes.outputs, 20 * 40 * 4);
+    assert!(bytes.workspace >= ((20 + 40) * 256 * 4) as u64, "packed panels of one K block");
+    let gemv = ProblemSpec::new(Op::Gemv, 1, 64, 100, Format::BF16, Scaling::NONE).build().unwrap();
+    let bytes = b.prepare(&gemv).unwrap().buffer_bytes();
+    assert_eq!((bytes.weights, bytes.workspace), (64 * 100 * 2, 100 * 4), "GEMV stages only x");
+}
+
+#[test]
+fn forcing_an_isa_this_cpu_lacks_is_refused_and_every_format_is_native() {
+    let b = CpuBackend::new(0);
+    assert_eq!(b.name(), "cpu");
+    assert!(b.threads() >= 1);
+    assert_eq!(b.capabilities().len(), 10);
+    assert!(b.capabilities().iter().all(|c| c.support == chipbench::kernels::Support::Native));
+    if !Isa::available().contains(&Isa::Avx512) {
+        assert!(CpuBackend::with_isa(1, Isa::Avx512).is_err());
+    }
+    assert!(CpuBackend::with_isa(1, Isa::Portable).is_ok());
+}
