@@ -30,7 +30,9 @@ pub fn exec(args: Args) -> Result<()> {
         if default.is_dir() {
             vec![default]
         } else {
-            eprintln!("chipbench: note: no results directory; measured claims get no data (run `chipbench run`)");
+            eprintln!(
+                "chipbench: note: no results directory; measured claims get no data (run `chipbench run`)"
+            );
             vec![]
         }
     } else {
@@ -42,7 +44,8 @@ pub fn exec(args: Args) -> Result<()> {
     }
     let cat = Catalogue::embedded()?;
     let assessed = claims::assess(&cat, &Inputs { runs: loaded.runs });
-    let text = if args.json { render::json(&cat, &assessed) + "\n" } else { render::markdown(&cat, &assessed, 1) };
+    let text =
+        if args.json { render::json(&cat, &assessed) + "\n" } else { render::markdown(&cat, &assessed, 1) };
     match &args.out {
         Some(p) => {
             write_atomic(p, text.as_bytes(), args.force)?;

@@ -1,10 +1,272 @@
-//! `chipbench run`.
+//! `chipbench run`: the main job. Loads a suite (the embedded default unless `--suite`), opens
+//! the backends, refuses sizes that would not fit before allocating anything, calibrates, runs
+//! every case (validate, then time, then bytes and child-process RSS), prints the tables and
+//! writes `<out>/<run-id>.json` and `.md` atomically.
+//!
+//! Ctrl-C stops after the current record: the completed records are written with
+//! `complete: false` and the process exits with 130. A second Ctrl-C exits at once, writing
+//! nothing (never half a file).
 
-use crate::Result;
+use crate::formats::{Format, Scaling};
+use crate::kernels::registry::{self, BackendKind};
+use crate::measure::calibration::{self, CalibrationConfig};
+use crate::measure::memory::{self, ChildJob, ChildLauncher};
+use crate::measure::runner::{self, Event, RunOptions};
+use crate::measure::suite::{Overrides, Suite};
+use crate::measure::{env, fma};
+use crate::report::{self, json::Json, markdown::Markdown, Exporter};
+use crate::results::{Run, SCHEMA_VERSION};
+use crate::{Error, Result};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+
+/// Exit code of a run stopped by Ctrl-C (128 + SIGINT, the shell convention).
+pub const EXIT_INTERRUPTED: i32 = 130;
 
 #[derive(Debug, clap::Args)]
-pub struct Args {}
+pub struct Args {
+    /// Suite file (TOML, see configs/suites/); the embedded default suite when absent.
+    #[arg(long, value_name = "FILE")]
+    pub suite: Option<PathBuf>,
+    /// Backends, comma-separated: cpu, candle, wgpu, all. Default: the suite's list.
+    #[arg(long, value_name = "LIST")]
+    pub backend: Option<String>,
+    /// Weight formats, comma-separated: f32, bf16, f16, e4m3, e5m2. Default: the suite's.
+    #[arg(long, value_name = "LIST")]
+    pub format: Option<String>,
+    /// FP8 scalings, comma-separated: none, per-tensor, deepseek, deepseek:ue8m0, mx32, ...
+    #[arg(long, value_name = "LIST")]
+    pub scaling: Option<String>,
+    /// Threads, comma-separated (0 = all cores). Default: the suite's.
+    #[arg(long, value_name = "N")]
+    pub threads: Option<String>,
+    /// Shrink shapes and time budgets (seconds instead of minutes).
+    #[arg(long)]
+    pub quick: bool,
+    /// Directory for the results files.
+    #[arg(long, value_name = "DIR", default_value = "results")]
+    pub out: PathBuf,
+    /// Overwrite result files that already exist.
+    #[arg(long)]
+    pub force: bool,
+    /// Skip the peak-RSS measurement in child processes.
+    #[arg(long)]
+    pub no_rss: bool,
+    /// Skip the FMA/bandwidth calibration.
+    #[arg(long)]
+    pub no_calibration: bool,
+    /// Internal: run one RSS measurement job (JSON) and report the peak.
+    #[arg(long, hide = true, value_name = "JOB")]
+    pub child_rss: Option<String>,
+}
 
-pub fn exec(_args: Args) -> Result<()> {
-    Err(crate::Error::Unsupported("`chipbench run` is not built yet".into()))
+fn list<T>(arg: &Option<String>, parse: impl Fn(&str) -> Result<T>) -> Result<Option<Vec<T>>> {
+    arg.as_deref()
+        .map(|s| {
+            s.split(',').map(str::trim).filter(|p| !p.is_empty()).map(&parse).collect::<Result<Vec<T>>>()
+        })
+        .transpose()
+}
+
+pub fn exec(args: Args) -> Result<()> {
+    if let Some(job) = &args.child_rss {
+        let job: ChildJob = serde_json::from_str(job)
+            .map_err(|e| Error::invalid("--child-rss", job, &format!("a measurement job in JSON ({e})")))?;
+        memory::child_main(&job)?;
+        return Ok(());
+    }
+    let mut suite = match &args.suite {
+        Some(p) => Suite::load(p)?,
+        None => Suite::default_suite()?,
+    };
+    let threads = list(&args.threads, |s| {
+        s.parse::<usize>().map_err(|_| Error::invalid("--threads", s, "0 (all cores) or a thread count"))
+    })?;
+    let overrides = Overrides {
+        formats: list(&args.format, |s| {
+            s.parse::<Format>().map_err(|_| Error::invalid("--format", s, "f32, bf16, f16, e4m3, e5m2"))
+        })?,
+        scalings: list(&args.scaling, |s| {
+            s.parse::<Scaling>().map_err(|_| Error::invalid("--scaling", s, Scaling::ALLOWED))
+        })?,
+        backends: args.backend.as_deref().map(BackendKind::parse_list).transpose().map_err(|_| {
+            Error::invalid("--backend", args.backend.as_deref().unwrap_or(""), BackendKind::ALLOWED)
+        })?,
+        threads,
+    };
+    suite.apply(&overrides);
+    if args.quick {
+        suite.make_quick();
+    }
+
+    // Sizes first: nothing large is allocated before every case is known to fit.
+    let available = memory::mem_available_bytes();
+    let per_case_backends = suite.backends.len() * suite.threads.len();
+    for c in &suite.cases {
+        let what = format!("{} ({} {} {})", c.shape, c.spec.op, c.spec.format, c.spec.scaling);
+        memory::check_fits(&what, &c.spec, per_case_backends, available)?;
+    }
+
+    let (stamp, created) = runner::utc_now();
+    let run_id = format!("{stamp}-{}{}", sanitize(&suite.name), if args.quick { "-quick" } else { "" });
+    for ext in [Json.extension(), Markdown.extension()] {
+        let p = args.out.join(format!("{run_id}.{ext}"));
+        if p.exists() && !args.force {
+            return Err(Error::config(p, "output", "exists; pass --force to overwrite"));
+        }
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    install_sigint(stop.clone());
+
+    let opened = registry::open_all(&suite.backends, &suite.threads);
+    let mut notes: Vec<String> = Vec::new();
+    for s in &opened.skipped {
+        eprintln!("{s}");
+        notes.push(s.clone());
+    }
+    if opened.backends.is_empty() {
+        return Err(Error::device("run", "no backend could be opened (see the lines above)"));
+    }
+    let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
+
+    let calibration = if args.no_calibration {
+        None
+    } else {
+        eprintln!("calibrating (FMA peak, memory bandwidth) ...");
+        let cfg = if args.quick {
+            CalibrationConfig::quick(max_threads)
+        } else {
+            CalibrationConfig::full(max_threads)
+        };
+        notes.push(format!("calibration: FMA loop on {}", fma::isa()));
+        Some(calibration::calibrate(&cfg))
+    };
+
+    let mut devices: Vec<crate::kernels::DeviceInfo> = Vec::new();
+    for b in &opened.backends {
+        let d = b.device();
+        if !devices.contains(&d) {
+            devices.push(d);
+        }
+    }
+    if suite.backends.contains(&BackendKind::Wgpu) {
+        for d in crate::kernels::wgpu::list_adapters() {
+            if !devices.contains(&d) {
+                devices.push(d);
+            }
+        }
+    }
+
+    let rss = if args.no_rss {
+        None
+    } else if cfg!(target_os = "linux") {
+        notes.push(
+            "rss: peak resident set (VmHWM) of a fresh child per record, after its inputs are built, minus a \
+             baseline child that opened the same backend and built nothing"
+                .into(),
+        );
+        Some(ChildLauncher::chipbench()?)
+    } else {
+        notes.push("rss: unavailable on this OS (needs Linux VmHWM)".into());
+        None
+    };
+    let opts = RunOptions { timing: suite.timing, rss, stop: stop.clone() };
+
+    let total = suite.cases.len() * opened.backends.len();
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    let done = AtomicUsize::new(0);
+    let outcome = runner::run_cases(&suite.cases, &opened.backends, &opts, &mut |ev| match ev {
+        Event::Measuring { label } => bar.set_message(label.to_string()),
+        Event::Record(r) => {
+            done.fetch_add(1, Ordering::Relaxed);
+            bar.inc(1);
+            if !r.valid {
+                bar.println(format!("INVALID {} {} {} {}: {}", r.backend, r.op, r.format, r.scaling, r.note));
+            }
+        }
+        Event::Skipped(_) => bar.inc(1),
+    });
+    bar.finish_and_clear();
+
+    for (line, count) in group_skipped(&outcome.skipped) {
+        let line = if count > 1 { format!("{line} ({count} cases)") } else { line };
+        eprintln!("{line}");
+        notes.push(line);
+    }
+    if args.quick {
+        notes.push(format!("--quick: dimensions divided by {}, short time budget", suite.quick_divisor));
+    }
+    let run = Run {
+        schema_version: SCHEMA_VERSION,
+        run_id,
+        created,
+        tool: format!("chipbench {}", env!("CARGO_PKG_VERSION")),
+        suite: suite.name.clone(),
+        env: env::collect(max_threads, devices),
+        calibration,
+        records: outcome.records,
+        complete: !outcome.interrupted,
+        notes,
+    };
+    print!("{}", report::markdown::tables(&run));
+    if run.records.is_empty() {
+        eprintln!("no records: every case was skipped (see the lines above)");
+    }
+    let paths = report::write_run(&run, &args.out, &[&Json, &Markdown], args.force)?;
+    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+    if outcome.interrupted {
+        eprintln!(
+            "interrupted: wrote the {} completed records to {} (complete: false)",
+            run.records.len(),
+            names.join(" and ")
+        );
+        std::process::exit(EXIT_INTERRUPTED);
+    }
+    eprintln!("wrote {}", names.join(" and "));
+    Ok(())
+}
+
+fn sanitize(name: &str) -> String {
+    let s: String = name
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
+        .collect();
+    if s.is_empty() {
+        "suite".into()
+    } else {
+        s
+    }
+}
+
+/// First Ctrl-C: ask the runner to stop after the current record. Second: exit now.
+fn install_sigint(stop: Arc<AtomicBool>) {
+    let result = ctrlc::set_handler(move || {
+        if stop.swap(true, Ordering::SeqCst) {
+            eprintln!("\ninterrupted twice: exiting without writing results");
+            std::process::exit(EXIT_INTERRUPTED);
+        }
+        eprintln!("\ninterrupt: stopping after the current record (Ctrl-C again to quit now)");
+    });
+    if let Err(e) = result {
+        eprintln!("warning: Ctrl-C handler not installed ({e}); an interrupt will lose this run");
+    }
+}
+
+/// "cpu/4t gemv e4m3 ...: skipped: why" lines grouped as ("cpu: skipped: why", count).
+fn group_skipped(lines: &[String]) -> Vec<(String, usize)> {
+    let mut groups: BTreeMap<String, usize> = BTreeMap::new();
+    for l in lines {
+        let backend = l.split([' ', '/']).next().unwrap_or("");
+        let reason = l.split_once(": skipped: ").map_or(l.as_str(), |(_, r)| r);
+        *groups.entry(format!("{backend}: skipped: {reason}")).or_default() += 1;
+    }
+    groups.into_iter().collect()
 }

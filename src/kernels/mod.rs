@@ -10,6 +10,7 @@
 
 pub mod candle;
 pub mod cpu;
+pub mod registry;
 mod stub;
 pub mod wgpu;
 

@@ -1,0 +1,204 @@
+//! Local peaks the projections scale by: the FMA compute peak (GFLOP/s per thread count) and a
+//! STREAM-like memory bandwidth (copy, scale, add, triad, and a read-only sum — the GEMV
+//! ceiling). Each figure is the best of several trials: interference only ever slows a trial
+//! down, so the best one is the closest to what the hardware can do.
+//!
+//! Bytes follow STREAM's convention (copy/scale move 2 words per element, add/triad 3; write
+//! allocation is not counted).
+
+use super::fma;
+use crate::results::{Calibration, Stream, ThreadPeak};
+use std::time::{Duration, Instant};
+
+/// How hard to calibrate.
+#[derive(Debug, Clone)]
+pub struct CalibrationConfig {
+    /// Thread counts for the FMA peak.
+    pub thread_counts: Vec<usize>,
+    /// Threads for the bandwidth kernels.
+    pub threads: usize,
+    /// Target time of one FMA trial.
+    pub fma_trial: Duration,
+    /// Elements (f64) per STREAM array; should be several times the last-level cache.
+    pub stream_len: usize,
+    pub trials: usize,
+}
+
+impl CalibrationConfig {
+    /// The thorough calibration of a normal run (about 2–4 s).
+    pub fn full(threads: usize) -> Self {
+        CalibrationConfig {
+            thread_counts: thread_ladder(threads),
+            threads,
+            fma_trial: Duration::from_millis(100),
+            stream_len: 1 << 24, // 128 MiB per array
+            trials: 5,
+        }
+    }
+
+    /// A rough calibration for `--quick` runs and tests (well under a second).
+    pub fn quick(threads: usize) -> Self {
+        CalibrationConfig {
+            thread_counts: thread_ladder(threads),
+            threads,
+            fma_trial: Duration::from_millis(20),
+            stream_len: 1 << 21, // 16 MiB per array
+            trials: 2,
+        }
+    }
+}
+
+/// 1, 2, 4, ... up to `max`, and `max` itself.
+pub fn thread_ladder(max: usize) -> Vec<usize> {
+    let max = max.max(1);
+    let mut v: Vec<usize> =
+        std::iter::successors(Some(1usize), |t| Some(t * 2)).take_while(|&t| t < max).collect();
+    v.push(max);
+    v
+}
+
+pub fn calibrate(cfg: &CalibrationConfig) -> Calibration {
+    let fma_peak_gflops =
+        cfg.thread_counts.iter().map(|&t| ThreadPeak { threads: t, gflops: fma_peak(t, cfg) }).collect();
+    let (stream_gbs, read_gbs) = stream(cfg);
+    Calibration { fma_peak_gflops, stream_gbs, read_gbs, threads: cfg.threads }
+}
+
+/// GFLOP/s of `threads` threads each running the FMA loop, best of `cfg.trials`.
+pub fn fma_peak(threads: usize, cfg: &CalibrationConfig) -> f64 {
+    // Size the loop so one trial takes about `fma_trial` on one thread.
+    let probe = 10_000u64;
+    let t0 = Instant::now();
+    std::hint::black_box(fma::run(probe));
+    let per_iter = t0.elapsed().as_secs_f64().max(1e-9) / probe as f64;
+    let iters = ((cfg.fma_trial.as_secs_f64() / per_iter) as u64).clamp(probe, 1 << 34);
+    let mut best = 0f64;
+    for _ in 0..cfg.trials.max(1) {
+        let t0 = Instant::now();
+        let flops: f64 = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(move || fma::run(iters))).collect();
+            handles.into_iter().map(|h| std::hint::black_box(h.join().expect("fma thread")).flops).sum()
+        });
+        best = best.max(flops / t0.elapsed().as_secs_f64() / 1e9);
+    }
+    best
+}
+
+/// Run `f` over matching chunks of the arrays on `threads` threads.
+fn par3<F>(threads: usize, a: &mut [f64], b: &[f64], c: &[f64], f: F)
+where
+    F: Fn(&mut [f64], &[f64], &[f64]) + Sync,
+{
+    let chunk = a.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        for ((a, b), c) in a.chunks_mut(chunk).zip(b.chunks(chunk)).zip(c.chunks(chunk)) {
+            let f = &f;
+            s.spawn(move || f(a, b, c));
+        }
+    });
+}
+
+fn read_sum(threads: usize, a: &[f64]) -> f64 {
+    let chunk = a.len().div_ceil(threads.max(1)).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = a
+            .chunks(chunk)
+            .map(|a| {
+                s.spawn(move || {
+                    // Eight independent sums so the loop vectorises and is bound by loads.
+                    let mut acc = [0f64; 8];
+                    let mut it = a.chunks_exact(8);
+                    for c in &mut it {
+                        for (s, v) in acc.iter_mut().zip(c) {
+                            *s += v;
+                        }
+                    }
+                    acc.iter().sum::<f64>() + it.remainder().iter().sum::<f64>()
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("read thread")).sum()
+    })
+}
+
+/// STREAM copy/scale/add/triad and read bandwidth in GB/s, best of `cfg.trials`.
+pub fn stream(cfg: &CalibrationConfig) -> (Stream, f64) {
+    let n = cfg.stream_len.max(1024);
+    let t = cfg.threads.max(1);
+    let (mut a, mut b, mut c) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
+    a.fill(1.0);
+    b.fill(2.0);
+    c.fill(0.5);
+    let q = std::hint::black_box(3.0f64);
+    let words = (n * 8) as f64;
+    let mut best = Stream::default();
+    let mut read = 0f64;
+    let timed = |f: &mut dyn FnMut()| {
+        let t0 = Instant::now();
+        f();
+        t0.elapsed().as_secs_f64().max(1e-12)
+    };
+    for _ in 0..cfg.trials.max(1) {
+        let s = timed(&mut || par3(t, &mut c, &a, &[], |c, a, _| c.copy_from_slice(a)));
+        best.copy = best.copy.max(2.0 * words / s / 1e9);
+        let s = timed(&mut || {
+            par3(t, &mut b, &c, &[], |b, c, _| b.iter_mut().zip(c).for_each(|(b, c)| *b = q * c))
+        });
+        best.scale = best.scale.max(2.0 * words / s / 1e9);
+        let s = timed(&mut || {
+            par3(t, &mut c, &a, &b, |c, a, b| {
+                for ((c, a), b) in c.iter_mut().zip(a).zip(b) {
+                    *c = a + b;
+                }
+            })
+        });
+        best.add = best.add.max(3.0 * words / s / 1e9);
+        let s = timed(&mut || {
+            par3(t, &mut a, &b, &c, |a, b, c| {
+                for ((a, b), c) in a.iter_mut().zip(b).zip(c) {
+                    *a = b + q * c;
+                }
+            })
+        });
+        best.triad = best.triad.max(3.0 * words / s / 1e9);
+        let s = timed(&mut || {
+            std::hint::black_box(read_sum(t, &a));
+        });
+        read = read.max(words / s / 1e9);
+    }
+    (best, read)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ladder() {
+        assert_eq!(thread_ladder(1), vec![1]);
+        assert_eq!(thread_ladder(2), vec![1, 2]);
+        assert_eq!(thread_ladder(6), vec![1, 2, 4, 6]);
+        assert_eq!(thread_ladder(0), vec![1]);
+    }
+
+    #[test]
+    fn calibration_produces_sane_numbers() {
+        let mut cfg = CalibrationConfig::quick(1);
+        cfg.stream_len = 1 << 16;
+        cfg.fma_trial = Duration::from_millis(5);
+        let c = calibrate(&cfg);
+        assert_eq!(c.fma_peak_gflops.len(), 1);
+        let g = c.fma_peak_gflops[0].gflops;
+        // Sanity, not a target: any machine does more than 0.01 and less than 100k GFLOP/s per core.
+        assert!(g > 0.01 && g < 1e5, "{g}");
+        for v in [c.stream_gbs.copy, c.stream_gbs.scale, c.stream_gbs.add, c.stream_gbs.triad, c.read_gbs] {
+            assert!(v.is_finite() && v > 0.0, "{c:?}");
+        }
+    }
+
+    #[test]
+    fn read_sum_is_exact_on_small_integers() {
+        let a: Vec<f64> = (0..1001).map(|i| i as f64).collect();
+        assert_eq!(read_sum(3, &a), 1000.0 * 1001.0 / 2.0);
+    }
+}
