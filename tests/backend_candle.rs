@@ -1,7 +1,9 @@
 //! The backend suite on candle-core, the peer backend.
 mod common;
 
-backend_suite!(|| Some(Box::new(chipbench::kernels::candle::CandleBackend::new(0)) as Box<dyn chipbench::kernels::Backend>));
+backend_suite!(|| Some(
+    Box::new(chipbench::kernels::candle::CandleBackend::new(0)) as Box<dyn chipbench::kernels::Backend>
+));
 
 /// candle's own F8E4M3 → f32 conversion (the path the candle backend times) against chipbench's
 /// codec, which agrees with the ml_dtypes tables on every code. Finite codes must agree exactly;

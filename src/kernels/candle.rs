@@ -24,7 +24,8 @@ pub struct CandleBackend {
 
 impl CandleBackend {
     pub fn new(threads: usize) -> Self {
-        let threads = if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
+        let threads =
+            if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
         CandleBackend { threads, pool }
     }
@@ -187,8 +188,12 @@ impl Backend for CandleBackend {
             for format in Format::ALL {
                 let support = match format {
                     Format::F32 | Format::BF16 | Format::F16 => Support::Native,
-                    Format::E4M3 => Support::Emulated("candle F8E4M3 to_dtype(f32) on every run, then f32 matmul".into()),
-                    Format::E5M2 => Support::Emulated("no E5M2 dtype in candle: decoded by chipbench, f32 matmul".into()),
+                    Format::E4M3 => {
+                        Support::Emulated("candle F8E4M3 to_dtype(f32) on every run, then f32 matmul".into())
+                    }
+                    Format::E5M2 => {
+                        Support::Emulated("no E5M2 dtype in candle: decoded by chipbench, f32 matmul".into())
+                    }
                 };
                 caps.push(Capability { op, format, support });
             }
