@@ -221,8 +221,8 @@ pub fn input_value(rank: usize, i: usize) -> f32 {
 
 /// Bound on |[`input_value`]`(rank, i)`|.
 pub fn input_magnitude(rank: usize, i: usize) -> f32 {
-    let e = ((i / 128 + rank) % 9) as i32 - 4;
-    (2.0f32).powi(e)
+    let e = ((i / 128 + rank) % 9) as u32; // 2^(e-4), built from its exponent bits
+    f32::from_bits((127 - 4 + e) << 23)
 }
 
 /// Inputs `start..start + len` of `rank`.

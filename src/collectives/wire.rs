@@ -2,12 +2,12 @@
 //!
 //! f32/bf16/f16 chunks are their codes. FP8 chunks are sent the way DeepSeek-V3 dispatches MoE
 //! activations: E4M3 (or E5M2) codes followed by one f32 scale per 1×128 tile, little-endian —
-//! [`QuantizedMatrix`] with the DeepSeek activation scaling on a `1 × chunk` row, so a partial
-//! last tile gets its own scale. Each chunk is quantized on its own, so its scales travel with it
+//! `QuantizedMatrix` with the DeepSeek activation scaling on a `1 × chunk` row, so a partial last
+//! tile gets its own scale. Each chunk is quantized on its own, so its scales travel with it
 //! and the receiver needs nothing else to decode it.
 
-use crate::formats::scaling::Role;
-use crate::formats::{E4m3, E5m2, Element, Format, QuantizedMatrix, Scaling};
+use crate::formats::scaling::block_scale;
+use crate::formats::{E4m3, E5m2, Element, Format, ScaleFormat, Scaling};
 use half::{bf16, f16};
 
 /// Elements that share one scale in an FP8 chunk (DeepSeek-V3's 1×128 activation tiles).
@@ -39,15 +39,70 @@ impl ChunkBytes {
     }
 }
 
-/// Encode `values` as one chunk into `out` (exactly [`ChunkBytes::total`] bytes).
+/// Encode `values` as one chunk into `out` (exactly [`ChunkBytes::total`] bytes): the codes and
+/// scales of [`QuantizedMatrix::quantize`] on a `1 × n` row (tested bit for bit), written in place
+/// with the formats' own [`block_scale`] and [`Element::encode_slice`], so a timed reduction
+/// measures the encoding and not the allocator.
 pub fn encode_into(format: Format, values: &[f32], out: &mut [u8]) {
-    let q = QuantizedMatrix::quantize(values, 1, values.len(), format, scaling(format), Role::Activations)
-        .expect("a 1×n row always quantizes");
-    let codes = q.codes.as_bytes();
-    let scales = if format.is_fp8() { q.stored_scales() } else { Vec::new() };
-    assert_eq!(out.len(), codes.len() + scales.len(), "chunk buffer of the wrong size");
-    out[..codes.len()].copy_from_slice(codes);
-    out[codes.len()..].copy_from_slice(&scales);
+    let sizes = ChunkBytes::of(format, values.len());
+    assert_eq!(out.len(), sizes.total(), "chunk buffer of the wrong size");
+    let (codes, scales) = out.split_at_mut(sizes.codes);
+    match format {
+        Format::F32 => encode_codes::<f32>(values, codes, scales),
+        Format::BF16 => encode_codes::<bf16>(values, codes, scales),
+        Format::F16 => encode_codes::<f16>(values, codes, scales),
+        Format::E4M3 => encode_codes::<E4m3>(values, codes, scales),
+        Format::E5M2 => encode_codes::<E5m2>(values, codes, scales),
+    }
+}
+
+fn encode_codes<E: Element>(values: &[f32], codes: &mut [u8], scales: &mut [u8]) {
+    match bytemuck::try_cast_slice_mut::<u8, E>(codes) {
+        Ok(typed) => encode_typed(values, typed, scales),
+        // An unaligned buffer: encode aside and copy once.
+        Err(_) => {
+            let mut typed = vec![<E as bytemuck::Zeroable>::zeroed(); values.len()];
+            encode_typed(values, &mut typed, scales);
+            codes.copy_from_slice(bytemuck::cast_slice(&typed));
+        }
+    }
+}
+
+fn encode_typed<E: Element>(values: &[f32], codes: &mut [E], scales: &mut [u8]) {
+    if !E::FORMAT.is_fp8() {
+        return E::encode_slice(values, codes);
+    }
+    let mut tile = [0f32; TILE];
+    for ((v, c), s) in values.chunks(TILE).zip(codes.chunks_mut(TILE)).zip(scales.chunks_exact_mut(4)) {
+        let amax = finite_amax(v);
+        let scale = block_scale(amax, E::FORMAT, ScaleFormat::F32);
+        for (t, x) in tile.iter_mut().zip(v) {
+            *t = x / scale;
+        }
+        E::encode_slice(&tile[..v.len()], c);
+        s.copy_from_slice(&scale.to_le_bytes());
+    }
+}
+
+/// Largest finite |x| (0 for none), as `QuantizedMatrix::quantize` takes it. Eight running maxima
+/// so the compiler vectorises the loop; max is exact, so the order does not change the result.
+fn finite_amax(v: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        for (m, x) in lanes.iter_mut().zip(c) {
+            let a = x.abs();
+            let a = if a < f32::INFINITY { a } else { 0.0 }; // NaN and ±inf do not count
+            *m = if a > *m { a } else { *m };
+        }
+    }
+    for x in chunks.remainder() {
+        let a = x.abs();
+        if a < f32::INFINITY && a > lanes[0] {
+            lanes[0] = a;
+        }
+    }
+    lanes.into_iter().fold(0f32, |m, a| if a > m { a } else { m })
 }
 
 /// Encode `values` as one chunk.
@@ -58,7 +113,7 @@ pub fn encode(format: Format, values: &[f32]) -> Vec<u8> {
 }
 
 /// Decode one chunk into `out`: `decode(code) · scale`, the same f32 products as
-/// [`QuantizedMatrix::dequantize`] (tested), with the codes decoded a slice at a time.
+/// `QuantizedMatrix::dequantize` (tested), with the codes decoded a slice at a time.
 pub fn decode(format: Format, chunk: &[u8], out: &mut [f32]) {
     let sizes = ChunkBytes::of(format, out.len());
     assert_eq!(chunk.len(), sizes.total(), "chunk of the wrong size");
@@ -130,6 +185,35 @@ impl AlignedBytes {
 mod tests {
     use super::*;
     use crate::collectives::inputs;
+    use crate::formats::scaling::Role;
+    use crate::formats::QuantizedMatrix;
+
+    #[test]
+    fn encode_is_quantized_matrix_codes_then_scales() {
+        for format in Format::ALL {
+            for n in [1, 7, 33, 128, 129, 257] {
+                let mut v = inputs(1, 50, n);
+                v[n / 2] = 0.0;
+                if n > 30 {
+                    // Non-finite values take no part in the scale.
+                    v[3] = f32::INFINITY;
+                    v[20] = f32::NAN;
+                    v[29] = -1e30;
+                }
+                let q =
+                    QuantizedMatrix::quantize(&v, 1, n, format, scaling(format), Role::Activations).unwrap();
+                let mut want = q.codes.as_bytes().to_vec();
+                if format.is_fp8() {
+                    want.extend(q.stored_scales());
+                }
+                assert_eq!(encode(format, &v), want, "{format} n={n}");
+                // Unaligned output encodes the same.
+                let mut shifted = vec![0u8; want.len() + 1];
+                encode_into(format, &v, &mut shifted[1..]);
+                assert_eq!(&shifted[1..], &want[..], "{format} n={n} unaligned");
+            }
+        }
+    }
 
     #[test]
     fn fp8_chunks_carry_codes_and_1x128_scales() {
