@@ -1,0 +1,229 @@
+//! WGSL generation: one template per op (shaders/gemm.wgsl, shaders/gemv.wgsl), one decode step
+//! per storage format substituted into it. Formats never get their own copy of a kernel; FP8
+//! formats even share one decode source, parameterised by their [`Fp8Spec`].
+//!
+//! Storage: every matrix row is padded with zero codes to a multiple of 4 elements (a "group"),
+//! and each format stores one group per WGSL array element: `vec4<f32>` (F32), `vec2<u32>`
+//! (BF16, emulated F16: two 16-bit codes per u32), `vec4<f16>` (F16 with `SHADER_F16`) and `u32`
+//! (FP8: four codes per u32). Decoding a group yields a `vec4<f32>`.
+
+use crate::formats::{Format, Fp8Spec, QuantizedMatrix, E4M3, E5M2};
+use crate::kernels::Op;
+
+const GEMM: &str = include_str!("shaders/gemm.wgsl");
+const GEMV: &str = include_str!("shaders/gemv.wgsl");
+const DECODE_FP8: &str = include_str!("shaders/decode_fp8.wgsl");
+
+/// Elements per group: rows are padded to a multiple of this.
+pub(crate) const GROUP: usize = 4;
+
+/// Threads of a GEMV workgroup.
+pub(crate) const GEMV_WORKGROUP: u32 = 256;
+
+/// GEMM register blocking: each of the 16×16 threads computes `tm × tn` outputs; K advances
+/// `4 · kg` elements per workgroup-memory tile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Tile {
+    pub tm: u32,
+    pub tn: u32,
+    pub kg: u32,
+}
+
+impl Tile {
+    /// 64×64 tiles, 4×4 per thread, K step 16: small enough for a CPU rasteriser's threads.
+    pub const SMALL: Tile = Tile { tm: 4, tn: 4, kg: 4 };
+    /// 128×128 tiles, 8×8 per thread, K step 8: the usual shape for discrete GPUs.
+    pub const LARGE: Tile = Tile { tm: 8, tn: 8, kg: 2 };
+
+    pub fn rows(self) -> u32 {
+        16 * self.tm
+    }
+    pub fn cols(self) -> u32 {
+        16 * self.tn
+    }
+}
+
+/// How one operand's element is decoded: the storage format plus whether f16 is native.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Decode {
+    pub format: Format,
+    /// F16 through the `f16` type (`SHADER_F16`) rather than `unpack2x16float`.
+    pub native_f16: bool,
+}
+
+impl Decode {
+    /// The WGSL type holding one group of 4 codes.
+    fn store(self) -> &'static str {
+        match self.format {
+            Format::F32 => "vec4<f32>",
+            Format::F16 if self.native_f16 => "vec4<f16>",
+            Format::BF16 | Format::F16 => "vec2<u32>",
+            Format::E4M3 | Format::E5M2 => "u32",
+        }
+    }
+
+    /// WGSL function `name(v: store) -> vec4<f32>`.
+    fn function(self, name: &str) -> String {
+        let store = self.store();
+        let body = match self.format {
+            Format::F32 => "return v;".to_string(),
+            Format::F16 if self.native_f16 => "return vec4<f32>(v);".to_string(),
+            Format::F16 => "return vec4<f32>(unpack2x16float(v.x), unpack2x16float(v.y));".to_string(),
+            // A bf16 code is the top half of the f32 with the same value.
+            Format::BF16 => "return vec4<f32>(bitcast<f32>(v.x << 16u), bitcast<f32>(v.x & 0xffff0000u), \
+                             bitcast<f32>(v.y << 16u), bitcast<f32>(v.y & 0xffff0000u));"
+                .to_string(),
+            Format::E4M3 => return fp8_function(&E4M3, name),
+            Format::E5M2 => return fp8_function(&E5M2, name),
+        };
+        format!("fn {name}(v: {store}) -> vec4<f32> {{\n    {body}\n}}\n")
+    }
+}
+
+/// The shared FP8 decode source with one format's constants filled in.
+fn fp8_function(spec: &Fp8Spec, name: &str) -> String {
+    let man_mask = (1u32 << spec.man_bits) - 1;
+    let is_special = if spec.ieee_specials {
+        let exp_ones = ((1u32 << spec.exp_bits) - 1) << spec.man_bits;
+        format!("mag >= {exp_ones:#x}u")
+    } else {
+        "mag == 0x7fu".to_string()
+    };
+    DECODE_FP8
+        .replace("NAME", name)
+        .replace("MAN_SHIFT", &(23 - spec.man_bits).to_string())
+        .replace("REBIAS", &format!("{:#x}", ((127 - spec.bias) as u32) << 23))
+        // A power of two: `{:e}` prints it exactly.
+        .replace("MIN_SUBNORMAL", &format!("{:e}", spec.min_subnormal()))
+        .replace("MAN_MASK", &format!("{man_mask:#x}"))
+        .replace("IS_SPECIAL", &is_special)
+}
+
+/// How one operand's block scale is looked up, from the matrix's scale grid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum ScaleLookup {
+    /// `none` scaling: no multiply at all.
+    One,
+    /// One scale for the whole matrix (per-tensor, or a block scheme on a matrix of one block).
+    Single,
+    /// Block `rows × cols` (cols a multiple of [`GROUP`], so a group never straddles blocks).
+    Block { rows: u32, cols: u32 },
+}
+
+impl ScaleLookup {
+    pub fn of(q: &QuantizedMatrix) -> ScaleLookup {
+        let (br, bc) = q.scale_grid();
+        if q.scaling.scheme == crate::formats::scaling::Scheme::None {
+            ScaleLookup::One
+        } else if br * bc == 1 {
+            ScaleLookup::Single
+        } else {
+            ScaleLookup::Block { rows: q.block.rows as u32, cols: q.block.cols as u32 }
+        }
+    }
+
+    /// Whether the group layout can express this lookup.
+    pub fn fits_groups(self) -> bool {
+        match self {
+            ScaleLookup::Block { cols, .. } => cols as usize % GROUP == 0,
+            _ => true,
+        }
+    }
+
+    /// WGSL function `name(r: u32, c: u32) -> f32` (c is the element column of a group start).
+    fn function(self, name: &str, buffer: &str, grid_cols: &str) -> String {
+        let body = match self {
+            ScaleLookup::One => "return 1.0;".to_string(),
+            ScaleLookup::Single => format!("return {buffer}[0];"),
+            ScaleLookup::Block { rows, cols } => {
+                format!("return {buffer}[(r / {rows}u) * params.{grid_cols} + c / {cols}u];")
+            }
+        };
+        format!("fn {name}(r: u32, c: u32) -> f32 {{\n    {body}\n}}\n")
+    }
+}
+
+/// Everything that makes one generated shader different from another: the pipeline cache key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct ShaderKey {
+    pub op: Op,
+    pub a: Decode,
+    pub w: Decode,
+    pub a_scale: ScaleLookup,
+    pub w_scale: ScaleLookup,
+    pub tile: Tile,
+}
+
+impl ShaderKey {
+    pub fn label(&self) -> String {
+        format!("chipbench {} a={} w={}", self.op, self.a.format, self.w.format)
+    }
+
+    /// The complete WGSL source.
+    pub fn source(&self) -> String {
+        let template = match self.op {
+            Op::Gemm => GEMM,
+            Op::Gemv => GEMV,
+        };
+        let needs_f16 = [self.a, self.w].iter().any(|d| d.format == Format::F16 && d.native_f16);
+        template
+            .replace("{{ENABLES}}", if needs_f16 { "enable f16;\n" } else { "" })
+            .replace("{{A_STORE}}", self.a.store())
+            .replace("{{W_STORE}}", self.w.store())
+            .replace("{{DECODE_A}}", &self.a.function("decode_a"))
+            .replace("{{DECODE_W}}", &self.w.function("decode_w"))
+            .replace("{{SCALE_A}}", &self.a_scale.function("scale_a", "a_scales", "a_grid_cols"))
+            .replace("{{SCALE_W}}", &self.w_scale.function("scale_w", "w_scales", "w_grid_cols"))
+            .replace("{{TM}}", &self.tile.tm.to_string())
+            .replace("{{TN}}", &self.tile.tn.to_string())
+            .replace("{{TILE_KG}}", &self.tile.kg.to_string())
+            .replace("{{GEMV_WG}}", &GEMV_WORKGROUP.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(op: Op, a: Format, w: Format, native_f16: bool) -> ShaderKey {
+        ShaderKey {
+            op,
+            a: Decode { format: a, native_f16 },
+            w: Decode { format: w, native_f16 },
+            a_scale: ScaleLookup::One,
+            w_scale: ScaleLookup::Block { rows: 128, cols: 128 },
+            tile: Tile::SMALL,
+        }
+    }
+
+    /// Every generated source parses and validates with naga (no adapter needed).
+    #[test]
+    fn every_generated_shader_validates() {
+        for op in [Op::Gemm, Op::Gemv] {
+            for a in Format::ALL {
+                for w in Format::ALL {
+                    for native in [false, true] {
+                        let src = key(op, a, w, native).source();
+                        assert!(!src.contains("{{"), "unfilled slot in {op} {a} {w}");
+                        let module = ::wgpu::naga::front::wgsl::parse_str(&src)
+                            .unwrap_or_else(|e| panic!("{op} a={a} w={w}: {}", e.emit_to_string(&src)));
+                        ::wgpu::naga::valid::Validator::new(
+                            ::wgpu::naga::valid::ValidationFlags::all(),
+                            ::wgpu::naga::valid::Capabilities::all(),
+                        )
+                        .validate(&module)
+                        .unwrap_or_else(|e| panic!("{op} a={a} w={w}: {e:?}"));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn fp8_constants_come_from_the_spec() {
+        let e4 = fp8_function(&E4M3, "d");
+        assert!(e4.contains("mag << 20u") && e4.contains("0x3c000000u") && e4.contains("mag == 0x7fu"));
+        let e5 = fp8_function(&E5M2, "d");
+        assert!(e5.contains("mag << 21u") && e5.contains("0x38000000u") && e5.contains("mag >= 0x7cu"));
+    }
+}

@@ -1,0 +1,120 @@
+// GEMM template: C[m×n] = A[m×k] · Wᵀ with f32 accumulation (W is n×k, row-major, as stored).
+//
+// Generated per (activation format, weight format, scaling) by the host: the double-braced slots
+// receive the decode functions (code group → vec4<f32>), the scale look-ups and the tile sizes.
+// Rows of A and W are padded with zero codes to a whole number of 4-element groups, so every
+// format loads one group per storage element and block scales never split a group.
+//
+// Each workgroup of 16×16 threads computes a TILE_M × TILE_N block of C; each thread holds a
+// TM × TN register block of accumulators. K advances TILE_K elements at a time through two
+// workgroup-memory tiles, filled with decoded and scaled f32 values (decode is O(n²) work,
+// the product O(n³)).
+{{ENABLES}}
+struct Params {
+    m: u32,
+    n: u32,
+    // K in groups of 4 elements: the row stride of A and W.
+    kg: u32,
+    // Columns of the scale grids (blocks along K).
+    a_grid_cols: u32,
+    w_grid_cols: u32,
+    // Workgroups along x in the dispatch (GEMV rows beyond one dispatch dimension).
+    groups_x: u32,
+}
+
+@group(0) @binding(0) var<storage, read> a_codes: array<{{A_STORE}}>;
+@group(0) @binding(1) var<storage, read> a_scales: array<f32>;
+@group(0) @binding(2) var<storage, read> w_codes: array<{{W_STORE}}>;
+@group(0) @binding(3) var<storage, read> w_scales: array<f32>;
+@group(0) @binding(4) var<storage, read_write> c_out: array<f32>;
+@group(0) @binding(5) var<uniform> params: Params;
+
+{{DECODE_A}}
+{{DECODE_W}}
+{{SCALE_A}}
+{{SCALE_W}}
+
+const TM: u32 = {{TM}}u;
+const TN: u32 = {{TN}}u;
+const TILE_KG: u32 = {{TILE_KG}}u;
+const TILE_M: u32 = 16u * TM;
+const TILE_N: u32 = 16u * TN;
+const TILE_K: u32 = 4u * TILE_KG;
+
+// [k][row]: a thread's TM rows (and TN columns) sit 16 apart, so neighbouring threads read
+// neighbouring words.
+var<workgroup> a_tile: array<array<f32, TILE_M>, TILE_K>;
+var<workgroup> w_tile: array<array<f32, TILE_N>, TILE_K>;
+
+@compute @workgroup_size(16, 16, 1)
+fn main(
+    @builtin(workgroup_id) wg: vec3<u32>,
+    @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(local_invocation_index) li: u32,
+) {
+    let row0 = wg.y * TILE_M;
+    let col0 = wg.x * TILE_N;
+    var acc: array<array<f32, TN>, TM>;
+    for (var i = 0u; i < TM; i++) {
+        for (var j = 0u; j < TN; j++) {
+            acc[i][j] = 0.0;
+        }
+    }
+    for (var kg0 = 0u; kg0 < params.kg; kg0 += TILE_KG) {
+        // Load: each of the 256 threads fetches whole groups (one storage element each).
+        for (var t = li; t < TILE_M * TILE_KG; t += 256u) {
+            let r = t / TILE_KG;
+            let lg = t % TILE_KG;
+            let g = kg0 + lg;
+            let row = row0 + r;
+            var v = vec4<f32>(0.0);
+            if (row < params.m && g < params.kg) {
+                v = decode_a(a_codes[row * params.kg + g]) * scale_a(row, g * 4u);
+            }
+            a_tile[lg * 4u][r] = v.x;
+            a_tile[lg * 4u + 1u][r] = v.y;
+            a_tile[lg * 4u + 2u][r] = v.z;
+            a_tile[lg * 4u + 3u][r] = v.w;
+        }
+        for (var t = li; t < TILE_N * TILE_KG; t += 256u) {
+            let r = t / TILE_KG;
+            let lg = t % TILE_KG;
+            let g = kg0 + lg;
+            let col = col0 + r;
+            var v = vec4<f32>(0.0);
+            if (col < params.n && g < params.kg) {
+                v = decode_w(w_codes[col * params.kg + g]) * scale_w(col, g * 4u);
+            }
+            w_tile[lg * 4u][r] = v.x;
+            w_tile[lg * 4u + 1u][r] = v.y;
+            w_tile[lg * 4u + 2u][r] = v.z;
+            w_tile[lg * 4u + 3u][r] = v.w;
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < TILE_K; kk++) {
+            var a: array<f32, TM>;
+            var b: array<f32, TN>;
+            for (var i = 0u; i < TM; i++) {
+                a[i] = a_tile[kk][lid.y + 16u * i];
+            }
+            for (var j = 0u; j < TN; j++) {
+                b[j] = w_tile[kk][lid.x + 16u * j];
+            }
+            for (var i = 0u; i < TM; i++) {
+                for (var j = 0u; j < TN; j++) {
+                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
+                }
+            }
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < TM; i++) {
+        let row = row0 + lid.y + 16u * i;
+        for (var j = 0u; j < TN; j++) {
+            let col = col0 + lid.x + 16u * j;
+            if (row < params.m && col < params.n) {
+                c_out[row * params.n + col] = acc[i][j];
+            }
+        }
+    }
+}

@@ -1,0 +1,198 @@
+//! The backend suite on the wgpu GPU backend (lavapipe in CI), plus what is GPU-specific: the
+//! adapter list, the buffer limit error, the F16 label and every FP8/F16/BF16 code decoded on the
+//! device.
+//!
+//! Where no adapter exists the tests print why and pass, except in CI (`CI` set), where a
+//! missing adapter is a failure: CI installs lavapipe precisely so these tests run.
+mod common;
+
+use chipbench::formats::scaling::{Codes, Role};
+use chipbench::formats::{Element, Format, QuantizedMatrix, Scaling};
+use chipbench::kernels::wgpu::{list_adapters, Tile, WgpuBackend, WgpuOptions};
+use chipbench::kernels::{Backend, Op, Problem, Support};
+use chipbench::measure::inputs::ProblemSpec;
+use chipbench::measure::validate::{validate, Reference};
+
+fn open(options: WgpuOptions) -> Option<WgpuBackend> {
+    match WgpuBackend::with_options(None, options) {
+        Ok(b) => Some(b),
+        Err(e) if std::env::var_os("CI").is_some() => {
+            panic!("CI must run the wgpu tests (lavapipe), but no adapter opened: {e}")
+        }
+        Err(e) => {
+            println!(
+                "SKIPPED: wgpu tests need a GPU adapter (install Mesa's Vulkan drivers for lavapipe): {e}"
+            );
+            None
+        }
+    }
+}
+
+backend_suite!(|| open(WgpuOptions::default()).map(|b| Box::new(b) as Box<dyn chipbench::kernels::Backend>));
+
+#[test]
+fn adapters_are_listed_with_api_and_driver() {
+    let Some(b) = open(WgpuOptions::default()) else { return };
+    let list = list_adapters();
+    assert!(!list.is_empty(), "a backend opened but no adapter is listed");
+    for a in &list {
+        assert!(!a.name.is_empty() && !a.kind.is_empty(), "{a:?}");
+        assert!(["Vulkan", "Metal", "Dx12", "Gl", "WebGpu", "Noop"].contains(&a.api.as_str()), "{a:?}");
+    }
+    let used = b.device();
+    assert!(list.iter().any(|a| a.name == used.name && a.api == used.api), "{used:?} not in {list:?}");
+    println!("adapters: {list:#?}");
+}
+
+#[test]
+fn a_buffer_over_the_device_limit_is_a_one_line_error() {
+    let Some(b) = open(WgpuOptions { max_buffer_bytes: Some(1 << 20), ..Default::default() }) else { return };
+    // 600 × 600 f32 weights: 1.44 MB > 1 MiB.
+    let p = ProblemSpec::new(Op::Gemv, 1, 600, 600, Format::F32, Scaling::NONE).build().unwrap();
+    let e = match b.prepare(&p) {
+        Ok(_) => panic!("a 1.44 MB buffer passed a 1 MiB limit"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("max_storage_buffer_binding_size") && e.contains("weights"), "{e}");
+    assert!(!e.contains('\n'), "{e}");
+    // The same backend still runs what fits.
+    let p = ProblemSpec::new(Op::Gemv, 1, 100, 600, Format::F32, Scaling::NONE).build().unwrap();
+    assert_eq!(b.compute(&p).unwrap().len(), 100);
+}
+
+#[test]
+fn f16_is_native_with_shader_f16_and_labelled_emulated_without() {
+    let Some(native) = open(WgpuOptions::default()) else { return };
+    let Some(emulated) = open(WgpuOptions { no_shader_f16: true, ..Default::default() }) else { return };
+    let p = ProblemSpec::new(Op::Gemm, 5, 7, 9, Format::F16, Scaling::NONE).build().unwrap();
+    match emulated.support(&p) {
+        Support::Emulated(why) => assert!(why.contains("unpack2x16float"), "{why}"),
+        s => panic!("F16 without SHADER_F16 must be labelled emulated, got {s:?}"),
+    }
+    let expected = if native.native_f16() { Support::Native } else { emulated.support(&p) };
+    assert_eq!(native.support(&p), expected);
+    println!("adapter SHADER_F16: {}", native.native_f16());
+    // The emulated path is correct too (the suite runs whichever path the adapter has).
+    for f in [Format::F16, Format::BF16] {
+        for (op, m, n, k) in [(Op::Gemm, 33, 65, 257), (Op::Gemv, 1, 67, 1031)] {
+            let p =
+                ProblemSpec::new(op, m, n, k, Format::F16, Scaling::NONE).with_act_format(f).build().unwrap();
+            let v = validate(&emulated.compute(&p).unwrap(), &Reference::compute(&p), 0.0);
+            assert!(v.valid, "emulated f16 {op} a={f}: {}", v.reason);
+        }
+    }
+}
+
+/// `C = [1] · Wᵀ` with W a column of every code of the format: the output is each code's value,
+/// decoded on the device; it must match the CPU codec bit for bit (NaN as NaN, ±inf, subnormals).
+fn every_code_decodes_exactly<E: Element>(b: &WgpuBackend, codes: Vec<E>, wrap: fn(Vec<E>) -> Codes) {
+    let n = codes.len();
+    let expected: Vec<f32> = codes.iter().map(|c| c.decode()).collect();
+    let a = QuantizedMatrix::quantize(&[1.0], 1, 1, Format::F32, Scaling::NONE, Role::Activations).unwrap();
+    let w = QuantizedMatrix {
+        rows: n,
+        cols: 1,
+        codes: wrap(codes),
+        scaling: Scaling::NONE,
+        block: Scaling::NONE.block(Role::Weights, n, 1),
+        scales: vec![1.0],
+    };
+    let format = w.format();
+    for op in [Op::Gemv, Op::Gemm] {
+        let p = Problem::new(op, a.clone(), w.clone()).unwrap();
+        let out = b.compute(&p).unwrap();
+        for (i, (&o, &e)) in out.iter().zip(&expected).enumerate() {
+            let same = (o.is_nan() && e.is_nan()) || o == e;
+            assert!(same, "{op} {format} code {i:#x}: device {o:e}, codec {e:e}");
+        }
+    }
+}
+
+#[test]
+fn every_fp8_f16_bf16_code_decodes_exactly_on_the_device() {
+    use chipbench::formats::{E4m3, E5m2};
+    use half::{bf16, f16};
+    for options in [WgpuOptions::default(), WgpuOptions { no_shader_f16: true, ..Default::default() }] {
+        let Some(b) = open(options) else { return };
+        every_code_decodes_exactly(&b, (0..=255u8).map(E4m3).collect(), Codes::E4M3);
+        every_code_decodes_exactly(&b, (0..=255u8).map(E5m2).collect(), Codes::E5M2);
+        every_code_decodes_exactly(&b, (0..=u16::MAX).map(f16::from_bits).collect(), Codes::F16);
+        every_code_decodes_exactly(&b, (0..=u16::MAX).map(bf16::from_bits).collect(), Codes::BF16);
+    }
+}
+
+#[test]
+fn both_gemm_tilings_match_the_reference() {
+    for tile in [Tile::SMALL, Tile::LARGE] {
+        let Some(b) = open(WgpuOptions { tile: Some(tile), ..Default::default() }) else { return };
+        for (format, scaling) in [(Format::F32, Scaling::NONE), (Format::E4M3, Scaling::DEEPSEEK)] {
+            for (m, n, k) in [(130, 131, 257), (1, 129, 33)] {
+                let p = ProblemSpec::new(Op::Gemm, m, n, k, format, scaling).build().unwrap();
+                let v = validate(&b.compute(&p).unwrap(), &Reference::compute(&p), 0.0);
+                assert!(v.valid, "{tile:?} {format} {m}×{n}×{k}: {}", v.reason);
+            }
+        }
+    }
+}
+
+#[test]
+fn runs_report_their_timing_method_and_buffers() {
+    let Some(b) = open(WgpuOptions::default()) else { return };
+    let p = ProblemSpec::new(Op::Gemv, 1, 256, 512, Format::E4M3, Scaling::PER_TENSOR).build().unwrap();
+    let mut prepared = b.prepare(&p).unwrap();
+    let t = prepared.run().unwrap();
+    assert_eq!(t.is_some(), b.has_timestamps());
+    assert_eq!(prepared.timing_method(), if b.has_timestamps() { "timestamp-query" } else { "wall-clock" });
+    if let Some(s) = t {
+        assert!(s > 0.0 && s < 10.0, "device time {s} s");
+    }
+    // FP8 weights on the device: one byte per code, a quarter of f32.
+    let bytes = prepared.buffer_bytes();
+    assert_eq!(bytes.weights, 256 * 512);
+    let f32p = ProblemSpec::new(Op::Gemv, 1, 256, 512, Format::F32, Scaling::NONE).build().unwrap();
+    assert_eq!(b.prepare(&f32p).unwrap().buffer_bytes().weights, 4 * 256 * 512);
+}
+
+/// Sanity throughput on whatever adapter is present (not a test of speed: run by hand with
+/// `cargo test --release --test backend_wgpu -- --ignored --nocapture`).
+#[test]
+#[ignore]
+fn measure_throughput() {
+    let Some(b) = open(WgpuOptions::default()) else { return };
+    println!(
+        "adapter: {:?}; timing: {}",
+        b.device(),
+        if b.has_timestamps() { "timestamp-query" } else { "wall" }
+    );
+    let median = |p: &Problem, reps: usize| -> f64 {
+        let mut prepared = b.prepare(p).unwrap();
+        prepared.run().unwrap();
+        let v = validate(&prepared.output().unwrap(), &Reference::compute(p), 0.0);
+        assert!(v.valid, "{}", v.reason);
+        let mut t: Vec<f64> = (0..reps)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let dev = prepared.run().unwrap();
+                dev.unwrap_or_else(|| start.elapsed().as_secs_f64())
+            })
+            .collect();
+        t.sort_by(f64::total_cmp);
+        t[t.len() / 2]
+    };
+    let size: usize = std::env::var("GEMM_N").ok().and_then(|s| s.parse().ok()).unwrap_or(512);
+    let p = ProblemSpec::new(Op::Gemm, size, size, size, Format::F32, Scaling::NONE).build().unwrap();
+    let s = median(&p, 5);
+    println!("GEMM f32 {size}³: {:.3} ms, {:.2} GFLOP/s", s * 1e3, p.flops() / s / 1e9);
+    let (n, k) = (4096, 4096);
+    for format in Format::ALL {
+        let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
+        let p = ProblemSpec::new(Op::Gemv, 1, n, k, format, scaling).build().unwrap();
+        let s = median(&p, 7);
+        println!(
+            "GEMV {format} {n}×{k}: {:.3} ms, {:.2} G weights/s, {:.2} GB/s of weights",
+            s * 1e3,
+            (n * k) as f64 / s / 1e9,
+            (n * k * format.bytes()) as f64 / s / 1e9
+        );
+    }
+}
