@@ -154,8 +154,13 @@ fn run_child_job(job: &ChildJob) -> Result<ChildReport> {
         }
         ChildJob::Alloc { bytes } => {
             let hwm_reset = reset_hwm();
-            // vec![1; n] writes every byte, so every page is resident.
-            let buf = vec![1u8; *bytes as usize];
+            let n = usize::try_from(*bytes).map_err(|_| {
+                Error::invalid("alloc bytes", &bytes.to_string(), "a size this machine can address")
+            })?;
+            let mut buf: Vec<u8> = Vec::new();
+            buf.try_reserve_exact(n).map_err(|e| Error::Other(format!("cannot allocate {n} bytes: {e}")))?;
+            // Writing every byte makes every page resident.
+            buf.resize(n, 1);
             std::hint::black_box(&buf);
             Ok(ChildReport { vmhwm_bytes: vmhwm_bytes().ok_or_else(unavailable)?, hwm_reset })
         }
