@@ -150,6 +150,8 @@ pub struct Tensor {
     pub count: u64,
     /// How many copies one token's forward pass multiplies with (0 for the input embedding).
     pub active: u64,
+    /// Routed experts: with a batch of tokens, more distinct copies are read than one token uses.
+    pub routed: bool,
 }
 
 impl Tensor {
@@ -267,7 +269,7 @@ impl Model {
         let mut t = Vec::new();
         let mut push = |name, kind, rows, cols, count, active| {
             if rows * cols * count > 0 {
-                t.push(Tensor { name, kind, rows, cols, count, active });
+                t.push(Tensor { name, kind, rows, cols, count, active, routed: name.starts_with("routed") });
             }
         };
         let v = self.architecture.vocab;

@@ -2,4 +2,10 @@
 //! this machine, the arithmetic-intensity sweep analysis with its SVG plot, and the model
 //! planner (memory, chips needed, decode/prefill bounds, training, collectives).
 
+pub mod check;
+pub mod plan_table;
+pub mod planner;
+pub mod ridge;
 pub mod roofline;
+pub mod roofline_plot;
+pub mod text;

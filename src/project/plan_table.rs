@@ -1,0 +1,128 @@
+//! The planner's table: one column per chip, one row per quantity, with the formula in the
+//! second column so a reader can redo every number from the inputs shown above it.
+
+use super::planner::Plan;
+use super::text::{secs, sig3, table_from};
+
+fn gb(b: f64) -> String {
+    sig3(b / 1e9)
+}
+
+/// Render one or more plans (same model and options) side by side.
+pub fn render(plans: &[Plan]) -> String {
+    let Some(first) = plans.first() else { return String::new() };
+    let o = &first.options;
+    let mut out = format!(
+        "model {}: {:.2} B parameters computed, {:.2} B active per token (excl. input embedding); \
+         precision {}, context {}, batch {}, usable memory {:.0} %\n\n",
+        first.model_id,
+        first.total_params as f64 / 1e9,
+        first.active_params as f64 / 1e9,
+        o.precision.name(),
+        o.context,
+        o.batch,
+        o.usable_memory * 100.0
+    );
+    let col = |f: &dyn Fn(&Plan) -> String| plans.iter().map(f).collect::<Vec<String>>();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |label: &str, formula: &str, cells: Vec<String>| {
+        let mut r = vec![label.to_string(), formula.to_string()];
+        r.extend(cells);
+        rows.push(r);
+    };
+    let w = &first.weights;
+    row("INPUTS", "", col(&|_| String::new()));
+    row("memory (GB)", "M", col(&|p| gb(p.chip_memory)));
+    row("memory bandwidth (TB/s)", "BW", col(&|p| sig3(p.chip_bw / 1e12)));
+    row(
+        "peak used (TFLOPS)",
+        "P",
+        col(&|p| {
+            format!(
+                "{}{}",
+                sig3(p.prefill_peak.flops_s / 1e12),
+                if p.prefill_peak.emulated { "*" } else { "" }
+            )
+        }),
+    );
+    row(
+        "link per direction (GB/s)",
+        "L",
+        col(&|p| p.link.map(|(b, _)| sig3(b / 1e9)).unwrap_or("none".into())),
+    );
+    row("WEIGHTS AND KV", "", col(&|_| String::new()));
+    row("Linear weights (GB)", "codes", col(&|_| gb(w.linear)));
+    row("block scales (GB)", "f32 per 128x128", col(&|_| gb(w.scales)));
+    row("embedding/head/router/norms (GB)", "BF16", col(&|_| gb(w.other)));
+    row("weights total (GB)", "W", col(&|_| gb(w.total())));
+    row("KV cache per token (KiB)", "BF16", col(&|p| sig3(p.kv_bytes_per_token / 1024.0)));
+    row("KV cache (GB)", "KV = per token x context x batch", col(&|p| gb(p.kv_bytes)));
+    row("chips needed", "n = ceil((W+KV) / (M x usable))", col(&|p| p.chips_needed.to_string()));
+    row("DECODE (memory bound)", "", col(&|_| String::new()));
+    row("bytes per step (GB)", "S = active W(batch) + KV", col(&|p| gb(p.decode_bytes_per_step)));
+    row("decode tok/s per chip", "batch x BW / S", col(&|p| sig3(p.decode.per_chip)));
+    row("decode tok/s, n chips", "x n", col(&|p| sig3(p.decode.aggregate)));
+    row("PREFILL (compute bound)", "", col(&|_| String::new()));
+    row(
+        "FLOPs per token (GFLOP)",
+        "F = 2 N_active + attention",
+        col(&|p| sig3(p.prefill_flops_per_token / 1e9)),
+    );
+    row("prefill tok/s per chip", "P / F", col(&|p| sig3(p.prefill.per_chip)));
+    row("prefill tok/s, n chips", "x n", col(&|p| sig3(p.prefill.aggregate)));
+    row("TRAINING", "", col(&|_| String::new()));
+    row(
+        "state bytes/param",
+        "weights+grads+optimizer+master",
+        col(&|p| {
+            let t = &p.train;
+            format!("{}+{}+{}+{} = {}", t.weights, t.gradients, t.optimizer, t.master, t.per_param())
+        }),
+    );
+    row("training state (TB)", "T = bytes/param x N", col(&|p| sig3(p.train_state_bytes / 1e12)));
+    row("activations (GB)", "A = 34 h L x context x batch", col(&|p| gb(p.activation_bytes)));
+    row("chips for training state", "ceil((T+A) / (M x usable))", col(&|p| p.train_chips_needed.to_string()));
+    row("FLOPs per token (GFLOP)", "6 N_active", col(&|p| sig3(p.train_flops_per_token / 1e9)));
+    row("train tok/s per chip", "P / 6 N_active", col(&|p| sig3(p.train_tokens_s.per_chip)));
+    row("ring size", "r", col(&|p| p.ring.to_string()));
+    row("gradient bytes (GB)", "G = 2 N (BF16)", col(&|p| gb(p.grad_bytes)));
+    row("all-reduce time", "2(r-1)/r x G / L", col(&|p| p.allreduce_s.map(secs).unwrap_or("n/a".into())));
+    if first.alltoall_bytes > 0.0 {
+        row(
+            "all-to-all bytes per chip (MB)",
+            "D = ctx x batch x k x h x B x (r-1)/r",
+            col(&|p| sig3(p.alltoall_bytes / 1e6)),
+        );
+        row("one all-to-all (dispatch)", "D / L", col(&|p| p.alltoall_s.map(secs).unwrap_or("n/a".into())));
+        row(
+            "all-to-all per step",
+            "MoE layers x fwd+bwd",
+            col(&|p| p.alltoall_step_s.map(secs).unwrap_or("n/a".into())),
+        );
+    }
+    let mut header = vec!["quantity", "formula"];
+    let names: Vec<String> = plans.iter().map(|p| p.chip_id.clone()).collect();
+    header.extend(names.iter().map(String::as_str));
+    out.push_str(&table_from(&header, &rows, 2));
+    out.push('\n');
+    for p in plans {
+        out.push_str(&format!("{}: peak = {}", p.chip_id, p.prefill_peak.label));
+        if let Some((_, how)) = p.link {
+            out.push_str(&format!("; link = {how}"));
+        }
+        out.push('\n');
+    }
+    if plans.iter().any(|p| p.prefill_peak.emulated) {
+        out.push_str("* no native FP8: weights stored in FP8, compute at the BF16 rate (weight-only FP8, emulated compute)\n");
+    }
+    out.push_str(&format!(
+        "training bytes/param source: {}\n\
+         assumptions: GB = 1e9 B; KV cache BF16; decode reads active weights once per step plus KV, split ideally \
+         over n chips; MoE batch reads E(1-(1-k/E)^batch) routed experts; prefill attention at average length \
+         context/2; collectives at the chip's scale-up link per direction on every hop (optimistic beyond one \
+         node); gradients all-reduced in BF16 over the whole model (pure data parallel, an upper bound); \
+         all-to-all dispatch FP8 (1 B) under the FP8 recipe else BF16, combine and backward BF16.\n",
+        first.train.source
+    ));
+    out
+}
