@@ -193,33 +193,45 @@ fn pow2(e: i32) -> f64 {
     f64::from_bits(((e + 1023) as u64) << 52)
 }
 
-/// `round_w(acc + x)` on the exact sum. For round-to-nearest the f64 sum followed by rounding to
-/// `w` ≤ 23 bits equals one rounding of the exact sum when `x` is an f32 (53 ≥ 2·24 + 2, the
-/// innocuous double-rounding bound). Toward zero, the error term of the f64 sum (TwoSum) tells
-/// whether the exact value lies just inside a grid point the f64 sum landed on.
+/// `round_w(acc + x)` of the exact sum. The f64 sum `s` may itself be rounded (when the operands'
+/// exponents are far apart); TwoSum gives the exact remainder `err = (acc + x) − s`, and the two
+/// cases where it matters are fixed: toward zero, `s` landed on a grid point while the exact
+/// value lies just inside it; to nearest, `s` landed exactly on a midpoint while the exact value
+/// lies to one side. Everywhere else `round_w(s)` = `round_w(acc + x)`, because every grid point
+/// and midpoint is itself an f64 and `s` is the f64 nearest to the exact sum.
 #[inline]
 fn add_rounded(acc: f32, x: f64, width: u32, rounding: Rounding) -> f32 {
     let a = acc as f64;
     let s = a + x;
-    let r = match rounding {
-        Rounding::NearestEven => round_to_width(s, width, rounding),
-        Rounding::Truncate => {
-            let t = round_to_width(s, width, rounding);
-            if t == s && s != 0.0 {
-                let bb = s - a;
-                let err = (a - (s - bb)) + (x - bb);
-                if err != 0.0 && (err < 0.0) != (s < 0.0) {
-                    // The exact sum is strictly inside |s|: take the grid point below it.
-                    round_to_width(f64::from_bits(s.to_bits() - 1), width, rounding)
-                } else {
-                    t
-                }
-            } else {
-                t
-            }
+    let bb = s - a;
+    let err = (a - (s - bb)) + (x - bb);
+    let t = round_to_width(s, width, rounding);
+    if err == 0.0 || s == 0.0 {
+        return t as f32;
+    }
+    // One f64 step from `s` toward the exact value.
+    let toward_exact = || {
+        if (err > 0.0) == (s > 0.0) {
+            f64::from_bits(s.to_bits() + 1)
+        } else {
+            f64::from_bits(s.to_bits() - 1)
         }
     };
+    let r = match rounding {
+        Rounding::Truncate if t == s && (err < 0.0) != (s < 0.0) => {
+            round_to_width(toward_exact(), width, rounding)
+        }
+        Rounding::NearestEven if is_midpoint(s, width) => round_to_width(toward_exact(), width, rounding),
+        _ => t,
+    };
     r as f32
+}
+
+/// Whether `x` lies exactly halfway between two neighbours of the `width`-bit grid.
+fn is_midpoint(x: f64, width: u32) -> bool {
+    let e = ((x.to_bits() >> 52) & 0x7FF) as i32 - 1023;
+    let scaled = x * pow2(width as i32 - e.max(-126));
+    scaled.fract().abs() == 0.5
 }
 
 /// How one dot product is accumulated.
