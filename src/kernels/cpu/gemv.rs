@@ -58,7 +58,7 @@ pub(crate) struct Rows<'a, E> {
 /// The portable twin: the same arithmetic as the SIMD row kernels, lane by lane.
 pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, factor: f32, out: &mut [f32]) {
     let k = x.len();
-    for r in 0..rows.count {
+    for (r, y) in out.iter_mut().enumerate().take(rows.count) {
         let (w, scales) = (rows.w[r], rows.scales[r]);
         let mut total = [0f32; LANES];
         for (s, start) in (0..k).step_by(seg).enumerate() {
@@ -76,7 +76,7 @@ pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, f
                 *t = p.mul_add(sf, *t);
             }
         }
-        out[r] = reduce16(&total);
+        *y = reduce16(&total);
     }
 }
 

@@ -40,6 +40,7 @@ pub(crate) fn decode_row_scaled<E: Element>(
 
 /// Pack rows `[r0, r0 + width)` × K range `[p0, p0 + kc)` of `q` into one micro-panel
 /// (`out.len() == kc * width`). `scratch` must hold at least `width * kc` values.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn pack_panel<E: Element>(
     codes: &[E],
     q: &QuantizedMatrix,

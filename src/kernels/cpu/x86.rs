@@ -159,6 +159,8 @@ pub(crate) fn gemv_rows_avx512<E: Element>(
     unsafe { gemv_rows_avx512_body(rows, x, seg, factor, out) }
 }
 
+// Rows index parallel arrays (codes, partial sums, totals, scales).
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
 unsafe fn gemv_rows_avx512_body<E: Element>(
     rows: &Rows<E>,
@@ -216,6 +218,7 @@ pub(crate) fn gemv_rows_avx2<E: Element>(
     unsafe { gemv_rows_avx2_body(rows, x, seg, factor, out) }
 }
 
+#[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
 unsafe fn gemv_rows_avx2_body<E: Element>(
     rows: &Rows<E>,
