@@ -167,7 +167,7 @@ pub fn parse_sizes(s: &str) -> Result<Vec<u64>> {
 /// Human size: `1KiB`, `64MiB`, or plain bytes when not a whole binary unit.
 pub fn format_size(bytes: u64) -> String {
     for (shift, unit) in [(30, "GiB"), (20, "MiB"), (10, "KiB")] {
-        if bytes >= 1 << shift && bytes % (1 << shift) == 0 {
+        if bytes >= 1 << shift && bytes & ((1 << shift) - 1) == 0 {
             return format!("{}{unit}", bytes >> shift);
         }
     }

@@ -145,7 +145,7 @@ fn decode_codes<E: Element>(codes: &[u8], out: &mut [f32]) {
 /// accumulated in f32 in rank order (so every rank can reproduce the result bit for bit).
 pub fn sum_chunks(format: Format, chunks: &[u8], acc: &mut [f32], scratch: &mut [f32]) {
     let w = ChunkBytes::of(format, acc.len()).total();
-    assert!(w > 0 && chunks.len() % w == 0, "chunks are not whole");
+    assert!(w > 0 && chunks.chunks_exact(w).remainder().is_empty(), "chunks are not whole");
     acc.fill(0.0);
     for chunk in chunks.chunks_exact(w) {
         decode(format, chunk, scratch);
