@@ -104,3 +104,55 @@ pub fn ratio_rows(rows: &[Row]) -> Vec<RatioRow> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::results::{Bytes, ErrorStats, Time};
+
+    fn record(op: &str, format: &str, median_s: f64, total: u64) -> Record {
+        Record {
+            backend: "mpi".into(),
+            device: "test".into(),
+            op: op.into(),
+            format: format.into(),
+            act_format: format.into(),
+            scaling: "none".into(),
+            m: 256,
+            n: 1,
+            k: 1,
+            threads: 1,
+            bytes: Bytes { total, ..Bytes::default() },
+            time: Time { median_s, min_s: median_s, max_s: median_s, samples: 1 },
+            gflops: 0.0,
+            gbs: 0.0,
+            error: ErrorStats::default(),
+            valid: true,
+            note: String::new(),
+            timing: String::new(),
+            memory: None,
+            ranks: Some(2),
+            algbw_gbs: Some(total as f64 / median_s / 1e9),
+            busbw_gbs: Some(total as f64 / median_s / 2e9),
+            payload: Some(format.into()),
+        }
+    }
+
+    #[test]
+    fn fp8_over_bf16_ratios_pair_same_op_and_size() {
+        let rows = vec![
+            Row { size: 1024, record: record("all-to-all", "bf16", 4e-6, 512) },
+            Row { size: 1024, record: record("all-to-all", "e4m3", 3e-6, 264) },
+            Row { size: 2048, record: record("all-to-all", "e4m3", 1e-6, 528) },
+            Row { size: 1024, record: record("all-gather", "bf16", 1e-6, 512) },
+        ];
+        let r = ratio_rows(&rows);
+        assert_eq!(r.len(), 1, "no FP8 partner for all-gather, no BF16 partner at 2 KiB: {r:?}");
+        assert_eq!((r[0].0.as_str(), r[0].1), ("all-to-all", 1024));
+        assert!((r[0].2.unwrap() - 0.75).abs() < 1e-12 && r[0].3.is_none());
+        assert!((r[0].4.unwrap() - 264.0 / 512.0).abs() < 1e-12);
+        let text = render(&rows);
+        assert!(text.contains("FP8/BF16 time ratio") && text.contains("0.750") && text.contains("0.516"));
+        assert_eq!(text.lines().filter(|l| l.starts_with("  all-")).count(), 5, "{text}");
+    }
+}
