@@ -19,11 +19,13 @@ fn check_decode(spec: Fp8Spec, file: &str) {
     let codes: Vec<u8> = (0..=255).collect();
     let mut fast = vec![0f32; 256];
     spec.decode_slice(&codes, &mut fast);
+    let mut arith = vec![0f32; 256];
+    spec.decode_slice_arithmetic(&codes, &mut arith);
     for r in rows {
         let code: u8 = r[0].parse().unwrap();
         let bits = hex(&r[1]);
         let want = f32::from_bits(bits);
-        for got in [spec.decode(code), fast[code as usize]] {
+        for got in [spec.decode(code), fast[code as usize], arith[code as usize]] {
             if want.is_nan() {
                 assert!(got.is_nan(), "{file} code {code}");
             } else {

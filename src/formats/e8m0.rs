@@ -62,17 +62,19 @@ pub fn is_power_of_two(x: f32) -> bool {
     }
 }
 
-/// Encode an f32 to the nearest power of two (round to nearest on the f32 bits, ties to even
-/// code, as ml_dtypes casts to float8_e8m0fnu). Zero, negatives and NaN give NaN; values beyond
-/// the range clamp to the end codes (0 or 0xFE); +inf gives NaN (no infinity).
+/// Encode an f32 to the nearest power of two in linear distance (round to nearest on the f32
+/// bits), ties to the even code. E8M0 has no zero, no sign and no infinity, so 0, negative
+/// values, ±inf and NaN all give the NaN code 0xFF (a scale of zero is not a scale); finite
+/// values beyond the range clamp to the end codes (0 = 2^-127, 0xFE = 2^127).
 pub fn encode(x: f32) -> u8 {
     if x.is_nan() || x <= 0.0 || x.is_infinite() {
         return NAN;
     }
     let bits = x.to_bits();
     if bits < 0x0080_0000 {
-        // Below 2^-126: candidates 2^-127 (code 0) and 2^-126 (code 1).
-        return if x >= f32::from_bits(0x0060_0000) { 1 } else { 0 };
+        // Below 2^-126: candidates 2^-127 (code 0) and 2^-126 (code 1); the midpoint
+        // 1.5 · 2^-127 is a tie and goes to the even code 0.
+        return if bits > 0x0060_0000 { 1 } else { 0 };
     }
     let lsb = (bits >> 23) & 1;
     let rounded = (bits + 0x3F_FFFF + lsb) >> 23;

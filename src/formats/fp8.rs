@@ -145,9 +145,43 @@ impl Fp8Spec {
         sign | code as u8
     }
 
-    /// Decode a slice. Branch-free form of [`decode`](Self::decode) that the compiler
-    /// vectorises; agrees with the scalar path on all 256 codes (tested).
+    /// Decode a slice; agrees with the scalar [`decode`](Self::decode) on all 256 codes (tested).
+    ///
+    /// For the two OCP formats this reads a 256-entry f32 table (1 KiB, built once from the
+    /// scalar decoder): measured faster than the arithmetic form on a baseline x86-64 build
+    /// (about 3.3 vs 2.0 Gelem/s), so the table is the fast path; any other spec uses
+    /// [`decode_slice_arithmetic`](Self::decode_slice_arithmetic).
     pub fn decode_slice(&self, src: &[u8], dst: &mut [f32]) {
+        assert_eq!(src.len(), dst.len(), "decode_slice: length mismatch");
+        match self.decode_table() {
+            Some(table) => {
+                for (d, &c) in dst.iter_mut().zip(src) {
+                    *d = table[c as usize];
+                }
+            }
+            None => self.decode_slice_arithmetic(src, dst),
+        }
+    }
+
+    /// The decoded value of every code (index = code), for the OCP formats [`E4M3`] and
+    /// [`E5M2`]; `None` for any other spec.
+    pub fn decode_table(&self) -> Option<&'static [f32; 256]> {
+        use std::sync::OnceLock;
+        static TABLES: [OnceLock<[f32; 256]>; 2] = [OnceLock::new(), OnceLock::new()];
+        let (slot, spec) = if *self == E4M3 {
+            (&TABLES[0], E4M3)
+        } else if *self == E5M2 {
+            (&TABLES[1], E5M2)
+        } else {
+            return None;
+        };
+        Some(slot.get_or_init(|| std::array::from_fn(|c| spec.decode(c as u8))))
+    }
+
+    /// Table-free decode of a slice: a branch-free form of [`decode`](Self::decode) that the
+    /// compiler vectorises (the form a GPU shader uses). Agrees with the scalar path on all 256
+    /// codes (tested).
+    pub fn decode_slice_arithmetic(&self, src: &[u8], dst: &mut [f32]) {
         assert_eq!(src.len(), dst.len(), "decode_slice: length mismatch");
         let man_bits = self.man_bits;
         let rebias = ((127 - self.bias) as u32) << 23;
@@ -170,12 +204,79 @@ impl Fp8Spec {
         }
     }
 
-    /// Encode a slice; agrees with the scalar path on every input (tested).
+    /// Encode a slice; agrees with the scalar [`encode`](Self::encode) on every input (tested on
+    /// the reference tables and on random bit patterns). Branch-free per element, so the compiler
+    /// vectorises it: both the normal and the subnormal result are computed and selected.
     pub fn encode_slice(&self, src: &[f32], dst: &mut [u8], overflow: Overflow) {
         assert_eq!(src.len(), dst.len(), "encode_slice: length mismatch");
+        let k = EncodeLanes::new(self, overflow);
         for (d, &x) in dst.iter_mut().zip(src) {
-            *d = self.encode(x, overflow);
+            *d = k.encode(x);
         }
+    }
+}
+
+/// Constants of the branch-free encoder, hoisted out of the slice loop.
+///
+/// Magnitudes are handled as f32 bit patterns with the sign cleared, which order like the
+/// values they stand for (as i32 too, which SSE2 can compare). Normal results round the bits
+/// directly (add half an ulp minus one plus the kept lsb: ties to even), then rebias. Subnormal
+/// results come from one float addition: `a + 2^k`, where the ulp of `2^k` is the smallest FP8
+/// subnormal, rounds `a` to a multiple of that subnormal with the FPU's own ties-to-even; the low
+/// bits of the sum are the code.
+#[derive(Debug, Clone, Copy)]
+struct EncodeLanes {
+    /// Magnitudes are clamped to this (the max's bits when saturating, else no clamp).
+    clamp: i32,
+    /// Magnitudes at or above this overflow (the cast policy).
+    threshold: i32,
+    min_normal: i32,
+    magic: f32,
+    magic_bits: u32,
+    shift: u32,
+    half_minus_one: u32,
+    rebias: u32,
+    overflow_code: u32,
+    nan_code: u32,
+}
+
+impl EncodeLanes {
+    fn new(spec: &Fp8Spec, overflow: Overflow) -> Self {
+        let shift = 23 - spec.man_bits;
+        let magic = spec.min_subnormal() * (1u32 << 23) as f32;
+        EncodeLanes {
+            clamp: match overflow {
+                Overflow::Saturate => spec.max.to_bits() as i32,
+                Overflow::Cast => i32::MAX,
+            },
+            threshold: spec.overflow_threshold().to_bits() as i32,
+            min_normal: spec.min_normal().to_bits() as i32,
+            magic,
+            magic_bits: magic.to_bits(),
+            shift,
+            half_minus_one: (1 << (shift - 1)) - 1,
+            rebias: ((127 - spec.bias) as u32) << spec.man_bits,
+            overflow_code: spec.inf_code().unwrap_or_else(|| spec.nan_code()) as u32,
+            nan_code: spec.nan_code() as u32,
+        }
+    }
+
+    #[inline(always)]
+    fn encode(&self, x: f32) -> u8 {
+        let bits = x.to_bits();
+        let sign = (bits >> 24) & 0x80;
+        let raw = (bits & 0x7FFF_FFFF) as i32;
+        let is_nan = raw > 0x7F80_0000;
+        let a = raw.min(self.clamp);
+        let ua = a as u32;
+        let lsb = (ua >> self.shift) & 1;
+        let normal =
+            (ua.wrapping_add(self.half_minus_one).wrapping_add(lsb) >> self.shift).wrapping_sub(self.rebias);
+        let sub = (f32::from_bits(ua) + self.magic).to_bits().wrapping_sub(self.magic_bits);
+        let code = if a < self.min_normal { sub } else { normal };
+        let code = if a >= self.threshold { self.overflow_code } else { code };
+        let code = if is_nan { self.nan_code } else { code };
+        (sign | code) as u8
     }
 }
 
@@ -204,7 +305,10 @@ mod tests {
             let codes: Vec<u8> = (0..=255).collect();
             let mut out = vec![0.0; 256];
             spec.decode_slice(&codes, &mut out);
-            for (c, &fast) in out.iter().enumerate() {
+            let mut arith = vec![0.0; 256];
+            spec.decode_slice_arithmetic(&codes, &mut arith);
+            for (c, &fast) in out.iter().chain(&arith).enumerate() {
+                let c = c % 256;
                 let s = spec.decode(c as u8);
                 assert!(
                     s.to_bits() == fast.to_bits() || (s.is_nan() && fast.is_nan()),
