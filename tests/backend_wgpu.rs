@@ -180,9 +180,12 @@ fn measure_throughput() {
         t[t.len() / 2]
     };
     let size: usize = std::env::var("GEMM_N").ok().and_then(|s| s.parse().ok()).unwrap_or(512);
-    let p = ProblemSpec::new(Op::Gemm, size, size, size, Format::F32, Scaling::NONE).build().unwrap();
-    let s = median(&p, 5);
-    println!("GEMM f32 {size}³: {:.3} ms, {:.2} GFLOP/s", s * 1e3, p.flops() / s / 1e9);
+    for format in [Format::F32, Format::F16, Format::E4M3] {
+        let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
+        let p = ProblemSpec::new(Op::Gemm, size, size, size, format, scaling).build().unwrap();
+        let s = median(&p, 5);
+        println!("GEMM {format} {size}³: {:.3} ms, {:.2} GFLOP/s", s * 1e3, p.flops() / s / 1e9);
+    }
     let (n, k) = (4096, 4096);
     for format in Format::ALL {
         let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };

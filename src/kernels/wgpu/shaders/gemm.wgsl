@@ -52,21 +52,18 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let row0 = wg.y * TILE_M;
-    let col0 = wg.x * TILE_N;
-    var acc: array<array<f32, TN>, TM>;
-    for (var i = 0u; i < TM; i++) {
-        for (var j = 0u; j < TN; j++) {
-            acc[i][j] = 0.0;
-        }
-    }
+    let row0 = wg.y * TILE_M + lid.y;
+    let col0 = wg.x * TILE_N + lid.x;
+    // TM × TN accumulators as named scalars (the host unrolls these loops: arrays indexed in
+    // loops may live in scratch memory instead of registers).
+{{ACC_DECLARE}}
     for (var kg0 = 0u; kg0 < params.kg; kg0 += TILE_KG) {
         // Load: each of the 256 threads fetches whole groups (one storage element each).
         for (var t = li; t < TILE_M * TILE_KG; t += 256u) {
             let r = t / TILE_KG;
             let lg = t % TILE_KG;
             let g = kg0 + lg;
-            let row = row0 + r;
+            let row = wg.y * TILE_M + r;
             var v = vec4<f32>(0.0);
             if (row < params.m && g < params.kg) {
                 v = decode_a(a_codes[row * params.kg + g]) * scale_a(row, g * 4u);
@@ -80,7 +77,7 @@ fn main(
             let r = t / TILE_KG;
             let lg = t % TILE_KG;
             let g = kg0 + lg;
-            let col = col0 + r;
+            let col = wg.x * TILE_N + r;
             var v = vec4<f32>(0.0);
             if (col < params.n && g < params.kg) {
                 v = decode_w(w_codes[col * params.kg + g]) * scale_w(col, g * 4u);
@@ -92,29 +89,15 @@ fn main(
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {
-            var a: array<f32, TM>;
-            var b: array<f32, TN>;
-            for (var i = 0u; i < TM; i++) {
-                a[i] = a_tile[kk][lid.y + 16u * i];
-            }
-            for (var j = 0u; j < TN; j++) {
-                b[j] = w_tile[kk][lid.x + 16u * j];
-            }
-            for (var i = 0u; i < TM; i++) {
-                for (var j = 0u; j < TN; j++) {
-                    acc[i][j] = fma(a[i], b[j], acc[i][j]);
-                }
-            }
+{{ACC_STEP}}
         }
         workgroupBarrier();
     }
-    for (var i = 0u; i < TM; i++) {
-        let row = row0 + lid.y + 16u * i;
-        for (var j = 0u; j < TN; j++) {
-            let col = col0 + lid.x + 16u * j;
-            if (row < params.m && col < params.n) {
-                c_out[row * params.n + col] = acc[i][j];
-            }
-        }
+{{ACC_STORE}}
+}
+
+fn store(row: u32, col: u32, v: f32) {
+    if (row < params.m && col < params.n) {
+        c_out[row * params.n + col] = v;
     }
 }
