@@ -26,6 +26,9 @@ pub struct Args {
     /// Directory for results/<run-id>.json (written by rank 0).
     #[arg(long, default_value = "results")]
     pub out: PathBuf,
+    /// Overwrite a results file of the same run id.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Why this build cannot run collectives, and how to get one that can (one line).
@@ -49,11 +52,11 @@ pub fn exec(args: Args) -> Result<()> {
             iters: args.iters,
             warmup: args.warmup,
         };
-        crate::collectives::bench::run_cli(&config, &args.out)
+        crate::collectives::bench::run_cli(&config, &args.out, args.force)
     }
     #[cfg(not(feature = "mpi"))]
     {
-        let _ = (ops, sizes, payloads, args.out);
+        let _ = (ops, sizes, payloads, args.out, args.force);
         Err(Error::Unsupported(NEEDS_MPI.into()))
     }
 }

@@ -27,7 +27,7 @@ pub struct Config {
 
 /// Initialise MPI, measure every case, and on rank 0 print the table and write
 /// `<out>/<run-id>.json` atomically. Fails (exit 3) when any case failed verification.
-pub fn run_cli(config: &Config, out: &Path) -> Result<()> {
+pub fn run_cli(config: &Config, out: &Path, force: bool) -> Result<()> {
     let universe = mpi::initialize().ok_or_else(|| Error::device("mpi", "MPI was already initialised"))?;
     let world = universe.world();
     let (rank, ranks) = (world.rank() as usize, world.size() as usize);
@@ -92,7 +92,7 @@ pub fn run_cli(config: &Config, out: &Path) -> Result<()> {
             ],
         };
         let path = out.join(format!("{run_id}.json"));
-        results::write_atomic(&path, run.to_json().as_bytes(), false)?;
+        results::write_atomic(&path, run.to_json().as_bytes(), force)?;
         println!("# wrote {}", path.display());
     }
     if failed > 0 {
