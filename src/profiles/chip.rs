@@ -204,7 +204,7 @@ impl Chip {
                 "memory_bw" => rule("TB/s", 0.01, 100.0, false),
                 "tdp" => rule("W", 1.0, 5000.0, false),
                 "interconnect" => rule("GB/s", 1.0, 100_000.0, true),
-                f if f == "peak.int8" => rule("TOPS", 0.01, 100_000.0, true),
+                "peak.int8" => rule("TOPS", 0.01, 100_000.0, true),
                 _ => rule("TFLOPS", 0.01, 100_000.0, true),
             };
             fig.validate(path, &field, r)?;

@@ -152,22 +152,14 @@ pub fn local_chip(cal: &Calibration, threads: usize) -> Result<Chip> {
     let (t, gflops) = calibration_peak(cal, threads).ok_or_else(|| {
         Error::config("results", "calibration.fma_peak_gflops", "no positive FMA peak measured")
     })?;
-    if !(cal.read_gbs > 0.0) {
+    if cal.read_gbs.is_nan() || cal.read_gbs <= 0.0 {
         return Err(Error::config("results", "calibration.read_gbs", "no positive read bandwidth measured"));
     }
     let peak =
         || measured(gflops / 1000.0, "TFLOPS", format!("measured: register-only FMA loop at {t} threads"));
     let none = |why: &str| {
-        Some(Figure {
-            status: Some(Status::Unfound),
-            source: why.into(),
-            ..measured(1.0, "", String::new()).unwrap()
-        })
-        .map(|mut f| {
-            f.value = None;
-            f.unit = None;
-            f
-        })
+        Some(Figure { value: None, unit: None, status: Some(Status::Unfound), ..peak().unwrap() })
+            .map(|f| Figure { source: why.to_string(), ..f })
     };
     Ok(Chip {
         id: "local".into(),
