@@ -261,3 +261,51 @@ fn emulated_gemm_is_close_to_the_reference_on_odd_shapes() {
         }
     }
 }
+
+#[test]
+fn cli_writes_a_loadable_results_file_and_a_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args([
+            "study",
+            "accumulation",
+            "--k",
+            "256..512",
+            "--rows",
+            "33",
+            "--nc",
+            "128,inf",
+            "--dist",
+            "heavy",
+        ])
+        .args(["--scaling", "mx32", "--format", "e5m2", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("summary at K = 512"), "{stdout}");
+    let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().path()).collect();
+    let json = files.iter().find(|p| p.extension().is_some_and(|e| e == "json")).expect("results JSON");
+    assert!(files.iter().any(|p| p.extension().is_some_and(|e| e == "svg")), "SVG plot");
+    let run = chipbench::results::Run::load(json).unwrap();
+    assert_eq!(run.suite, "study-accumulation");
+    // 2 K × 2 N_C × (trunc, rne, f32).
+    assert_eq!(run.records.len(), 12);
+    for r in &run.records {
+        assert_eq!(
+            (r.op.as_str(), r.format.as_str(), r.scaling.as_str(), r.m),
+            ("study-accumulation", "e5m2", "mx32", 33)
+        );
+        assert!(r.error.max_rel > 0.0 && r.error.max_rel.is_finite() && r.valid, "{r:?}");
+        assert!(r.note.contains("dist=heavy") && r.note.contains("mean_rel="), "{}", r.note);
+    }
+    // A bad value is one line naming the argument and what is allowed, exit code 2.
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args(["study", "accumulation", "--nc", "0", "--no-write"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(err.contains("nc") && err.contains("inf") && err.lines().count() == 1, "{err}");
+}

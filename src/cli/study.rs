@@ -257,7 +257,8 @@ pub fn render_summary(cfg: &StudyConfig, points: &[Point]) -> String {
                 };
                 let _ = writeln!(
                     s,
-                    "  {dist:<8} {scaling:<14} {:<10} inf: {:>9}  128: {:>9}  gain {:>6.1}x  bitwise = f32: {}/{}",
+                    "  {dist:<8} {:<14} {:<10} inf: {:>9}  128: {:>9}  gain {:>6.1}x  bitwise = f32: {}/{}",
+                    scaling.to_string(),
                     acc.label(),
                     sci(never.max_rel),
                     sci(p128.max_rel),
