@@ -66,7 +66,7 @@ pub(crate) fn storage_buffer(
     contents: &[u8],
 ) -> Result<::wgpu::Buffer> {
     let padded;
-    let contents = if contents.len() < 16 || contents.len() % 4 != 0 {
+    let contents = if contents.len() < 16 || contents.len().next_multiple_of(4) != contents.len() {
         padded = {
             let mut v = contents.to_vec();
             v.resize(contents.len().next_multiple_of(4).max(16), 0);

@@ -74,7 +74,7 @@ fn instance() -> ::wgpu::Instance {
 /// (probing GL opens EGL, which is slow and noisy on headless machines).
 fn adapters(instance: &::wgpu::Instance, gl_if_needed: bool) -> Vec<::wgpu::Adapter> {
     let mut v = pollster::block_on(instance.enumerate_adapters(::wgpu::Backends::PRIMARY));
-    if !(gl_if_needed && !v.is_empty()) {
+    if !gl_if_needed || v.is_empty() {
         let rest = ::wgpu::Backends::all() - ::wgpu::Backends::PRIMARY;
         v.extend(pollster::block_on(instance.enumerate_adapters(rest)));
     }

@@ -144,7 +144,7 @@ impl ScaleLookup {
     /// Whether the group layout can express this lookup.
     pub fn fits_groups(self) -> bool {
         match self {
-            ScaleLookup::Block { cols, .. } => cols as usize % GROUP == 0,
+            ScaleLookup::Block { cols, .. } => (cols as usize).next_multiple_of(GROUP) == cols as usize,
             _ => true,
         }
     }
