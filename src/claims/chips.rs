@@ -9,6 +9,7 @@ use super::measured::{format_speedups, run_ids};
 use super::{median, sig3, Finding, LoadedRun, Verdict};
 use crate::formats::Format;
 use crate::profiles::{self, Chip, Direction, Figure, Precision};
+use crate::project::planner::{self, Plan, PlanOptions, WeightPrecision};
 use crate::{Error, Result};
 
 /// The first web address in a source string, without the scheme, shortened for a table cell.
@@ -245,12 +246,95 @@ pub fn trails(chip: &str, versus: &str, supported_below: f64, partly_below: f64)
     Ok(Finding::new(Verdict::below(ratio, supported_below, partly_below), numbers, from))
 }
 
-pub fn train_vs_infer(model: &str, _min_ratio: f64) -> Result<Finding> {
-    let _ = profiles::model(model)?;
-    Err(Error::Unsupported("the planner (project::planner) is not available in this build".into()))
+fn gb(bytes: f64) -> String {
+    format!("{} GB", sig3(bytes / 1e9))
 }
 
-pub fn inference_fit(model: &str, chip: &str, _max_chips: usize) -> Result<Finding> {
-    let _ = (profiles::model(model)?, profiles::chip(chip)?);
-    Err(Error::Unsupported("the planner (project::planner) is not available in this build".into()))
+fn plan_for(model: &str, chip: &str, precision: WeightPrecision) -> Result<Plan> {
+    let (m, c) = (profiles::model(model)?, profiles::chip(chip)?);
+    planner::plan(&m, &c, &PlanOptions { precision, ..PlanOptions::default() })
+}
+
+fn plan_cite(p: &Plan) -> String {
+    let o = &p.options;
+    format!(
+        "planner: {} on {} ({}; context {}, batch {}, {}% of memory usable)",
+        p.model_id,
+        p.chip_id,
+        o.precision.name(),
+        o.context,
+        o.batch,
+        sig3(o.usable_memory * 100.0)
+    )
+}
+
+pub fn train_vs_infer(model: &str, chip: &str, min_ratio: f64) -> Result<Finding> {
+    let (mut numbers, mut from, mut flops_ok, mut mem_ok) = (Vec::new(), Vec::new(), true, true);
+    for precision in [WeightPrecision::Bf16, WeightPrecision::Fp8] {
+        let p = plan_for(model, chip, precision)?;
+        // Forward-only FLOPs per token, the same convention as the planner's 6·N for training
+        // (attention scores excluded from both).
+        let infer_flops = 2.0 * p.active_params as f64;
+        let infer_mem = p.weights.total() + p.kv_bytes;
+        let train_mem = p.train_state_bytes + p.activation_bytes;
+        let (rf, rm) = (p.train_flops_per_token / infer_flops, train_mem / infer_mem);
+        flops_ok &= rf >= min_ratio;
+        mem_ok &= rm >= min_ratio;
+        numbers.push(format!(
+            "{}: FLOPs/token train {} vs inference {} = {}x; memory train {} ({} B/param state + activations) vs inference {} (weights + KV) = {}x; chips of {}: train {} vs inference {}",
+            precision.name(),
+            sig3(p.train_flops_per_token),
+            sig3(infer_flops),
+            sig3(rf),
+            gb(train_mem),
+            sig3(p.train.per_param()),
+            gb(infer_mem),
+            sig3(rm),
+            p.chip_id,
+            p.train_chips_needed,
+            p.chips_needed
+        ));
+        from.push(plan_cite(&p));
+        if !from.iter().any(|f| f.starts_with("training state")) {
+            from.push(format!("training state: {}", short_source(p.train.source)));
+        }
+    }
+    let verdict = match (flops_ok, mem_ok) {
+        (true, true) => Verdict::Supported,
+        (false, false) => Verdict::NotSupported,
+        _ => Verdict::Partly,
+    };
+    Ok(Finding::new(verdict, numbers, from))
+}
+
+pub fn inference_fit(model: &str, chip: &str, max_chips: usize) -> Result<Finding> {
+    let (mut numbers, mut from, mut fits) = (Vec::new(), Vec::new(), Vec::new());
+    for precision in [WeightPrecision::Bf16, WeightPrecision::Fp8] {
+        let p = plan_for(model, chip, precision)?;
+        fits.push(p.chips_needed as usize <= max_chips);
+        numbers.push(format!(
+            "{}: weights {} + KV {} on {} GB chips: {} chips; decode bound {} tokens/s per sequence over them ({} read per step at {} TB/s per chip); prefill at {}",
+            precision.name(),
+            gb(p.weights.total()),
+            gb(p.kv_bytes),
+            sig3(p.chip_memory / 1e9),
+            p.chips_needed,
+            sig3(p.decode.aggregate),
+            gb(p.decode_bytes_per_step),
+            sig3(p.chip_bw / 1e12),
+            p.prefill_peak.label
+        ));
+        from.push(plan_cite(&p));
+    }
+    let c = profiles::chip(chip)?;
+    for f in [&c.memory, &c.memory_bw].into_iter().flatten() {
+        from.push(format!("profile {}: {}", c.id, short_source(&f.source)));
+    }
+    numbers.push(format!("limit: {max_chips} chips"));
+    let verdict = match (fits[0], fits[1]) {
+        (true, true) => Verdict::Supported,
+        (false, true) => Verdict::Partly,
+        _ => Verdict::NotSupported,
+    };
+    Ok(Finding::new(verdict, numbers, from))
 }

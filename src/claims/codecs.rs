@@ -1,7 +1,7 @@
 //! Checks that need no run: they quantize seeded matrices with the project's own codecs, so their
 //! numbers are the same on every machine (and computed fresh each time, never written down).
 
-use super::measured::{best_by_format, groups};
+use super::measured::{best_by_format, groups, run_ids};
 use super::{sig3, Finding, LoadedRun, Verdict};
 use crate::formats::scaling::{Role, ScaleFormat};
 use crate::formats::{Format, QuantizedMatrix, Scaling};
@@ -90,7 +90,7 @@ pub fn weight_bytes(
     let in_range = |r: f64| (low..=high).contains(&r);
 
     // Measured: the bytes each backend reported for the same problem in FP8 and BF16.
-    let (mut logical, mut buffers, mut run_ids) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut logical, mut buffers, mut used) = (Vec::new(), Vec::new(), Vec::new());
     for (_, recs) in groups(runs, None) {
         let best = best_by_format(&recs);
         let fp8 = best.iter().find(|(f, _)| f.is_fp8());
@@ -106,9 +106,7 @@ pub fn weight_bytes(
                     buffers.push((b(m8) / b(mb), r8.backend.clone()));
                 }
             }
-            if !run_ids.contains(&lr8.run.run_id) {
-                run_ids.push(lr8.run.run_id.clone());
-            }
+            used.push((*lr8, *r8));
         }
     }
     let range = |v: &[f64]| {
@@ -136,7 +134,7 @@ pub fn weight_bytes(
             numbers.push(format!("buffers outside [{low}, {high}]: {}", bad_buffers.join(", ")));
         }
     }
-    from.extend(run_ids.into_iter().map(|id| format!("run {id}")));
+    from.extend(run_ids(used));
     let verdict = if !in_range(computed) || logical.iter().any(|&r| !in_range(r)) {
         Verdict::NotSupported
     } else if !bad_buffers.is_empty() {

@@ -75,8 +75,8 @@ pub enum Check {
     ComputeRatios { frontier: Vec<String>, available: Vec<String>, target: f64, tolerance: f64 },
     /// `chip` relative to `versus` in their fastest native formats.
     ChipTrails { chip: String, versus: String, supported_below: f64, partly_below: f64 },
-    /// Training vs inference demands of a model (planner).
-    TrainVsInfer { model: String, min_ratio: f64 },
+    /// Training vs inference demands of a model on a chip (planner).
+    TrainVsInfer { model: String, chip: String, min_ratio: f64 },
     /// Whether a model's inference fits on a chip in BF16 and weight-only FP8 (planner).
     InferenceFit { model: String, chip: String, max_chips: usize },
 }
@@ -327,7 +327,7 @@ fn run_check(check: &Check, inputs: &Inputs) -> Finding {
         Check::ChipTrails { chip, versus, supported_below, partly_below } => {
             chips::trails(chip, versus, *supported_below, *partly_below)
         }
-        Check::TrainVsInfer { model, min_ratio } => chips::train_vs_infer(model, *min_ratio),
+        Check::TrainVsInfer { model, chip, min_ratio } => chips::train_vs_infer(model, chip, *min_ratio),
         Check::InferenceFit { model, chip, max_chips } => chips::inference_fit(model, chip, *max_chips),
     };
     result.unwrap_or_else(|e| Finding::no_data(format!("evidence unavailable: {e}")))

@@ -94,19 +94,20 @@ fn shape(k: &GroupKey) -> String {
     format!("{}x{}x{}", k.m, k.n, k.k)
 }
 
+/// One comparison group with the fastest record per format.
+type Group<'a> = (GroupKey, Vec<(Format, Entry<'a>)>);
+type Best<'a> = Vec<Group<'a>>;
+
 /// Formats present in `groups`, in the canonical order f32, bf16, f16, e4m3, e5m2.
-fn formats_present(best: &[(GroupKey, Vec<(Format, Entry)>)]) -> Vec<Format> {
+fn formats_present(best: &[Group]) -> Vec<Format> {
     let present: BTreeSet<Format> = best.iter().flat_map(|(_, b)| b.iter().map(|(f, _)| *f)).collect();
     Format::ALL.into_iter().filter(|f| present.contains(f)).collect()
 }
 
 /// Per (host, backend, device, threads), the group of `op` with the largest m·n·k: the one the
 /// charts show (tables list every shape).
-fn largest_per_machine<'a>(
-    best: &'a [(GroupKey, Vec<(Format, Entry<'a>)>)],
-) -> Vec<&'a (GroupKey, Vec<(Format, Entry<'a>)>)> {
-    let mut pick: BTreeMap<(String, String, String, usize), &(GroupKey, Vec<(Format, Entry)>)> =
-        BTreeMap::new();
+fn largest_per_machine<'a>(best: &'a [Group<'a>]) -> Vec<&'a Group<'a>> {
+    let mut pick: BTreeMap<(String, String, String, usize), &Group> = BTreeMap::new();
     for g in best {
         let k = &g.0;
         let id = (k.host.clone(), k.backend.clone(), k.device.clone(), k.threads);
@@ -199,9 +200,9 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
             svg::bar_chart(&title, metric, &cats, &series, &[]).map_err(crate::Error::Other)?,
         ));
         md.push_str(&format!("![{title}]({name})\n\n"));
-        md.push_str(&format!(
+        md.push_str(
             "| Host | Backend | Shape | Format | Median time | GFLOP/s | GB/s | Speedup vs f32 | vs bf16 |\n|---|---|---|---|---|---|---|---|---|\n"
-        ));
+        );
         for (k, b) in best.iter() {
             for (f, (_, r)) in b {
                 let t = Some(r.time.median_s);
@@ -278,8 +279,6 @@ fn runs_table(runs: &[LoadedRun]) -> String {
     md.push('\n');
     md
 }
-
-type Best<'a> = Vec<(GroupKey, Vec<(Format, Entry<'a>)>)>;
 
 fn memory_section(gemv: &Best, gemm: &Best, stem: &str, svgs: &mut Vec<(String, String)>) -> Result<String> {
     let mut md = String::from("## Memory by format\n\nWeight bytes are codes plus scales as each backend reported them; buffers are what the prepared kernel allocated (weights + scales + workspace).\n\n");
