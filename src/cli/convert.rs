@@ -26,7 +26,7 @@ clamp to 2^-127 (0x00) or 2^127 (0xfe), and 0, negative values, inf and NaN have
 encoding and give the NaN code 0xff. --saturate does not change e8m0.
 
 Examples:
-  chipbench convert --to e4m3fn 1 0.1 448 500 -- -3.5
+  chipbench convert --to e4m3fn 1 0.1 -3.5 448 500 -- -inf
   chipbench convert --to e5m2 --saturate --json 0x477fe000 inf
   echo '0.3 1e-3 1e6' | chipbench convert --to e8m0";
 
@@ -45,8 +45,8 @@ pub struct Args {
     /// inf survive.
     #[arg(long)]
     pub json: bool,
-    /// Numbers to encode (decimal or 0x f32 bits); read from stdin when none are given. Put
-    /// negative values after `--`, or write them as -1.5 (negative numbers are accepted).
+    /// Numbers to encode (decimal or 0x f32 bits); read from stdin when none are given.
+    /// Negative numbers such as -1.5 work as they are; put -inf and -nan after `--`.
     #[arg(value_name = "VALUES", allow_negative_numbers = true)]
     pub values: Vec<String>,
 }
