@@ -7,11 +7,12 @@
 //! each machine's measured read ceiling, a roofline with the measured points, and the claims
 //! table. [`build`] is pure (inputs → text), so tests can snapshot it.
 
-use super::svg::{self, BarSeries, PointSeries, RefLine, Roof};
+use super::svg::{self, BarSeries, RefLine};
 use crate::claims::measured::{best_by_format, groups, Entry, GroupKey};
 use crate::claims::render::cell;
 use crate::claims::{self, sig3, Catalogue, Inputs, LoadedRun};
 use crate::formats::Format;
+use crate::project::roofline_plot::{self, Ceiling, PlotSeries, RooflinePlot};
 use crate::results::{Record, Run};
 use crate::Result;
 use std::collections::{BTreeMap, BTreeSet};
@@ -419,7 +420,7 @@ fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, Stri
             series.entry(format!("{} {}", k.host, k.backend)).or_default().push((ai, r.gflops));
         }
     }
-    let mut roofs: Vec<Roof> = Vec::new();
+    let mut roofs: Vec<Ceiling> = Vec::new();
     for lr in runs {
         let Some(c) = &lr.run.calibration else { continue };
         let peak = c.fma_peak_gflops.iter().map(|p| p.gflops).fold(0f64, f64::max);
@@ -427,10 +428,10 @@ fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, Stri
             && c.read_gbs > 0.0
             && !roofs.iter().any(|r| r.name.starts_with(&format!("{} ", lr.run.env.host)))
         {
-            roofs.push(Roof {
+            roofs.push(Ceiling {
                 name: format!("{} roof ({} GFLOP/s, {} GB/s)", lr.run.env.host, sig3(peak), sig3(c.read_gbs)),
                 peak_gflops: peak,
-                bw_gbs: c.read_gbs,
+                bandwidth_gbs: c.read_gbs,
             });
         }
     }
@@ -438,11 +439,13 @@ fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, Stri
         md.push_str("No validated records.\n\n");
         return Ok(md);
     }
-    let series: Vec<PointSeries> =
-        series.into_iter().map(|(name, points)| PointSeries { name, points }).collect();
+    let series: Vec<PlotSeries> =
+        series.into_iter().map(|(name, points)| PlotSeries { name, points }).collect();
     let name = format!("{stem}-roofline.svg");
     let title = "Roofline: measured points under each machine's roofs";
-    svgs.push((name.clone(), svg::roofline(title, &series, &roofs).map_err(crate::Error::Other)?));
+    // The projection module's roofline renderer, so every roofline in the project looks alike.
+    let plot = RooflinePlot { title: title.to_string(), ceilings: roofs, series };
+    svgs.push((name.clone(), roofline_plot::render_svg(&plot)?));
     md.push_str(&format!("![{title}]({name})\n\n"));
     Ok(md)
 }

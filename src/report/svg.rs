@@ -1,5 +1,5 @@
-//! SVG charts for the merged report: grouped bars (throughput, memory, GEMV bandwidth against
-//! the measured ceiling) and a log-log roofline with measured points.
+//! SVG bar charts for the merged report: grouped bars (throughput, memory, GEMV bandwidth against
+//! the measured ceiling). The roofline comes from `project::roofline_plot`.
 //!
 //! Why SVG through plotters' string backend: the charts are text, so they diff in git, render on
 //! any code host next to the Markdown, and tests can parse them as XML and find every series.
@@ -94,85 +94,6 @@ pub fn bar_chart(
         chart
             .configure_series_labels()
             .position(SeriesLabelPosition::UpperLeft)
-            .background_style(WHITE.mix(0.85))
-            .border_style(BLACK)
-            .draw()
-            .map_err(err)?;
-        root.present().map_err(err)?;
-    }
-    Ok(buf)
-}
-
-/// A measured point set of the roofline (one host/backend).
-#[derive(Debug, Clone, PartialEq)]
-pub struct PointSeries {
-    pub name: String,
-    /// (arithmetic intensity FLOP/byte, GFLOP/s).
-    pub points: Vec<(f64, f64)>,
-}
-
-/// A roof: compute peak (GFLOP/s) and bandwidth (GB/s) of one machine.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Roof {
-    pub name: String,
-    pub peak_gflops: f64,
-    pub bw_gbs: f64,
-}
-
-/// Log-log roofline: `min(peak, intensity · bandwidth)` per roof, measured points on top.
-pub fn roofline(title: &str, series: &[PointSeries], roofs: &[Roof]) -> Result<String, String> {
-    let mut buf = String::new();
-    {
-        let root = SVGBackend::with_string(&mut buf, SIZE).into_drawing_area();
-        root.fill(&WHITE).map_err(err)?;
-        let xs = series.iter().flat_map(|s| s.points.iter().map(|p| p.0));
-        let ys = series
-            .iter()
-            .flat_map(|s| s.points.iter().map(|p| p.1))
-            .chain(roofs.iter().map(|r| r.peak_gflops));
-        let pos = |it: &mut dyn Iterator<Item = f64>| {
-            it.filter(|v| v.is_finite() && *v > 0.0)
-                .fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
-        };
-        let (xlo, xhi) = pos(&mut xs.chain(roofs.iter().map(|r| r.peak_gflops / r.bw_gbs)));
-        let (ylo, yhi) = pos(&mut ys.into_iter());
-        let (xlo, xhi) = if xlo.is_finite() { (xlo / 4.0, xhi * 4.0) } else { (0.1, 1000.0) };
-        let (ylo, yhi) = if ylo.is_finite() { (ylo / 4.0, yhi * 2.0) } else { (0.1, 1000.0) };
-        let mut chart = ChartBuilder::on(&root)
-            .caption(title, ("sans-serif", 22))
-            .margin(12)
-            .x_label_area_size(40)
-            .y_label_area_size(72)
-            .build_cartesian_2d((xlo..xhi).log_scale(), (ylo..yhi).log_scale())
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("arithmetic intensity (FLOP/byte)")
-            .y_desc("GFLOP/s")
-            .draw()
-            .map_err(err)?;
-        for (j, r) in roofs.iter().enumerate() {
-            let color = Palette99::pick(series.len() + j).to_rgba();
-            let style = ShapeStyle { color, filled: false, stroke_width: 2 };
-            let ridge = r.peak_gflops / r.bw_gbs;
-            let pts = [(xlo, xlo * r.bw_gbs), (ridge, r.peak_gflops), (xhi, r.peak_gflops)];
-            chart
-                .draw_series(LineSeries::new(pts, style))
-                .map_err(err)?
-                .label(r.name.clone())
-                .legend(move |(x, y)| PathElement::new([(x, y), (x + 14, y)], style));
-        }
-        for (j, s) in series.iter().enumerate() {
-            let color = Palette99::pick(j).to_rgba();
-            chart
-                .draw_series(s.points.iter().map(|&p| Circle::new(p, 5, color.filled())))
-                .map_err(err)?
-                .label(s.name.clone())
-                .legend(move |(x, y)| Circle::new((x + 6, y), 5, color.filled()));
-        }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
             .background_style(WHITE.mix(0.85))
             .border_style(BLACK)
             .draw()
