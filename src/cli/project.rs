@@ -87,6 +87,14 @@ pub fn exec(args: Args) -> Result<()> {
     Ok(())
 }
 
+fn fmt_scaling(r: &crate::results::Record) -> String {
+    if r.scaling.is_empty() || r.scaling == "none" {
+        r.format.clone()
+    } else {
+        format!("{} {}", r.format, r.scaling)
+    }
+}
+
 fn shape(r: &crate::results::Record) -> String {
     format!("{}x{}x{}", r.m, r.n, r.k)
 }
@@ -100,7 +108,7 @@ pub fn chip_report(run: &Run, chip: &profiles::Chip) -> Result<String> {
             Ok(p) => rows.push(vec![
                 r.backend.clone(),
                 r.op.clone(),
-                r.format.clone(),
+                fmt_scaling(r),
                 shape(r),
                 secs(r.time.median_s),
                 secs(p.time_s),
@@ -156,7 +164,7 @@ pub fn local_report(run: &Run) -> Result<String> {
             vec![
                 r.backend.clone(),
                 r.op.clone(),
-                r.format.clone(),
+                fmt_scaling(r),
                 shape(r),
                 r.threads.to_string(),
                 secs(c.measured_s),
