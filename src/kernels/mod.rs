@@ -11,7 +11,6 @@
 pub mod candle;
 pub mod cpu;
 pub mod registry;
-mod stub;
 pub mod wgpu;
 
 use crate::formats::{Format, QuantizedMatrix, Scaling};

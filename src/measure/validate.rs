@@ -85,7 +85,7 @@ pub fn validate(output: &[f32], reference: &Reference, output_roundoff: f64) -> 
     for (i, ((&o, &r), &s)) in output.iter().zip(&reference.values).zip(&reference.abs_sums).enumerate() {
         let bound = gamma * s + 1e-30;
         let d = (o as f64 - r).abs();
-        if !(d <= bound) {
+        if d.is_nan() || d > bound {
             let reason = if o.is_nan() {
                 format!("output[{i}] is NaN (reference {r:e})")
             } else {
