@@ -15,6 +15,12 @@ use chipbench::measure::validate::{validate, Reference};
 
 fn open(options: WgpuOptions) -> Option<WgpuBackend> {
     match WgpuBackend::with_options(None, options) {
+        Ok(b) if std::env::var_os("CI").is_some() && b.device().api == "Gl" => {
+            panic!(
+                "CI must run the wgpu tests on lavapipe (Vulkan), but Vulkan fell back to GL: {:?}",
+                b.device()
+            )
+        }
         Ok(b) => Some(b),
         Err(e) if std::env::var_os("CI").is_some() => {
             panic!("CI must run the wgpu tests (lavapipe), but no adapter opened: {e}")
