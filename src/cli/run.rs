@@ -121,8 +121,23 @@ pub fn exec(args: Args) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
     install_sigint(stop.clone());
 
-    let opened = registry::open_all(&suite.backends, &suite.threads);
+    let mut opened = registry::open_all(&suite.backends, &suite.threads);
     let mut notes: Vec<String> = Vec::new();
+    if !args.quick && args.backend.is_none() {
+        // A software rasterizer (llvmpipe/lavapipe) runs the full suite's GEMMs for many minutes;
+        // it runs when asked for by name, or in --quick.
+        opened.backends.retain(|b| {
+            let d = b.device();
+            let software = b.name() == "wgpu" && d.kind == "software";
+            if software {
+                opened.skipped.push(format!(
+                    "wgpu: skipped: software adapter '{}' (a CPU rasterizer); pass --backend wgpu or --quick to run it",
+                    d.name
+                ));
+            }
+            !software
+        });
+    }
     for s in &opened.skipped {
         eprintln!("{s}");
         notes.push(s.clone());
