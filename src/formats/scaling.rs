@@ -383,17 +383,37 @@ impl QuantizedMatrix {
     }
 }
 
-/// The scale of one block with absolute maximum `amax`.
+/// DeepSeek-V3's quantizer clamps amax to at least this before `scale = amax / max`, so an
+/// all-zero block still gets a usable (finite, non-zero) scale.
+pub const DEEPSEEK_AMAX_MIN: f32 = 1e-4;
+
+/// The scale of one block with absolute maximum `amax` (of its finite values).
+///
+/// - [`ScaleFormat::F32`]: `max(amax, 1e-4) / max` (DeepSeek-V3 `act_quant`/`weight_quant`).
+/// - [`ScaleFormat::Ue8m0Up`]: `2^ceil(log2(max(amax, 1e-4) / max))`, the same ratio rounded up to
+///   a power of two (DeepSeek-V3.1 `scale_fmt = "ue8m0"`), so `|v| / scale <= max` holds.
+/// - [`ScaleFormat::E8m0Down`]: `2^(floor(log2 amax) - emax_elem)` with emax_elem the exponent of
+///   the element max (8 for E4M3, 15 for E5M2), clamped to the E8M0 range (OCP MX v1.0,
+///   arXiv 2310.10537 Algorithm 1). No 1e-4 clamp here: that is DeepSeek's rule, and it would
+///   coarsen blocks whose amax is below 1e-4. An all-zero block (any scale works) takes the
+///   exponent of the smallest f32 normal, as Microsoft's microxcaling reference does, which the
+///   range clamp turns into 2^-127.
 pub fn block_scale(amax: f32, format: Format, scale_format: ScaleFormat) -> f32 {
-    // DeepSeek's quantizer clamps amax to ≥ 1e-4 so an all-zero block still gets a usable scale.
-    let amax = amax.max(1e-4);
     let max = format.max();
     match scale_format {
-        ScaleFormat::F32 => amax / max,
+        ScaleFormat::F32 => amax.max(DEEPSEEK_AMAX_MIN) / max,
         ScaleFormat::Ue8m0Up => {
-            e8m0::decode(e8m0::encode_ceil(amax / max).unwrap_or(if amax / max > 1.0 { 0xFE } else { 0 }))
+            let ratio = amax.max(DEEPSEEK_AMAX_MIN) / max;
+            e8m0::decode(e8m0::encode_ceil(ratio).unwrap_or(if ratio > 1.0 { 0xFE } else { 0 }))
         }
         ScaleFormat::E8m0Down => {
+            let amax = if amax > 0.0 && amax.is_finite() {
+                amax
+            } else if amax == f32::INFINITY {
+                f32::MAX
+            } else {
+                f32::MIN_POSITIVE
+            };
             let emax_elem = e8m0::floor_log2(max);
             let e = (e8m0::floor_log2(amax) - emax_elem).clamp(-127, 127);
             e8m0::decode(e8m0::from_exponent(e).expect("clamped"))
