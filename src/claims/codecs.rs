@@ -125,8 +125,9 @@ pub fn weight_bytes(
             logical.len()
         ));
     }
-    let bad_buffers: Vec<String> =
+    let mut bad_buffers: Vec<String> =
         buffers.iter().filter(|(r, _)| !in_range(*r)).map(|(r, b)| format!("{b} {}", sig3(*r))).collect();
+    bad_buffers.dedup();
     if !buffers.is_empty() {
         let v: Vec<f64> = buffers.iter().map(|b| b.0).collect();
         numbers.push(format!("allocated weight buffers FP8/BF16: {}", range(&v)));
