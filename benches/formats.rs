@@ -12,8 +12,8 @@
 //! verdict (FP8/BF16 and FP8/F32 memory, logical and RSS; GEMV throughput ratios) and writes the
 //! run as results/<run-id>.json and .md.
 //!
-//! Default: about a minute or two on 2 cores. `CHIPBENCH_FULL=1` adds the 4096 × 14336 GEMV and
-//! the 2048³ GEMM and samples longer.
+//! Default: criterion on a 4096² GEMV and a 256×512×1024 GEMM, about two minutes on 2 cores.
+//! `CHIPBENCH_FULL=1` adds the 8192², 4096 × 14336 GEMVs and the 2048³ GEMM and samples longer.
 
 use chipbench::formats::{Format, Scaling};
 use chipbench::kernels::cpu::CpuBackend;
@@ -54,9 +54,15 @@ fn full() -> bool {
 
 /// (op, m, n, k) for the criterion part.
 fn shapes() -> Vec<(Op, usize, usize, usize)> {
-    let mut v = vec![(Op::Gemv, 1, VERDICT_GEMV.0, VERDICT_GEMV.1), (Op::Gemm, 256, 512, 1024)];
+    // The verdict shape itself is measured by the summary; criterion gets a smaller GEMV by
+    // default so plain `cargo bench` stays within minutes on 2 cores.
+    let mut v = vec![(Op::Gemv, 1, 4096, 4096), (Op::Gemm, 256, 512, 1024)];
     if full() {
-        v.extend([(Op::Gemv, 1, 4096, 14336), (Op::Gemm, 2048, 2048, 2048)]);
+        v.extend([
+            (Op::Gemv, 1, VERDICT_GEMV.0, VERDICT_GEMV.1),
+            (Op::Gemv, 1, 4096, 14336),
+            (Op::Gemm, 2048, 2048, 2048),
+        ]);
     }
     v
 }
@@ -66,7 +72,7 @@ fn spec(op: Op, m: usize, n: usize, k: usize, format: Format, scaling: &str) -> 
 }
 
 fn criterion_part(c: &mut Criterion, backend: &dyn Backend) {
-    let (warm, measure) = if full() { (1.0, 5.0) } else { (0.3, 1.5) };
+    let (warm, measure) = if full() { (1.0, 5.0) } else { (0.2, 1.0) };
     for (op, m, n, k) in shapes() {
         let mut group = c.benchmark_group(format!("formats/{}/{op}/{m}x{n}x{k}", backend.name()));
         group
