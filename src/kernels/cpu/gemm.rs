@@ -24,6 +24,14 @@ use rayon::prelude::*;
 pub(crate) const KC: usize = 256;
 /// Most W columns one work item packs: `NB_MAX × KC × 4 B` = 512 KiB, half of a 1 MiB L2.
 const NB_MAX: usize = 512;
+/// Fewest W micro-panels per work item (each A micro-panel is reused over them).
+const MIN_PANELS: usize = 4;
+/// Work items per thread when C is wide enough: rayon balances them, so a thread that is
+/// descheduled (shared machines) or slower does not hold the others at the end of the pass.
+const ITEMS_PER_THREAD: usize = 4;
+/// Packed A of several K blocks is kept at once up to this size, so that one parallel pass
+/// covers several K blocks (fewer pool barriers) while A stays within the last-level cache.
+const A_BUDGET: usize = 8 << 20;
 
 pub(crate) const AVX512_MR: usize = 12;
 pub(crate) const AVX512_NR: usize = 32;
@@ -33,8 +41,9 @@ pub(crate) const PORTABLE_MR: usize = 4;
 pub(crate) const PORTABLE_NR: usize = 16;
 const MAX_TILE: usize = 12 * 32;
 
-/// `tile[MR×NR] = Σ_p a[p·MR + r] · b[p·NR + c]` over `kc` steps (fresh accumulators).
-pub(crate) type Microkernel = fn(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]);
+/// `c[r][col + j] += Σ_p a[p·MR + r] · b[p·NR + j]` for `r < MR`, `j < NR`: the sum is a fresh
+/// FMA chain over `kc` steps, added to C once at the end.
+pub(crate) type Microkernel = fn(kc: usize, a: &[f32], b: &[f32], c: &mut [&mut [f32]], col: usize);
 
 fn microkernel(isa: Isa) -> Microkernel {
     match isa {
@@ -56,7 +65,8 @@ pub(crate) fn portable_microkernel<const MR: usize, const NR: usize>(
     kc: usize,
     a: &[f32],
     b: &[f32],
-    tile: &mut [f32],
+    c: &mut [&mut [f32]],
+    col: usize,
 ) {
     let mut acc = [[0f32; NR]; MR];
     for (ap, bp) in a[..kc * MR].chunks_exact(MR).zip(b[..kc * NR].chunks_exact(NR)) {
@@ -66,8 +76,10 @@ pub(crate) fn portable_microkernel<const MR: usize, const NR: usize>(
             }
         }
     }
-    for (dst, row) in tile.chunks_exact_mut(NR).zip(&acc) {
-        dst.copy_from_slice(row);
+    for (dst, row) in c[..MR].iter_mut().zip(&acc) {
+        for (d, s) in dst[col..col + NR].iter_mut().zip(row) {
+            *d += *s;
+        }
     }
 }
 
@@ -86,7 +98,9 @@ pub(crate) struct GemmPlan {
 /// Packing buffers, allocated once at prepare time.
 #[derive(Debug)]
 pub(crate) struct GemmWork {
+    /// Packed A for `kb_group` consecutive K blocks.
     a_pack: Vec<f32>,
+    kb_group: usize,
     /// Per work item: its packed W chunk and its decode scratch.
     w_packs: Vec<(Vec<f32>, Vec<f32>)>,
     threads: usize,
@@ -106,9 +120,9 @@ impl GemmPlan {
         let threads = threads.max(1);
         let m_panels = m.div_ceil(mr);
         let n_panels = n.div_ceil(nr).max(1);
-        // Column chunks: at most NB_MAX wide, a multiple of the thread count when possible.
-        let mut chunks = n.div_ceil(NB_MAX).div_ceil(threads) * threads;
-        chunks = chunks.clamp(1, n_panels);
+        // Column chunks: at most NB_MAX wide, several per thread when each keeps MIN_PANELS.
+        let most = n_panels.div_ceil(MIN_PANELS).max(1);
+        let chunks = (threads * ITEMS_PER_THREAD).min(most).max(n.div_ceil(NB_MAX)).clamp(1, n_panels);
         let per_chunk = n_panels.div_ceil(chunks);
         let col_chunks: Vec<_> = (0..n_panels.div_ceil(per_chunk))
             .map(|c| (c * per_chunk * nr, ((c + 1) * per_chunk * nr).min(n)))
@@ -124,6 +138,8 @@ impl GemmPlan {
 
     pub(crate) fn work(&self, k: usize, threads: usize) -> GemmWork {
         let kc = KC.min(k.max(1));
+        let block = self.m_panels * self.mr * kc;
+        let kb_group = (A_BUDGET / (block * 4).max(1)).clamp(1, k.div_ceil(kc).max(1));
         let w_packs = self
             .row_ranges
             .iter()
@@ -132,7 +148,7 @@ impl GemmPlan {
                 (vec![0f32; (c1 - c0).div_ceil(self.nr) * self.nr * kc], vec![0f32; self.nr * kc])
             })
             .collect();
-        GemmWork { a_pack: vec![0f32; self.m_panels * self.mr * kc], w_packs, threads }
+        GemmWork { a_pack: vec![0f32; block * kb_group], kb_group, w_packs, threads }
     }
 }
 
@@ -160,7 +176,7 @@ pub(crate) fn run(
     if m == 0 || n == 0 || k == 0 {
         return;
     }
-    let (mr, nr) = (plan.mr, plan.nr);
+    let mr = plan.mr;
     let ncc = plan.col_chunks.len();
     // Cut C into the work items' rectangles (safe: disjoint mutable slices).
     let mut items: Vec<Item> = Vec::with_capacity(plan.row_ranges.len() * ncc);
@@ -179,44 +195,67 @@ pub(crate) fn run(
             row = rest;
         }
     }
-    let kernel = plan.kernel;
-    for p0 in (0..k).step_by(KC) {
-        let kc = KC.min(k - p0);
-        let a_pack = &mut work.a_pack[..plan.m_panels * mr * kc];
+    // K blocks in groups: pack A for the whole group, then every item runs the group's blocks
+    // in K order. Two pool passes per group.
+    let kc_max = KC.min(k);
+    let block = plan.m_panels * mr * kc_max;
+    let group_len = work.kb_group * KC;
+    for g0 in (0..k).step_by(group_len) {
+        let g1 = (g0 + group_len).min(k);
+        let blocks: Vec<(usize, usize)> = (g0..g1).step_by(KC).map(|p0| (p0, KC.min(k - p0))).collect();
+        let a_pack = &mut work.a_pack[..block * blocks.len()];
         with_codes!(&a.codes, |codes| pool.install(|| {
-            a_pack.par_chunks_mut(mr * kc).enumerate().for_each_init(
-                || vec![0f32; mr * kc],
-                |scratch, (i, panel)| pack_panel(codes, a, i * mr, mr, p0, kc, panel, scratch),
-            )
+            a_pack.par_chunks_mut(block).zip(&blocks).for_each(|(a_block, &(p0, kc))| {
+                a_block[..plan.m_panels * mr * kc].par_chunks_mut(mr * kc).enumerate().for_each_init(
+                    || vec![0f32; mr * kc],
+                    |scratch, (i, panel)| pack_panel(codes, a, i * mr, mr, p0, kc, panel, scratch),
+                )
+            })
         }));
-        let a_pack = &work.a_pack[..plan.m_panels * mr * kc];
+        let a_pack = &work.a_pack[..block * blocks.len()];
         pool.install(|| {
-            items.par_iter_mut().for_each(|it| {
-                let (c0, c1) = it.cols;
-                let w_panels = (c1 - c0).div_ceil(nr);
-                let w_pack = &mut it.w_pack[..w_panels * nr * kc];
-                with_codes!(&w.codes, |codes| pack_panels(codes, w, c0, nr, p0, kc, w_pack, it.scratch));
-                let mut tile = [0f32; MAX_TILE];
-                let tile = &mut tile[..mr * nr];
-                let (r0, r1) = it.rows;
-                for (ip, a_panel) in
-                    a_pack.chunks_exact(mr * kc).enumerate().take(r1.div_ceil(mr)).skip(r0 / mr)
-                {
-                    let row0 = ip * mr;
-                    let rv = mr.min(r1 - row0);
-                    for (jp, w_panel) in w_pack.chunks_exact(nr * kc).enumerate() {
-                        kernel(kc, a_panel, w_panel, tile);
-                        let col = jp * nr;
-                        let cv = nr.min(c1 - c0 - col);
-                        for (r, t) in tile.chunks_exact(nr).take(rv).enumerate() {
-                            let dst = &mut it.c[row0 + r - r0][col..col + cv];
-                            for (d, s) in dst.iter_mut().zip(t) {
-                                *d += *s;
-                            }
-                        }
-                    }
+            items.par_iter_mut().with_max_len(1).for_each(|it| {
+                for (bi, &(p0, kc)) in blocks.iter().enumerate() {
+                    let a_block = &a_pack[bi * block..bi * block + plan.m_panels * mr * kc];
+                    item_block(plan, w, it, a_block, p0, kc);
                 }
             })
         });
+    }
+}
+
+/// One work item over one K block: pack its W chunk, then A micro-panels (outer) × W
+/// micro-panels (inner), each product added into C.
+fn item_block(plan: &GemmPlan, w: &QuantizedMatrix, it: &mut Item, a_block: &[f32], p0: usize, kc: usize) {
+    let (mr, nr) = (plan.mr, plan.nr);
+    let (c0, c1) = it.cols;
+    let w_panels = (c1 - c0).div_ceil(nr);
+    let w_pack = &mut it.w_pack[..w_panels * nr * kc];
+    with_codes!(&w.codes, |codes| pack_panels(codes, w, c0, nr, p0, kc, w_pack, it.scratch));
+    let (r0, r1) = it.rows;
+    let kernel = plan.kernel;
+    for (ip, a_panel) in a_block.chunks_exact(mr * kc).enumerate().take(r1.div_ceil(mr)).skip(r0 / mr) {
+        let row0 = ip * mr;
+        let rv = mr.min(r1 - row0);
+        for (jp, w_panel) in w_pack.chunks_exact(nr * kc).enumerate() {
+            let col = jp * nr;
+            let cv = nr.min(c1 - c0 - col);
+            if rv == mr && cv == nr {
+                kernel(kc, a_panel, w_panel, &mut it.c[row0 - r0..row0 - r0 + mr], col);
+            } else {
+                // Ragged edge: a zero tile, then the valid part added into C. C is never -0
+                // (it starts at +0 and x + (-x) = +0), so `c + (0 + t)` equals `c + t` bit
+                // for bit and edges agree with full tiles whatever the split.
+                let mut tile = [0f32; MAX_TILE];
+                let mut rows: Vec<&mut [f32]> = tile[..mr * nr].chunks_exact_mut(nr).collect();
+                kernel(kc, a_panel, w_panel, &mut rows, 0);
+                for (r, t) in tile.chunks_exact(nr).take(rv).enumerate() {
+                    let dst = &mut it.c[row0 + r - r0][col..col + cv];
+                    for (d, s) in dst.iter_mut().zip(t) {
+                        *d += *s;
+                    }
+                }
+            }
+        }
     }
 }

@@ -46,18 +46,22 @@ fn simd_microkernels_match_the_portable_twin_bit_for_bit() {
         for kc in [1, 5, 64, 256] {
             let a: Vec<f32> = (0..kc * mr).map(|i| ((i * 7919) % 1000) as f32 / 333.0 - 1.5).collect();
             let b: Vec<f32> = (0..kc * nr).map(|i| ((i * 104729) % 977) as f32 / 211.0 - 2.3).collect();
-            let mut got = vec![0f32; mr * nr];
-            microkernel_for_test(isa)(kc, &a, &b, &mut got);
+            // C starts non-zero: the kernels add their product into it.
+            let c0: Vec<f32> = (0..mr * nr).map(|i| (i % 5) as f32 * 0.75 - 1.0).collect();
+            let mut got = c0.clone();
+            let mut rows: Vec<&mut [f32]> = got.chunks_exact_mut(nr).collect();
+            microkernel_for_test(isa)(kc, &a, &b, &mut rows, 0);
             // The portable twin on the same panels, one column group of 16 at a time.
             let mut want = vec![0f32; mr * nr];
             for r in 0..mr {
                 let ar: Vec<f32> = (0..kc).map(|p| a[p * mr + r]).collect();
                 let mut row = vec![0f32; 16];
-                for c0 in (0..nr).step_by(16) {
+                for c0c in (0..nr).step_by(16) {
                     let bc: Vec<f32> =
-                        (0..kc).flat_map(|p| b[p * nr + c0..p * nr + c0 + 16].to_vec()).collect();
-                    portable_microkernel::<1, 16>(kc, &ar, &bc, &mut row);
-                    want[r * nr + c0..r * nr + c0 + 16].copy_from_slice(&row);
+                        (0..kc).flat_map(|p| b[p * nr + c0c..p * nr + c0c + 16].to_vec()).collect();
+                    row.copy_from_slice(&c0[r * nr + c0c..r * nr + c0c + 16]);
+                    portable_microkernel::<1, 16>(kc, &ar, &bc, &mut [&mut row[..]], 0);
+                    want[r * nr + c0c..r * nr + c0c + 16].copy_from_slice(&row);
                 }
             }
             assert_eq!(got, want, "{isa} kc={kc}");
@@ -93,5 +97,95 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
         check(&(0..n).map(|i| f16::from_f32((i as f32 * 0.77).sin())).collect::<Vec<_>>(), k, seg);
         check(&(0..n).map(|i| bf16::from_f32((i as f32 * 0.61).cos())).collect::<Vec<_>>(), k, seg);
         check(&(0..n).map(|i| (i as f32 * 0.13).sin() * 7.0).collect::<Vec<f32>>(), k, seg);
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn thread_cpu_s() -> f64 {
+    unsafe extern "C" {
+        fn clock_gettime(clk: i32, ts: *mut [i64; 2]) -> i32;
+    }
+    let mut t = [0i64; 2];
+    // SAFETY: CLOCK_THREAD_CPUTIME_ID (3) writes one timespec.
+    unsafe { clock_gettime(3, &mut t) };
+    t[0] as f64 + t[1] as f64 * 1e-9
+}
+
+/// Manual probe (not run in CI): microkernel GFLOP/s on cache-resident panels, and packing cost.
+#[test]
+#[ignore]
+fn probe_microkernel_speed() {
+    use crate::formats::scaling::Role;
+    use crate::formats::{Format, QuantizedMatrix, Scaling};
+    let isa = Isa::detect();
+    let (mr, nr) = isa.tile();
+    let kc = super::gemm::KC;
+    let a: Vec<f32> = (0..kc * mr).map(|i| (i % 13) as f32 * 0.01).collect();
+    // Several W panels, like the driver's inner loop (a 512-column chunk).
+    let np = 16;
+    let b: Vec<f32> = (0..kc * nr * np).map(|i| (i % 7) as f32 * 0.01).collect();
+    let mut tile = vec![0f32; mr * nr];
+    let k = microkernel_for_test(isa);
+    for _ in 0..3 {
+        let reps = 2000;
+        let t = thread_cpu_s();
+        for _ in 0..reps {
+            for j in 0..np {
+                k(
+                    kc,
+                    &a,
+                    &b[j * kc * nr..(j + 1) * kc * nr],
+                    &mut tile.chunks_exact_mut(nr).collect::<Vec<_>>(),
+                    0,
+                );
+            }
+        }
+        let s = thread_cpu_s() - t;
+        println!("{isa} microkernel: {:.1} GFLOP/s", (reps * np * 2 * mr * nr * kc) as f64 / s / 1e9);
+    }
+    // As in the driver: 86 A panels (1 MB) outer x 16 W panels inner, C update included.
+    let na = 86;
+    let a_all: Vec<f32> = (0..kc * mr * na).map(|i| (i % 13) as f32 * 0.01).collect();
+    let mut c = vec![0f32; na * mr * np * nr];
+    for variant in 0..1 {
+        let reps = 20;
+        let t = thread_cpu_s();
+        for _ in 0..reps {
+            for i in 0..na {
+                for j in 0..np {
+                    let ap = &a_all[i * kc * mr..(i + 1) * kc * mr];
+                    let mut rows: Vec<&mut [f32]> =
+                        c[i * mr * np * nr..(i + 1) * mr * np * nr].chunks_exact_mut(np * nr).collect();
+                    k(kc, ap, &b[j * kc * nr..(j + 1) * kc * nr], &mut rows, j * nr);
+                }
+            }
+        }
+        let s = thread_cpu_s() - t;
+        println!(
+            "driver-like (c update {variant}): {:.1} GFLOP/s",
+            (reps * na * np * 2 * mr * nr * kc) as f64 / s / 1e9
+        );
+    }
+    std::hint::black_box(&c);
+    let (rows, cols) = (1024, 1024);
+    let v: Vec<f32> = (0..rows * cols).map(|i| (i as f32 * 0.37).sin()).collect();
+    let q = QuantizedMatrix::quantize(&v, rows, cols, Format::F32, Scaling::NONE, Role::Weights).unwrap();
+    let mut out = vec![0f32; rows * kc];
+    let mut scratch = vec![0f32; nr * kc];
+    for _ in 0..3 {
+        let t = thread_cpu_s();
+        for p0 in (0..cols).step_by(kc) {
+            crate::with_codes!(&q.codes, |c| super::pack::pack_panels(
+                c,
+                &q,
+                0,
+                nr,
+                p0,
+                kc,
+                &mut out,
+                &mut scratch
+            ));
+        }
+        println!("pack 1024x1024 f32: {:.2} ms", (thread_cpu_s() - t) * 1e3);
     }
 }

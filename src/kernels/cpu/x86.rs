@@ -281,20 +281,32 @@ unsafe fn gemv_rows_avx2_body<E: Element>(
 
 // ---------------------------------------------------------------- GEMM microkernels
 
-fn check_tile(kc: usize, a: &[f32], b: &[f32], tile: &[f32], mr: usize, nr: usize) {
-    assert!(a.len() >= kc * mr && b.len() >= kc * nr && tile.len() >= mr * nr);
+/// The row pointers of the `mr × nr` block of C at column `col` (lengths checked).
+fn tile_rows<const MR: usize>(c: &mut [&mut [f32]], col: usize, nr: usize) -> [*mut f32; MR] {
+    assert!(c.len() >= MR);
+    std::array::from_fn(|r| {
+        let row = &mut c[r];
+        assert!(row.len() >= col + nr);
+        row[col..].as_mut_ptr()
+    })
 }
 
-/// 12 × 32 tile: 24 zmm accumulators, A broadcast, two W vectors per K step.
-pub(crate) fn microkernel_avx512(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]) {
+fn check_panels(kc: usize, a: &[f32], b: &[f32], mr: usize, nr: usize) {
+    assert!(a.len() >= kc * mr && b.len() >= kc * nr);
+}
+
+/// 12 × 32 tile: 24 zmm accumulators, A broadcast, two W vectors per K step; then
+/// `c[r][col..col + 32] += acc[r]`.
+pub(crate) fn microkernel_avx512(kc: usize, a: &[f32], b: &[f32], c: &mut [&mut [f32]], col: usize) {
     assert!(has_avx512());
-    check_tile(kc, a, b, tile, AVX512_MR, AVX512_NR);
-    // SAFETY: features checked; lengths checked above.
-    unsafe { microkernel_avx512_body(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
+    check_panels(kc, a, b, AVX512_MR, AVX512_NR);
+    let rows = tile_rows::<AVX512_MR>(c, col, AVX512_NR);
+    // SAFETY: features checked; panel lengths and the 12 row ranges of C checked above.
+    unsafe { microkernel_avx512_body(kc, a.as_ptr(), b.as_ptr(), rows) }
 }
 
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn microkernel_avx512_body(kc: usize, mut a: *const f32, mut b: *const f32, tile: *mut f32) {
+unsafe fn microkernel_avx512_body(kc: usize, mut a: *const f32, mut b: *const f32, c: [*mut f32; AVX512_MR]) {
     const MR: usize = AVX512_MR;
     let mut acc = [[_mm512_setzero_ps(); 2]; MR];
     unsafe {
@@ -309,23 +321,24 @@ unsafe fn microkernel_avx512_body(kc: usize, mut a: *const f32, mut b: *const f3
             a = a.add(MR);
             b = b.add(AVX512_NR);
         }
-        for (r, acc) in acc.iter().enumerate() {
-            _mm512_storeu_ps(tile.add(r * AVX512_NR), acc[0]);
-            _mm512_storeu_ps(tile.add(r * AVX512_NR + 16), acc[1]);
+        for (acc, &p) in acc.iter().zip(&c) {
+            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), acc[0]));
+            _mm512_storeu_ps(p.add(16), _mm512_add_ps(_mm512_loadu_ps(p.add(16)), acc[1]));
         }
     }
 }
 
-/// 6 × 16 tile: 12 ymm accumulators.
-pub(crate) fn microkernel_avx2(kc: usize, a: &[f32], b: &[f32], tile: &mut [f32]) {
+/// 6 × 16 tile: 12 ymm accumulators; then `c[r][col..col + 16] += acc[r]`.
+pub(crate) fn microkernel_avx2(kc: usize, a: &[f32], b: &[f32], c: &mut [&mut [f32]], col: usize) {
     assert!(has_avx2());
-    check_tile(kc, a, b, tile, AVX2_MR, AVX2_NR);
-    // SAFETY: features checked; lengths checked above.
-    unsafe { microkernel_avx2_body(kc, a.as_ptr(), b.as_ptr(), tile.as_mut_ptr()) }
+    check_panels(kc, a, b, AVX2_MR, AVX2_NR);
+    let rows = tile_rows::<AVX2_MR>(c, col, AVX2_NR);
+    // SAFETY: features checked; panel lengths and the 6 row ranges of C checked above.
+    unsafe { microkernel_avx2_body(kc, a.as_ptr(), b.as_ptr(), rows) }
 }
 
 #[target_feature(enable = "avx2,fma")]
-unsafe fn microkernel_avx2_body(kc: usize, mut a: *const f32, mut b: *const f32, tile: *mut f32) {
+unsafe fn microkernel_avx2_body(kc: usize, mut a: *const f32, mut b: *const f32, c: [*mut f32; AVX2_MR]) {
     const MR: usize = AVX2_MR;
     let mut acc = [[_mm256_setzero_ps(); 2]; MR];
     unsafe {
@@ -340,9 +353,9 @@ unsafe fn microkernel_avx2_body(kc: usize, mut a: *const f32, mut b: *const f32,
             a = a.add(MR);
             b = b.add(AVX2_NR);
         }
-        for (r, acc) in acc.iter().enumerate() {
-            _mm256_storeu_ps(tile.add(r * AVX2_NR), acc[0]);
-            _mm256_storeu_ps(tile.add(r * AVX2_NR + 8), acc[1]);
+        for (acc, &p) in acc.iter().zip(&c) {
+            _mm256_storeu_ps(p, _mm256_add_ps(_mm256_loadu_ps(p), acc[0]));
+            _mm256_storeu_ps(p.add(8), _mm256_add_ps(_mm256_loadu_ps(p.add(8)), acc[1]));
         }
     }
 }
