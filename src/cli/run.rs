@@ -42,6 +42,9 @@ pub struct Args {
     /// Threads, comma-separated (0 = all cores). Default: the suite's.
     #[arg(long, value_name = "N")]
     pub threads: Option<String>,
+    /// wgpu adapter index, as listed by `chipbench info` (default: the best one).
+    #[arg(long, value_name = "N")]
+    pub adapter: Option<usize>,
     /// Shrink shapes and time budgets (seconds instead of minutes).
     #[arg(long)]
     pub quick: bool,
@@ -76,6 +79,10 @@ pub fn exec(args: Args) -> Result<()> {
             .map_err(|e| Error::invalid("--child-rss", job, &format!("a measurement job in JSON ({e})")))?;
         memory::child_main(&job)?;
         return Ok(());
+    }
+    if let Some(n) = args.adapter {
+        // An environment variable, so the child processes that measure RSS open the same adapter.
+        std::env::set_var(registry::ADAPTER_ENV, n.to_string());
     }
     let mut suite = match &args.suite {
         Some(p) => Suite::load(p)?,

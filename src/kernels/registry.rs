@@ -9,6 +9,21 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
+/// Environment variable holding the wgpu adapter index (`chipbench run --adapter N` sets it).
+pub const ADAPTER_ENV: &str = "CHIPBENCH_WGPU_ADAPTER";
+
+/// The adapter asked for through [`ADAPTER_ENV`], if any.
+fn requested_adapter() -> Result<Option<usize>> {
+    match std::env::var(ADAPTER_ENV) {
+        Ok(v) => v
+            .trim()
+            .parse()
+            .map(Some)
+            .map_err(|_| Error::invalid(ADAPTER_ENV, &v, "an adapter index from `chipbench info`")),
+        Err(_) => Ok(None),
+    }
+}
+
 /// The backends chipbench knows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -44,7 +59,7 @@ impl BackendKind {
         Ok(match self {
             BackendKind::Cpu => Box::new(super::cpu::CpuBackend::new(threads)),
             BackendKind::Candle => Box::new(super::candle::CandleBackend::new(threads)),
-            BackendKind::Wgpu => Box::new(super::wgpu::WgpuBackend::new(None)?),
+            BackendKind::Wgpu => Box::new(super::wgpu::WgpuBackend::new(requested_adapter()?)?),
         })
     }
 
