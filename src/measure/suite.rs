@@ -512,7 +512,11 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
     } else {
         line_key.or(quoted)
     }
-    .unwrap_or_else(|| "toml".into());
+    .unwrap_or_else(|| match Error::toml(path, text, e) {
+        // No key on the line (a table header, a retyped table): the shared helper names the table.
+        Error::Config { field, .. } => field,
+        _ => "toml".into(),
+    });
     let msg = msg.replace("expected one of", "allowed fields:");
     let at = line_no.map(|l| format!(" (line {l})")).unwrap_or_default();
     Error::config(path, field, format!("{msg}{at}"))

@@ -22,16 +22,9 @@ use crate::{Error, Result};
 use std::path::{Path, PathBuf};
 
 /// Parse TOML into `T`, turning the parser's multi-line message into one line with the file,
-/// the line number and the offending key.
+/// the dotted key (`memory.value`) and the line number.
 pub(crate) fn parse_toml<T: serde::de::DeserializeOwned>(path: &Path, text: &str) -> Result<T> {
-    toml::from_str(text).map_err(|e| {
-        let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-        let field = match line {
-            Some(n) => format!("line {n}"),
-            None => "toml".to_string(),
-        };
-        Error::config(path, field, e.message().replace('\n', " "))
-    })
+    toml::from_str(text).map_err(|e| Error::toml(path, text, &e))
 }
 
 /// The embedded chip profiles.
