@@ -214,11 +214,15 @@ impl Suite {
     }
 
     pub fn load(path: &Path) -> Result<Suite> {
-        let text = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let text = String::from_utf8(text).map_err(|e| {
-            Error::config(path, "toml", format!("not UTF-8 text (byte {})", e.utf8_error().valid_up_to()))
-        })?;
-        Suite::parse(&text, path)
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Suite::parse_bytes(&bytes, path)
+    }
+
+    /// Parse the bytes of a suite file (what [`Suite::load`] reads), so fuzzing needs no disk.
+    pub fn parse_bytes(bytes: &[u8], path: &Path) -> Result<Suite> {
+        let text = std::str::from_utf8(bytes)
+            .map_err(|e| Error::config(path, "toml", format!("not UTF-8 text (byte {})", e.valid_up_to())))?;
+        Suite::parse(text, path)
     }
 
     /// Parse suite text; `path` names it in errors.

@@ -64,10 +64,16 @@ fn load_dir<T>(dir: &Path, parse: fn(&Path, &str) -> Result<T>) -> Result<Vec<T>
     toml_files(dir)?
         .iter()
         .map(|p| {
-            let text = std::fs::read_to_string(p).map_err(|e| Error::io(p, e))?;
-            parse(p, &text)
+            let bytes = std::fs::read(p).map_err(|e| Error::io(p, e))?;
+            parse(p, utf8_text(p, &bytes)?)
         })
         .collect()
+}
+
+/// The text of a profile file, or a config error (exit code 2) when it is not UTF-8.
+pub fn utf8_text<'a>(path: &Path, bytes: &'a [u8]) -> Result<&'a str> {
+    std::str::from_utf8(bytes)
+        .map_err(|e| Error::config(path, "toml", format!("not UTF-8 text (byte {})", e.valid_up_to())))
 }
 
 /// Chips from `dir` (or `dir/chips`), or the embedded set when `dir` is `None`. Ids and aliases
