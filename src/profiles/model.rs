@@ -193,10 +193,42 @@ impl Model {
             ("architecture.layers", a.layers),
             ("architecture.hidden", a.hidden),
             ("architecture.vocab", a.vocab),
+            ("attention.n_heads", self.attention.n_heads),
         ] {
             if v == 0 {
                 return Err(Error::config(path, f, "must be positive"));
             }
+        }
+        // Every tensor has at most W × W elements (W the widest dimension) and at most
+        // 3 · experts · 2 · layers copies; bounding that (in f64) keeps the u64 counts from
+        // overflowing on absurd values.
+        let at = &self.attention;
+        let o = |v: Option<u64>| v.unwrap_or(0) as f64;
+        let heads = at.n_heads as f64 + 2.0 * o(at.n_kv_heads);
+        let head_dims = o(at.head_dim).max(a.hidden as f64)
+            + o(at.qk_nope_head_dim)
+            + o(at.qk_rope_head_dim)
+            + o(at.v_head_dim);
+        let (experts, expert_dim) = self
+            .moe
+            .as_ref()
+            .map_or((1.0, 0.0), |m| ((m.experts.max(m.shared_experts).max(1)) as f64, m.expert_dim as f64));
+        let widest = [
+            a.vocab as f64,
+            heads * head_dims,
+            o(at.q_lora_rank) + o(at.kv_lora_rank) + o(at.qk_rope_head_dim),
+            self.ffn.as_ref().map_or(0.0, |f| f.dim as f64),
+            2.0 * expert_dim + a.hidden as f64,
+        ]
+        .into_iter()
+        .fold(0.0, f64::max);
+        let bound = 32.0 * widest * widest * 6.0 * experts * a.layers as f64;
+        if bound >= 2f64.powi(63) {
+            return Err(Error::config(
+                path,
+                "architecture",
+                format!("dimensions too large to count (up to {bound:.1e} parameters): implausible"),
+            ));
         }
         let dense = self.dense_layers();
         if dense > a.layers {
