@@ -1,5 +1,8 @@
 //! GEMV `y = W · x`: memory-bound, so it streams W once, decoding the codes in registers (no
 //! staging copy), four rows at a time so each load of `x` serves four rows; threads split rows.
+//! The SIMD kernels take one cache line of every row per step and prefetch each row stream
+//! ahead (continuing into the next group of rows), which the 1-byte formats need: their rows
+//! are short (8 KiB at k = 8192), so the hardware prefetcher restarts on every few pages.
 //!
 //! The arithmetic every ISA follows (so the SIMD kernels and the portable twin agree bit for
 //! bit): per row, 16 f32 lanes; along K, per scale segment (the block width along K: 32 for MX,
@@ -53,6 +56,18 @@ pub(crate) struct Rows<'a, E> {
     pub scales: [&'a [f32]; ROWS],
     /// How many of the [`ROWS`] rows are real (the rest repeat the first and are ignored).
     pub count: usize,
+    /// No code of these rows is NaN: the SIMD E4M3 decode may then skip its NaN fix-up (same
+    /// bits for every other code). Found once at prepare time ([`nan_free`]), as an inference
+    /// engine would when it loads the weights.
+    pub nan_free: bool,
+}
+
+/// Whether no code of `w` is an E4M3 NaN (`S.1111.111`; the other formats' kernels ignore it).
+pub(crate) fn nan_free(w: &QuantizedMatrix) -> bool {
+    match &w.codes {
+        crate::formats::scaling::Codes::E4M3(c) => c.iter().all(|c| c.0 & 0x7F != 0x7F),
+        _ => false,
+    }
 }
 
 /// The portable twin: the same arithmetic as the SIMD row kernels, lane by lane.
@@ -103,6 +118,7 @@ pub(crate) fn run(
     w: &QuantizedMatrix,
     isa: Isa,
     x_buf: &mut [f32],
+    nan_free: bool,
     y: &mut [f32],
     pool: &Pool,
 ) {
@@ -134,6 +150,7 @@ pub(crate) fn run(
                     w: std::array::from_fn(|i| row(i).0),
                     scales: std::array::from_fn(|i| row(i).1),
                     count: out.len(),
+                    nan_free,
                 };
                 rows_kernel(isa, &rows, x, seg, factor, out);
             }

@@ -140,7 +140,7 @@ impl Backend for CpuBackend {
     fn prepare<'a>(&'a self, problem: &'a Problem) -> Result<Box<dyn Prepared + 'a>> {
         let (m, n, k) = (problem.m(), problem.n(), problem.k());
         let kind = if problem.op == Op::Gemv && m == 1 {
-            Kind::Gemv { x: vec![0f32; k] }
+            Kind::Gemv { x: vec![0f32; k], nan_free: gemv::nan_free(&problem.w) }
         } else {
             let plan = gemm::GemmPlan::new(self.isa, m, n, self.pool.threads());
             let work = plan.work(k, self.pool.threads());
@@ -157,7 +157,7 @@ fn native(format: Format) -> Support {
 
 enum Kind {
     Gemm { plan: gemm::GemmPlan, work: gemm::GemmWork },
-    Gemv { x: Vec<f32> },
+    Gemv { x: Vec<f32>, nan_free: bool },
 }
 
 struct CpuPrepared<'a> {
@@ -172,7 +172,7 @@ impl Prepared for CpuPrepared<'_> {
         let (p, b) = (self.problem, self.backend);
         match &mut self.kind {
             Kind::Gemm { plan, work } => gemm::run(&p.a, &p.w, plan, work, &mut self.out, &b.pool),
-            Kind::Gemv { x } => gemv::run(&p.a, &p.w, b.isa, x, &mut self.out, &b.pool),
+            Kind::Gemv { x, nan_free } => gemv::run(&p.a, &p.w, b.isa, x, *nan_free, &mut self.out, &b.pool),
         }
         Ok(None)
     }
@@ -183,7 +183,7 @@ impl Prepared for CpuPrepared<'_> {
         let (a, w) = (self.problem.a.logical_bytes(), self.problem.w.logical_bytes());
         let workspace = match &self.kind {
             Kind::Gemm { plan, work } => work.bytes(plan),
-            Kind::Gemv { x } => (x.len() * 4) as u64,
+            Kind::Gemv { x, .. } => (x.len() * 4) as u64,
         };
         BufferBytes {
             weights: w.codes,

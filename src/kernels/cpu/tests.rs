@@ -19,9 +19,16 @@ fn simd_decode_matches_scalar_on_every_code() {
                 continue;
             }
             for chunk in codes.chunks_exact(16) {
-                let got = super::x86::decode16_raw(avx512, chunk.try_into().unwrap());
-                for (c, g) in chunk.iter().zip(got) {
+                let got = super::x86::decode16_raw(avx512, false, chunk.try_into().unwrap());
+                // The path without the NaN fix-up, on the chunk's non-NaN codes.
+                let finite = super::x86::decode16_raw(avx512, true, chunk.try_into().unwrap());
+                for ((c, g), f) in chunk.iter().zip(got).zip(finite) {
                     let want = c.decode() / factor;
+                    assert!(
+                        want.is_nan() || want.to_bits() == f.to_bits(),
+                        "{} {isa} finite path",
+                        E::FORMAT
+                    );
                     assert!(
                         want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
                         "{} {isa}: code {:?} gives {g:e}, want {want:e}",
@@ -75,18 +82,22 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
         let x: Vec<f32> = (0..k).map(|i| ((i * 31) % 17) as f32 * 0.25 - 2.0).collect();
         let nseg = k.div_ceil(seg);
         let scales: Vec<f32> = (0..ROWS * nseg).map(|i| 0.5 + i as f32 * 0.125).collect();
-        let rows = Rows {
-            w: std::array::from_fn(|r| &codes[r * k..(r + 1) * k]),
-            scales: std::array::from_fn(|r| &scales[r * nseg..(r + 1) * nseg]),
-            count: ROWS,
-        };
         let factor = raw_factor(E::FORMAT);
         let mut want = [0f32; ROWS];
-        rows_portable(&rows, &x, seg, factor, &mut want);
-        for isa in Isa::available() {
-            let mut got = [0f32; ROWS];
-            super::gemv::rows_kernel(isa, &rows, &x, seg, factor, &mut got);
-            assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{} {isa} k={k} seg={seg}", E::FORMAT);
+        for nan_free in [false, true] {
+            let rows = Rows {
+                w: std::array::from_fn(|r| &codes[r * k..(r + 1) * k]),
+                scales: std::array::from_fn(|r| &scales[r * nseg..(r + 1) * nseg]),
+                count: ROWS,
+                nan_free,
+            };
+            rows_portable(&rows, &x, seg, factor, &mut want);
+            for isa in Isa::available() {
+                let mut got = [0f32; ROWS];
+                super::gemv::rows_kernel(isa, &rows, &x, seg, factor, &mut got);
+                let what = format!("{} {isa} k={k} seg={seg} nan_free={nan_free}", E::FORMAT);
+                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
+            }
         }
     }
     for (k, seg) in [(1, 1), (15, 15), (33, 32), (200, 128), (300, 300), (64, 32)] {
@@ -187,5 +198,25 @@ fn probe_microkernel_speed() {
             ));
         }
         println!("pack 1024x1024 f32: {:.2} ms", (thread_cpu_s() - t) * 1e3);
+    }
+}
+
+#[test]
+fn e4m3_nan_weight_gives_a_nan_row_and_disables_the_fast_decode() {
+    use crate::formats::{Format, Scaling};
+    use crate::kernels::{Backend, Op};
+    use crate::measure::inputs::ProblemSpec;
+    let k = 100;
+    let mut p = ProblemSpec::new(Op::Gemv, 1, 9, k, Format::E4M3, Scaling::PER_TENSOR).build().unwrap();
+    assert!(super::gemv::nan_free(&p.w), "quantized inputs hold no NaN code");
+    if let crate::formats::scaling::Codes::E4M3(c) = &mut p.w.codes {
+        c[5 * k + 37] = E4m3(0xFF);
+    }
+    assert!(!super::gemv::nan_free(&p.w));
+    for isa in Isa::available() {
+        let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
+        for (r, v) in y.iter().enumerate() {
+            assert_eq!(v.is_nan(), r == 5, "{isa} row {r}: {v}");
+        }
     }
 }
