@@ -57,8 +57,8 @@ fn deepseek_v3_on_h20_by_hand() {
     assert!(
         (p.allreduce_s.unwrap() - 2.0 * (r - 1.0) / r * 2.0 * p.total_params as f64 / 450e9).abs() < 1e-9
     );
-    // All-to-all: 4096 tokens × 8 experts × 7168 × 1 B × (r−1)/r.
-    assert!((p.alltoall_bytes - 4096.0 * 8.0 * 7168.0 * (r - 1.0) / r).abs() < 1.0);
+    // All-to-all: 4096 tokens × 8 experts × (7168 E4M3 codes + 56 f32 tile scales) × (r−1)/r.
+    assert!((p.alltoall_bytes - 4096.0 * 8.0 * (7168.0 + 56.0 * 4.0) * (r - 1.0) / r).abs() < 1.0);
     assert!((p.alltoall_s.unwrap() - p.alltoall_bytes / 450e9).abs() < 1e-12);
 }
 

@@ -201,6 +201,8 @@ fn cli_project_on_fixture() {
             &fixture(),
             "--roofline-svg",
             svg.to_str().unwrap(),
+            "--statistic",
+            "median",
         ])
         .output()
         .unwrap();
@@ -210,6 +212,13 @@ fn cli_project_on_fixture() {
     assert!(text.contains("median |error| over 15 records: 40 %"), "{text}");
     assert!(text.contains("ridge native bf16: measured 5.0 FLOP/B"), "{text}");
     assert!(std::fs::read_to_string(&svg).unwrap().contains("<svg"));
+    let out = bin()
+        .args(["project", "--chip", "local", "--results", &fixture(), "--statistic", "mean"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(err.lines().count() == 1 && err.contains("--statistic") && err.contains("median, min"), "{err}");
     let out = bin().args(["project", "--chip", "h30", "--results", &fixture()]).output().unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2));

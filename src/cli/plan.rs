@@ -2,8 +2,9 @@
 //! training memory and FLOPs, collective times), one chip or several side by side.
 
 use crate::profiles;
-use crate::project::plan_table;
 use crate::project::planner::{self, PlanOptions, WeightPrecision};
+use crate::project::{plan_collectives, plan_table};
+use crate::results::Run;
 use crate::{Error, Result};
 use std::path::PathBuf;
 
@@ -33,6 +34,10 @@ pub struct Args {
     /// Chips in the training ring / expert-parallel group (default: what the training state needs).
     #[arg(long)]
     pub train_chips: Option<u64>,
+    /// A collectives results file (`chipbench collectives`): adds the collective times calibrated
+    /// with its measured curves and the FP8/BF16 all-to-all ratios.
+    #[arg(long)]
+    pub collectives: Option<PathBuf>,
     /// Directory with chips/ and models/ profiles (default: the embedded ones).
     #[arg(long)]
     pub config_dir: Option<PathBuf>,
@@ -59,5 +64,17 @@ pub fn exec(args: Args) -> Result<()> {
         .map(|k| planner::plan(model, profiles::find_chip(&chips, k)?, &opts))
         .collect::<Result<Vec<_>>>()?;
     print!("{}", plan_table::render(&plans));
+    if let Some(path) = &args.collectives {
+        let run = Run::load(path)?;
+        let memcpy = plan_collectives::measure_memcpy();
+        let link = plan_collectives::local_link(&run, memcpy).map_err(|e| match e {
+            Error::Config { field, message, .. } => Error::config(path, field, message),
+            other => other,
+        })?;
+        let hidden = model.architecture.hidden as usize;
+        let cals: Vec<_> = plans.iter().map(|p| plan_collectives::calibrate(p, hidden, &link)).collect();
+        println!("collectives file: {} ({} records)", path.display(), run.records.len());
+        print!("{}", plan_table::render_calibrated(&plans, &cals, &link));
+    }
     Ok(())
 }

@@ -4,7 +4,9 @@
 //! arithmetic-intensity plot of the run with its measured ridge points.
 
 use crate::profiles;
-use crate::project::check::{check_local, projectable};
+use crate::project::check::{check_local_with, projectable, LocalCheck, Method};
+use crate::project::collective::{self, is_collective, HOP_LATENCY_S};
+use crate::project::kernel_roofs::{self, LocalRoofs, Statistic};
 use crate::project::roofline::project;
 use crate::project::text::{secs, sig3, table};
 use crate::project::{ridge, roofline_plot};
@@ -29,6 +31,20 @@ pub struct Args {
     /// Directory with chips/ profiles (default: the embedded ones).
     #[arg(long)]
     pub config_dir: Option<PathBuf>,
+    /// `--chip local`: skip the measured kernel ceilings (bytes-only roofline only).
+    #[arg(long)]
+    pub no_kernel_roofs: bool,
+    /// `--chip local`: time budget of each kernel-ceiling calibration measurement, ms.
+    #[arg(long, default_value_t = 300)]
+    pub calibration_ms: u64,
+    /// `--chip local`: which time of each record is scored, and measured for the kernel ceilings:
+    /// `min` (the sample with the least interference, like the run's best-of calibration) or
+    /// `median`.
+    #[arg(long, default_value = "min")]
+    pub statistic: String,
+    /// Collectives: assumed latency of one ring step on the chip's link, µs.
+    #[arg(long, default_value_t = HOP_LATENCY_S * 1e6)]
+    pub hop_latency_us: f64,
 }
 
 /// The most recently modified `*.json` in `dir`.
@@ -55,12 +71,42 @@ pub fn exec(args: Args) -> Result<()> {
     };
     let run = Run::load(&path)?;
     println!("results: {} (run {}, {} records)", path.display(), run.run_id, run.records.len());
+    if !(args.hop_latency_us >= 0.0 && args.hop_latency_us.is_finite()) {
+        return Err(Error::invalid("--hop-latency-us", &args.hop_latency_us.to_string(), "a number ≥ 0"));
+    }
+    let stat: Statistic = args.statistic.parse()?;
+    let has_kernels = run.records.iter().any(projectable);
     if args.chip.eq_ignore_ascii_case("local") {
-        print!("{}", local_report(&run)?);
+        if has_kernels {
+            let roofs = if args.no_kernel_roofs {
+                None
+            } else {
+                let records: Vec<_> = run.records.iter().filter(|r| projectable(r)).collect();
+                eprintln!("measuring kernel ceilings on calibration shapes (not the suite's) ...");
+                let timer = kernel_roofs::calibration_timer(std::time::Duration::from_millis(
+                    args.calibration_ms.max(1),
+                ));
+                Some(kernel_roofs::calibrate_for(&records, &timer, stat)?)
+            };
+            print!("{}", local_report_with(&run, roofs.as_ref(), stat)?);
+        }
+        let fits = collective::fits(&run);
+        if !fits.is_empty() {
+            print!("{}", fits_report(&fits));
+        } else if !has_kernels {
+            return Err(Error::config(&path, "records", "no valid gemm/gemv or collective records"));
+        }
     } else {
         let chips = profiles::chips_in(args.config_dir.as_deref())?;
         let chip = profiles::find_chip(&chips, &args.chip)?;
-        print!("{}", chip_report(&run, chip)?);
+        if has_kernels {
+            print!("{}", chip_report(&run, chip)?);
+        }
+        if run.records.iter().any(is_collective) {
+            print!("{}", collectives_report(&run, chip, args.hop_latency_us * 1e-6)?);
+        } else if !has_kernels {
+            return Err(Error::config(&path, "records", "no valid gemm/gemv or collective records"));
+        }
     }
     if let Some(svg_path) = &args.roofline_svg {
         let series = ridge::locate(&run.records);
@@ -153,9 +199,107 @@ pub fn chip_report(run: &Run, chip: &profiles::Chip) -> Result<String> {
     Ok(out)
 }
 
-/// Projection onto this machine vs measured, with errors per op × format.
+/// Collective records measured here vs projected onto `chip`'s link.
+pub fn collectives_report(run: &Run, chip: &profiles::Chip, hop_latency_s: f64) -> Result<String> {
+    let (link, how) = chip.link_per_direction_bytes_s().ok_or_else(|| {
+        Error::Unsupported(format!(
+            "chip {}: interconnect is not sourced; cannot project collectives",
+            chip.id
+        ))
+    })?;
+    let mut rows = Vec::new();
+    for r in run.records.iter().filter(|r| is_collective(r)) {
+        let p = collective::project_record(r, chip, hop_latency_s)?;
+        rows.push(vec![
+            r.op.clone(),
+            r.format.clone(),
+            r.ranks.unwrap_or(0).to_string(),
+            crate::collectives::format_size(r.bytes.total),
+            secs(r.time.median_s),
+            r.busbw_gbs.map(sig3).unwrap_or("-".into()),
+            secs(p.time_s),
+            sig3(p.bus_bytes / p.time_s / 1e9),
+            format!("{}x", sig3(r.time.median_s / p.time_s)),
+        ]);
+    }
+    let mut out = format!(
+        "\ncollectives projected onto {} ({}): time = steps x {} + bus factor x bytes / {} GB/s ({how}); \
+         bus factor all-reduce 2(n-1)/n, others (n-1)/n; steps 2(n-1) resp. n-1; same rank count as measured\n",
+        chip.name,
+        chip.id,
+        secs(hop_latency_s),
+        sig3(link / 1e9)
+    );
+    out += &table(
+        &[
+            "op",
+            "payload",
+            "ranks",
+            "bytes",
+            "measured here",
+            "busbw here (GB/s)",
+            "projected there",
+            "busbw there (GB/s)",
+            "speedup",
+        ],
+        &rows,
+    );
+    Ok(out)
+}
+
+/// The α–β fits of the measured collective curves.
+pub fn fits_report(fits: &[collective::AlphaBeta]) -> String {
+    let rows: Vec<Vec<String>> = fits
+        .iter()
+        .map(|f| {
+            vec![
+                f.op.clone(),
+                f.payload.clone(),
+                f.ranks.to_string(),
+                f.points.to_string(),
+                secs(f.alpha_s),
+                sig3(f.beta / 1e9),
+                format!("{:.0} %", f.median_rel_residual * 100.0),
+            ]
+        })
+        .collect();
+    let mut out = String::from(
+        "\ncollectives measured here: least-squares fit t = alpha + bus bytes / beta (relative residuals)\n",
+    );
+    out += &table(&["op", "payload", "ranks", "sizes", "alpha", "beta (GB/s)", "median |residual|"], &rows);
+    out
+}
+
+/// Projection onto this machine vs measured with the bytes-only roofline, errors per op × format.
 pub fn local_report(run: &Run) -> Result<String> {
-    let check = check_local(run)?;
+    local_report_with(run, None, Statistic::Median)
+}
+
+fn group_table(check: &LocalCheck) -> String {
+    let groups: Vec<Vec<String>> = check
+        .groups
+        .iter()
+        .map(|g| {
+            vec![
+                g.op.clone(),
+                g.format.clone(),
+                g.count.to_string(),
+                format!("{:+.0} %", g.median_error * 100.0),
+                format!("{:.0} %", g.median_abs_error * 100.0),
+            ]
+        })
+        .collect();
+    table(&["op", "format", "records", "median error", "median |error|"], &groups)
+}
+
+/// Projection onto this machine vs measured; with `roofs`, the measured kernel ceilings are used
+/// too and both methods' errors are reported.
+pub fn local_report_with(run: &Run, roofs: Option<&LocalRoofs>, stat: Statistic) -> Result<String> {
+    let before = check_local_with(run, Method::Roofline, stat)?;
+    let check = match roofs {
+        Some(r) => check_local_with(run, Method::Measured(r), stat)?,
+        None => before.clone(),
+    };
     let rows: Vec<Vec<String>> = check
         .rows
         .iter()
@@ -174,31 +318,63 @@ pub fn local_report(run: &Run) -> Result<String> {
             ]
         })
         .collect();
-    let mut out = String::from(
-        "projection onto this machine (peak = measured FMA peak for every format, bandwidth = measured read \
-         bandwidth); error = projected / measured - 1\n",
-    );
+    let mut out = String::new();
+    if let Some(roofs) = roofs {
+        out += "measured kernel ceilings (CPU backend on calibration shapes: GEMV ";
+        out += &format!(
+            "1x{}x{}, GEMM {:?}; {} of samples)\n",
+            kernel_roofs::GEMV_SHAPE.0,
+            kernel_roofs::GEMV_SHAPE.1,
+            kernel_roofs::GEMM_SHAPE,
+            stat.name()
+        );
+        for (t, bw) in &roofs.stream_bw {
+            out += &format!(
+                "streaming bandwidth at {t} threads: {} GB/s (f32 GEMV 1x{}x{})\n",
+                sig3(bw / 1e9),
+                kernel_roofs::STREAM_SHAPE.0,
+                kernel_roofs::STREAM_SHAPE.1
+            );
+        }
+        let rows: Vec<Vec<String>> = roofs
+            .kernels
+            .iter()
+            .map(|(k, r)| {
+                vec![
+                    k.op.clone(),
+                    k.format.clone(),
+                    k.scaling.clone(),
+                    k.act_format.clone(),
+                    k.threads.to_string(),
+                    r.describe(),
+                ]
+            })
+            .collect();
+        out += &table(&["op", "format", "scaling", "act", "threads", "ceiling"], &rows);
+        out += "\n";
+        out += "projection onto this machine: time = max(bytes / streaming bandwidth, measured kernel ceiling); \
+                error = projected / measured - 1\n";
+    } else {
+        out += "projection onto this machine (peak = measured FMA peak for every format, bandwidth = measured read \
+                bandwidth); error = projected / measured - 1\n";
+    }
+    out += &format!("measured = the {} of each record's samples\n", stat.name());
     out += &table(
         &["backend", "op", "format", "m x n x k", "threads", "measured", "projected", "error", "bound"],
         &rows,
     );
-    let groups: Vec<Vec<String>> = check
-        .groups
-        .iter()
-        .map(|g| {
-            vec![
-                g.op.clone(),
-                g.format.clone(),
-                g.count.to_string(),
-                format!("{:+.0} %", g.median_error * 100.0),
-                format!("{:.0} %", g.median_abs_error * 100.0),
-            ]
-        })
-        .collect();
     out += "\n";
-    out += &table(&["op", "format", "records", "median error", "median |error|"], &groups);
+    if roofs.is_some() {
+        out += "bytes-only roofline (before):\n";
+        out += &group_table(&before);
+        out += &format!(
+            "median |error| bytes-only roofline: {:.0} %\n\nwith measured kernel ceilings (after):\n",
+            before.median_abs_error * 100.0
+        );
+    }
+    out += &group_table(&check);
     out += &format!(
-        "median |error| over {} records: {:.0} % (target 15 %); negative = the roofline predicts less time than \
+        "median |error| over {} records: {:.0} % (target 15 %); negative = the projection predicts less time than \
          measured\n",
         check.rows.len(),
         check.median_abs_error * 100.0

@@ -2,7 +2,12 @@
 //! (a chip profile built from the run's own calibration) and compare with the measured time.
 //! A roofline is a lower bound on time, so the projection is expected to be fast (negative
 //! error); how fast, per op × format, is what this reports.
+//!
+//! Two methods: [`Method::Roofline`] (bytes-only: measured FMA peak and read bandwidth) and
+//! [`Method::Measured`], which adds the CPU backend's own measured ceilings per configuration
+//! ([`super::kernel_roofs`], calibrated on shapes the suite does not contain).
 
+use super::kernel_roofs::{Key, LocalRoofs, Statistic};
 use super::roofline::{local_chip, project, Bound};
 use crate::results::{Record, Run};
 use crate::{Error, Result};
@@ -52,11 +57,31 @@ pub fn median(v: &[f64]) -> f64 {
 
 /// Whether a record can be projected: a valid, timed GEMM or GEMV.
 pub fn projectable(r: &Record) -> bool {
-    r.valid && (r.op == "gemm" || r.op == "gemv") && r.time.median_s > 0.0 && r.bytes.total > 0
+    r.valid
+        && (r.op == "gemm" || r.op == "gemv")
+        && r.time.median_s > 0.0
+        && r.time.min_s > 0.0
+        && r.bytes.total > 0
 }
 
-/// Project every projectable record of `run` onto this machine and compare.
+/// How the local projection is made.
+#[derive(Debug, Clone, Copy)]
+pub enum Method<'a> {
+    /// `max(flops / FMA peak, bytes / read bandwidth)`.
+    Roofline,
+    /// The measured local ceilings: for a record whose configuration has a kernel roof,
+    /// `max(roof time, bytes / streaming bandwidth)`; others fall back to the roofline.
+    Measured(&'a LocalRoofs),
+}
+
+/// Project every projectable record of `run` onto this machine with the bytes-only roofline.
 pub fn check_local(run: &Run) -> Result<LocalCheck> {
+    check_local_with(run, Method::Roofline, Statistic::Median)
+}
+
+/// Project every projectable record of `run` onto this machine with `method` and compare.
+/// `stat` picks the records' measured time (median or minimum of their samples).
+pub fn check_local_with(run: &Run, method: Method, stat: Statistic) -> Result<LocalCheck> {
     let cal = run.calibration.as_ref().ok_or_else(|| {
         Error::config("results", "calibration", "missing: the run has no local calibration")
     })?;
@@ -64,13 +89,20 @@ pub fn check_local(run: &Run) -> Result<LocalCheck> {
     for (index, r) in run.records.iter().enumerate().filter(|(_, r)| projectable(r)) {
         let chip = local_chip(cal, r.threads)?;
         let p = project(r, &chip)?;
-        rows.push(CheckRow {
-            index,
-            measured_s: r.time.median_s,
-            projected_s: p.time_s,
-            error: p.time_s / r.time.median_s - 1.0,
-            bound: p.bound,
-        });
+        let roof = match method {
+            Method::Roofline => None,
+            Method::Measured(roofs) => roofs.kernel(&Key::of(r)).map(|roof| {
+                let memory_s = roofs.stream(r.threads).map_or(p.memory_s, |bw| p.bytes / bw);
+                (roof.time(r.m, r.n, r.k), memory_s)
+            }),
+        };
+        let (projected_s, bound) = match roof {
+            Some((t, m)) if t > m => (t, Bound::Kernel),
+            Some((_, m)) => (m, Bound::Memory),
+            None => (p.time_s, p.bound),
+        };
+        let measured_s = stat.of(&r.time);
+        rows.push(CheckRow { index, measured_s, projected_s, error: projected_s / measured_s - 1.0, bound });
     }
     if rows.is_empty() {
         return Err(Error::config("results", "records", "no valid gemm/gemv records to check"));

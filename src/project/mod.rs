@@ -3,6 +3,9 @@
 //! planner (memory, chips needed, decode/prefill bounds, training, collectives).
 
 pub mod check;
+pub mod collective;
+pub mod kernel_roofs;
+pub mod plan_collectives;
 pub mod plan_table;
 pub mod planner;
 pub mod ridge;

@@ -121,8 +121,88 @@ pub fn render(plans: &[Plan]) -> String {
          over n chips; MoE batch reads E(1-(1-k/E)^batch) routed experts; prefill attention at average length \
          context/2; collectives at the chip's scale-up link per direction on every hop (optimistic beyond one \
          node); gradients all-reduced in BF16 over the whole model (pure data parallel, an upper bound); \
-         all-to-all dispatch FP8 (1 B) under the FP8 recipe else BF16, combine and backward BF16.\n",
+         all-to-all dispatch FP8 (1 B + one f32 scale per 128: 1.03 B) under the FP8 recipe else BF16, combine and backward BF16.\n",
         first.train.source
     ));
+    out
+}
+
+/// The collective rows again, calibrated with the local fits (`plan --collectives FILE`), plus the
+/// FP8 vs BF16 all-to-all byte and time ratios. `cals` is parallel to `plans`.
+pub fn render_calibrated(
+    plans: &[Plan],
+    cals: &[super::plan_collectives::Calibrated],
+    link: &super::plan_collectives::LocalLink,
+) -> String {
+    let pct = |v: f64| format!("{:.0} %", v * 100.0);
+    let t = |v: Option<f64>| v.map(secs).unwrap_or("n/a".into());
+    let ratio = |v: Option<f64>| v.map(|x| format!("{x:.3}")).unwrap_or("n/a".into());
+    let col =
+        |f: &dyn Fn(&super::plan_collectives::Calibrated) -> String| cals.iter().map(f).collect::<Vec<_>>();
+    let mut rows: Vec<Vec<String>> = Vec::new();
+    let mut row = |label: &str, formula: &str, cells: Vec<String>| {
+        let mut r = vec![label.to_string(), formula.to_string()];
+        r.extend(cells);
+        rows.push(r);
+    };
+    let (ar, b, f) = (&link.allreduce, &link.alltoall_bf16, &link.alltoall_fp8);
+    row("CALIBRATED (local MPI fit)", "", col(&|_| String::new()));
+    row(
+        "all-reduce efficiency",
+        &format!("eta = beta({} all-reduce) / memcpy", ar.payload),
+        col(&|c| pct(c.allreduce_eta)),
+    );
+    row("all-reduce time, calibrated", "alpha + 2(r-1)/r x G / (eta L)", col(&|c| t(c.allreduce_s)));
+    let moe = plans.iter().any(|p| p.alltoall_bytes > 0.0);
+    if moe {
+        row(
+            "all-to-all bytes BF16 (MB)",
+            "ctx x batch x k x h x 2 x (r-1)/r",
+            col(&|c| sig3(c.a2a_bytes_bf16 / 1e6)),
+        );
+        row(
+            "all-to-all bytes FP8 (MB)",
+            "... x (1 + 4/128) x (r-1)/r",
+            col(&|c| sig3(c.a2a_bytes_fp8 / 1e6)),
+        );
+        row("FP8/BF16 bytes", "", col(&|c| format!("{:.3}", c.bytes_ratio())));
+        row("all-to-all BF16, spec", "D_bf16 / L", col(&|c| t(c.a2a_spec_bf16_s)));
+        row("all-to-all FP8, spec", "D_fp8 / L", col(&|c| t(c.a2a_spec_fp8_s)));
+        row("FP8/BF16 time, spec", "", col(&|c| ratio(c.spec_time_ratio())));
+        row(
+            &format!("all-to-all efficiency {}", b.payload),
+            "eta = beta / memcpy",
+            col(&|c| pct(c.a2a_eta_bf16)),
+        );
+        row(
+            &format!("all-to-all efficiency {}", f.payload),
+            "eta = beta / memcpy",
+            col(&|c| pct(c.a2a_eta_fp8)),
+        );
+        row("all-to-all BF16, calibrated", "alpha + D_bf16 / (eta L)", col(&|c| t(c.a2a_cal_bf16_s)));
+        row("all-to-all FP8, calibrated", "alpha + D_fp8 / (eta L)", col(&|c| t(c.a2a_cal_fp8_s)));
+        row("FP8/BF16 time, calibrated", "", col(&|c| ratio(c.cal_time_ratio())));
+    }
+    let mut header = vec!["quantity", "formula"];
+    let names: Vec<String> = plans.iter().map(|p| p.chip_id.clone()).collect();
+    header.extend(names.iter().map(String::as_str));
+    let mut out = format!(
+        "\ncollectives calibrated with this machine's MPI curves (labelled estimates, not specs): local link = one \
+         core's memcpy, {} GB/s; fits t = alpha + bus bytes / beta:\n",
+        sig3(link.memcpy / 1e9)
+    );
+    for a in [ar, b, f] {
+        out += &format!(
+            "  {} {} ({} ranks, {} sizes): alpha {}, beta {} GB/s, eta {}\n",
+            a.op,
+            a.payload,
+            a.ranks,
+            a.points,
+            secs(a.alpha_s),
+            sig3(a.beta / 1e9),
+            pct(link.eta(a))
+        );
+    }
+    out.push_str(&table_from(&header, &rows, 2));
     out
 }

@@ -18,6 +18,8 @@
 //! - Training: see [`TRAIN_BF16`] and [`TRAIN_FP8`]; 6·N_active FLOPs per token.
 //! - Collectives run at the chip's scale-up link, per direction (a bidirectional figure is
 //!   halved), on every hop: optimistic beyond one NVLink/HCCS domain.
+//! - FP8 MoE dispatch travels as DeepSeek-V3 sends it: E4M3 codes plus one f32 scale per 1×128
+//!   tile (7168 + 56·4 bytes per token per expert for DeepSeek-V3: 0.516× the BF16 bytes).
 
 use super::roofline::{peak_for, PeakUsed};
 use crate::formats::Format;
@@ -182,6 +184,17 @@ pub fn weight_bytes(model: &Model, precision: WeightPrecision, active_batch: Opt
     w
 }
 
+/// Bytes per element of one token's hidden vector in the MoE dispatch: BF16 2; FP8 the E4M3
+/// code plus its share of the 1×128 f32 tile scales (the collectives' wire format).
+pub fn dispatch_bytes_per_element(precision: WeightPrecision, hidden: usize) -> f64 {
+    let hidden = hidden.max(1);
+    let format = match precision {
+        WeightPrecision::Fp8 => Format::E4M3,
+        WeightPrecision::Bf16 => Format::BF16,
+    };
+    crate::collectives::wire::ChunkBytes::of(format, hidden).total() as f64 / hidden as f64
+}
+
 /// A bound per chip and over the `n` chips together.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rate {
@@ -291,7 +304,7 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
         Some(moe) => {
             let h = model.architecture.hidden as f64;
             let k = moe.experts_per_token as f64;
-            let dispatch = if o.precision == WeightPrecision::Fp8 { 1.0 } else { 2.0 };
+            let dispatch = dispatch_bytes_per_element(o.precision, model.architecture.hidden as usize);
             let off = (n - 1.0) / n;
             let one = tokens * k * h * dispatch * off;
             // Forward: dispatch + combine (2 B); backward: both directions again in BF16.

@@ -24,6 +24,8 @@ use std::str::FromStr;
 pub enum Bound {
     Compute,
     Memory,
+    /// A measured kernel ceiling (decode/instruction roof, see `kernel_roofs`).
+    Kernel,
 }
 
 impl fmt::Display for Bound {
@@ -31,6 +33,7 @@ impl fmt::Display for Bound {
         f.write_str(match self {
             Bound::Compute => "compute",
             Bound::Memory => "memory",
+            Bound::Kernel => "kernel",
         })
     }
 }
