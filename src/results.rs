@@ -219,6 +219,40 @@ impl Run {
     }
 }
 
+/// A UTC time as the results files write it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UtcTime {
+    /// `YYYYMMDD-HHMMSS`, the time part of run ids.
+    pub stamp: String,
+    /// RFC 3339, `YYYY-MM-DDTHH:MM:SSZ` (the `created` field).
+    pub rfc3339: String,
+}
+
+/// Now, in UTC.
+pub fn utc_now() -> UtcTime {
+    utc_at(std::time::SystemTime::now())
+}
+
+/// `t` in UTC (proleptic Gregorian; Howard Hinnant's civil-from-days algorithm).
+pub fn utc_at(t: std::time::SystemTime) -> UtcTime {
+    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    let (h, mi, sec) = (rem / 3600, rem / 60 % 60, rem % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    UtcTime {
+        stamp: format!("{y:04}{m:02}{d:02}-{h:02}{mi:02}{sec:02}"),
+        rfc3339: format!("{y:04}-{m:02}-{d:02}T{h:02}:{mi:02}:{sec:02}Z"),
+    }
+}
+
 /// Write a file atomically: a temporary file in the same directory, flushed, then renamed over
 /// the target, so a reader (or a killed run) never sees half a file. Refuses to replace an
 /// existing file unless `force`.
@@ -241,4 +275,19 @@ pub fn write_atomic(path: &Path, contents: &[u8], force: bool) -> Result<()> {
         return Err(Error::io(path, e));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn utc_dates() {
+        let at = |s| utc_at(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(at(0).rfc3339, "1970-01-01T00:00:00Z");
+        assert_eq!(at(951_782_400).rfc3339, "2000-02-29T00:00:00Z");
+        assert_eq!(at(1_700_000_000).stamp, "20231114-221320");
+        assert_eq!(at(1_735_689_599).rfc3339, "2024-12-31T23:59:59Z");
+    }
 }

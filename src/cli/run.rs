@@ -116,7 +116,7 @@ pub fn exec(args: Args) -> Result<()> {
         memory::check_fits(&what, &c.spec, per_case_backends, available)?;
     }
 
-    let (stamp, created) = runner::utc_now();
+    let crate::results::UtcTime { stamp, rfc3339: created } = crate::results::utc_now();
     let run_id = format!("{stamp}-{}{}", sanitize(&suite.name), if args.quick { "-quick" } else { "" });
     for ext in [Json.extension(), Markdown.extension()] {
         let p = args.out.join(format!("{run_id}.{ext}"));

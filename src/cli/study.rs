@@ -8,7 +8,7 @@ use crate::study::sweep::{self, Point, StudyConfig};
 use crate::study::{plot, Accumulator, Promotion, Rounding};
 use crate::{Error, Result};
 use std::path::PathBuf;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime};
 
 #[derive(Debug, clap::Args)]
 pub struct Args {
@@ -163,7 +163,7 @@ fn accumulation(a: AccumulationArgs) -> Result<()> {
     if a.no_write {
         return Ok(());
     }
-    let run_id = format!("study-accumulation-{}", compact_time(started));
+    let run_id = format!("study-accumulation-{}", crate::results::utc_at(started).stamp);
     let run = to_run(&cfg, &points, &run_id, started, threads, elapsed);
     let json = a.out.join(format!("{run_id}.json"));
     write_atomic(&json, run.to_json().as_bytes(), false)?;
@@ -321,7 +321,7 @@ fn to_run(
     Run {
         schema_version: SCHEMA_VERSION,
         run_id: run_id.into(),
-        created: rfc3339(started),
+        created: crate::results::utc_at(started).rfc3339,
         tool: format!("chipbench {}", env!("CARGO_PKG_VERSION")),
         suite: "study-accumulation".into(),
         env: Env {
@@ -343,33 +343,6 @@ fn to_run(
     }
 }
 
-/// (year, month, day, hour, minute, second) in UTC.
-fn civil(t: SystemTime) -> (i64, u32, u32, u64, u64, u64) {
-    let secs = t.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    // Howard Hinnant's days-to-civil algorithm.
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + (m <= 2) as i64;
-    (y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
-}
-
-fn rfc3339(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = civil(t);
-    format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z")
-}
-
-fn compact_time(t: SystemTime) -> String {
-    let (y, mo, d, h, mi, s) = civil(t);
-    format!("{y:04}{mo:02}{d:02}T{h:02}{mi:02}{s:02}Z")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -382,10 +355,4 @@ mod tests {
         assert!(parse_k("300..600").is_err());
     }
 
-    #[test]
-    fn dates() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
-        let t = UNIX_EPOCH + std::time::Duration::from_secs(1_709_210_096); // 2024-02-29T12:34:56Z
-        assert_eq!(rfc3339(t), "2024-02-29T12:34:56Z");
-    }
 }

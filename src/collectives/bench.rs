@@ -31,7 +31,7 @@ pub fn run_cli(config: &Config, out: &Path, force: bool) -> Result<()> {
     let universe = mpi::initialize().ok_or_else(|| Error::device("mpi", "MPI was already initialised"))?;
     let world = universe.world();
     let (rank, ranks) = (world.rank() as usize, world.size() as usize);
-    let created = super::utc_now();
+    let created = crate::results::utc_now();
     let layouts: Vec<Layout> = config.sizes.iter().map(|&s| Layout::new(s, ranks)).collect::<Result<_>>()?;
     for l in &layouts {
         let total = l.ranks * ChunkBytes::of(Format::F32, l.chunk).total();
@@ -68,11 +68,11 @@ pub fn run_cli(config: &Config, out: &Path, force: bool) -> Result<()> {
     let failed = rows.iter().filter(|r| !r.record.valid).count();
     if rank == 0 {
         print!("{}", table::ratios(&rows));
-        let run_id = format!("collectives-{}-np{ranks}", created.1);
+        let run_id = format!("collectives-{}-np{ranks}", created.stamp);
         let run = Run {
             schema_version: SCHEMA_VERSION,
             run_id: run_id.clone(),
-            created: created.0,
+            created: created.rfc3339.clone(),
             tool: format!("chipbench {}", env!("CARGO_PKG_VERSION")),
             suite: "collectives".into(),
             env: local_env(),

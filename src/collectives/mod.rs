@@ -230,41 +230,9 @@ pub fn inputs(rank: usize, start: usize, len: usize) -> Vec<f32> {
     (start..start + len).map(|i| input_value(rank, i)).collect()
 }
 
-/// The current UTC time as RFC 3339 (`2025-01-31T12:00:00Z`) and compact (`20250131T120000Z`).
-pub fn utc_now() -> (String, String) {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    utc_from_unix(secs)
-}
-
-fn utc_from_unix(secs: u64) -> (String, String) {
-    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
-    let (hh, mm, ss) = (rem / 3600, rem % 3600 / 60, rem % 60);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (
-        format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:{ss:02}Z"),
-        format!("{y:04}{m:02}{d:02}T{hh:02}{mm:02}{ss:02}Z"),
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn utc_dates() {
-        assert_eq!(utc_from_unix(0).0, "1970-01-01T00:00:00Z");
-        assert_eq!(utc_from_unix(951_782_400).0, "2000-02-29T00:00:00Z");
-        assert_eq!(utc_from_unix(1_735_689_599).1, "20241231T235959Z");
-    }
 
     #[test]
     fn input_values_are_bounded_and_not_degenerate() {

@@ -286,44 +286,8 @@ fn attach_rss(
     }
 }
 
-/// UTC now as (`run-id` stamp `YYYYMMDD-HHMMSS`, RFC 3339 `YYYY-MM-DDTHH:MM:SSZ`).
-pub fn utc_now() -> (String, String) {
-    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    let (y, mo, d, h, mi, s) = civil(secs);
-    (
-        format!("{y:04}{mo:02}{d:02}-{h:02}{mi:02}{s:02}"),
-        format!("{y:04}-{mo:02}-{d:02}T{h:02}:{mi:02}:{s:02}Z"),
-    )
-}
-
-/// Seconds since the Unix epoch → (year, month, day, hour, minute, second), proleptic Gregorian
-/// (Howard Hinnant's days-from-civil inverse).
-fn civil(secs: u64) -> (i64, u32, u32, u32, u32, u32) {
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    (y, m, d, (rem / 3600) as u32, (rem / 60 % 60) as u32, (rem % 60) as u32)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn civil_dates() {
-        assert_eq!(civil(0), (1970, 1, 1, 0, 0, 0));
-        assert_eq!(civil(951_782_400), (2000, 2, 29, 0, 0, 0));
-        assert_eq!(civil(1_700_000_000), (2023, 11, 14, 22, 13, 20));
-        let (id, created) = utc_now();
-        assert_eq!(id.len(), 15);
-        assert!(created.ends_with('Z') && created.len() == 20);
-    }
 }
