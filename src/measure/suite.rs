@@ -508,7 +508,7 @@ fn toml_error(path: &Path, text: &str, e: &toml::de::Error) -> Error {
         let start = text[..s.start.min(text.len())].rfind('\n').map_or(0, |p| p + 1);
         let line = text[start..].lines().next()?;
         let (key, _) = line.split_once('=')?;
-        Some(key.trim().trim_matches('"').to_string())
+        Some(key.trim().trim_matches('"').to_string()).filter(|k| !k.is_empty())
     });
     let quoted = msg.split('`').nth(1).map(str::to_string);
     let field = if msg.starts_with("unknown field") || msg.starts_with("missing field") {
