@@ -81,7 +81,7 @@ fn child_rss_of_fp8_weights_is_about_half_of_bf16() {
     let net = |format, scaling| {
         let spec = ProblemSpec::new(Op::Gemv, 1, 2048, 4096, format, scaling);
         launcher()
-            .measure_net(&ChildJob::Workload { backend: None, threads: 1, spec: spec.into() }, &base)
+            .measure_net(&ChildJob::Workload { backend: None, threads: 1, spec }, &base)
             .unwrap()
             .net() as f64
     };

@@ -44,8 +44,9 @@ pub fn standard_normal(rng: &mut StdRng) -> f64 {
     StandardNormal.sample(rng)
 }
 
-/// What to build: shapes, formats, scaling, seed.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// What to build: shapes, formats, scaling, seed. Serialisable, so an RSS child process can
+/// rebuild exactly the same problem.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ProblemSpec {
     pub op: Op,
     pub m: usize,

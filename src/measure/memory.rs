@@ -17,9 +17,8 @@
 //! operands in their format, scales, packed buffers, outputs. Where the reset is not possible,
 //! the record says the peak includes input generation.
 
-use crate::formats::{Format, Scaling};
 use crate::kernels::registry::BackendKind;
-use crate::kernels::{Op, Problem};
+use crate::kernels::Problem;
 use crate::measure::inputs::ProblemSpec;
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -27,42 +26,6 @@ use std::path::PathBuf;
 use std::process::Command;
 
 const GIB: f64 = (1u64 << 30) as f64;
-
-/// A `ProblemSpec` as it crosses the process boundary.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct SpecWire {
-    pub op: Op,
-    pub m: usize,
-    pub n: usize,
-    pub k: usize,
-    pub format: Format,
-    pub act_format: Format,
-    pub scaling: Scaling,
-    pub seed: u64,
-}
-
-impl From<ProblemSpec> for SpecWire {
-    fn from(s: ProblemSpec) -> Self {
-        SpecWire {
-            op: s.op,
-            m: s.m,
-            n: s.n,
-            k: s.k,
-            format: s.format,
-            act_format: s.act_format,
-            scaling: s.scaling,
-            seed: s.seed,
-        }
-    }
-}
-
-impl From<SpecWire> for ProblemSpec {
-    fn from(w: SpecWire) -> Self {
-        ProblemSpec::new(w.op, w.m, w.n, w.k, w.format, w.scaling)
-            .with_act_format(w.act_format)
-            .with_seed(w.seed)
-    }
-}
 
 /// What a child process does before it reports its peak resident set.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,7 +35,7 @@ pub enum ChildJob {
     Baseline { backend: Option<BackendKind>, threads: usize },
     /// Build the problem, then prepare and run it once on the backend (`None`: only hold the
     /// operands, for when no backend runs this problem).
-    Workload { backend: Option<BackendKind>, threads: usize, spec: SpecWire },
+    Workload { backend: Option<BackendKind>, threads: usize, spec: ProblemSpec },
     /// Allocate and touch `bytes` (checks the method against a known allocation).
     Alloc { bytes: u64 },
 }
@@ -142,7 +105,7 @@ fn run_child_job(job: &ChildJob) -> Result<ChildReport> {
         }
         ChildJob::Workload { backend, threads, spec } => {
             let backend = backend.map(|b| b.open(*threads)).transpose()?;
-            let problem: Problem = ProblemSpec::from(*spec).build()?;
+            let problem: Problem = spec.build()?;
             let hwm_reset = reset_hwm();
             if let Some(b) = &backend {
                 let mut prepared = b.prepare(&problem)?;
@@ -285,6 +248,8 @@ pub fn check_fits(what: &str, spec: &ProblemSpec, backends: usize, available: Op
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::formats::{Format, Scaling};
+    use crate::kernels::Op;
 
     #[test]
     fn reads_proc_fields() {
@@ -320,11 +285,11 @@ mod tests {
         let json = serde_json::to_string(&ChildJob::Workload {
             backend: Some(BackendKind::Cpu),
             threads: 1,
-            spec: s.into(),
+            spec: s,
         })
         .unwrap();
         let back: ChildJob = serde_json::from_str(&json).unwrap();
         let ChildJob::Workload { spec, .. } = back else { panic!("{json}") };
-        assert_eq!(ProblemSpec::from(spec), s);
+        assert_eq!(spec, s);
     }
 }

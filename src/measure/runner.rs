@@ -264,7 +264,7 @@ fn attach_rss(
         .clone();
     // A workload whose backend failed in the parent would fail in the child too.
     let backend_arg = if rec.valid { Some(kind) } else { None };
-    let job = ChildJob::Workload { backend: backend_arg, threads, spec: case.spec.into() };
+    let job = ChildJob::Workload { backend: backend_arg, threads, spec: case.spec };
     match (base, launcher.measure(&job)) {
         (Ok(baseline), Ok(r)) => {
             let net = NetRss { peak: r.vmhwm_bytes, baseline, hwm_reset: r.hwm_reset };
