@@ -58,9 +58,14 @@ pub(crate) fn pack_panel<E: Element>(
     for r in 0..rows {
         decode_row_scaled(codes, q, r0 + r, p0, &mut scratch[r * kc..(r + 1) * kc]);
     }
-    for (p, group) in out.chunks_exact_mut(width).enumerate() {
-        for (r, v) in group.iter_mut().enumerate() {
-            *v = if r < rows { scratch[r * kc + p] } else { 0.0 };
+    if rows < width {
+        out.fill(0.0);
+    }
+    // Row by row: contiguous reads, stores `width` apart into the L1-resident panel (no
+    // per-element branch or bounds check).
+    for (r, src) in scratch[..rows * kc].chunks_exact(kc).enumerate() {
+        for (dst, &v) in out[r..].iter_mut().step_by(width).zip(src) {
+            *dst = v;
         }
     }
 }
