@@ -7,8 +7,7 @@
 //! of the register-only FMA peak and pays a decode per packed element. So the local profile adds
 //! two measured ceilings per (format, scaling, activation format, threads):
 //! - GEMV: weight elements per second of the backend's own GEMV on a cache-resident matrix
-//!   ([`GEMV_SHAPE`], 512 Ki elements: ≤ 1 MiB per thread of f32, inside a 2 MiB L2), so memory
-//!   does not limit it. Projected GEMV time = `max(bytes / read bandwidth, n·k / rate)`.
+//!   ([`GEMV_SHAPE`], 4 Mi elements, inside the L3), so DRAM does not limit it. Projected GEMV time = `max(bytes / read bandwidth, n·k / rate)`.
 //! - GEMM: the FLOP rate the backend's GEMM reaches on [`GEMM_SHAPE`] (packing and decode
 //!   included). Projected GEMM time = `max(flops / rate, bytes / streaming bandwidth)`.
 //! - Memory: the streaming bandwidth of the f32 GEMV on a DRAM-resident matrix ([`STREAM_SHAPE`],
@@ -32,8 +31,11 @@ use crate::{Error, Result};
 use std::str::FromStr;
 use std::time::Duration;
 
-/// GEMV calibration shape (n, k): cache-resident.
-pub const GEMV_SHAPE: (usize, usize) = (512, 1024);
+/// GEMV calibration shape (n, k): cache-resident (16 MiB of f32, 4 MiB of FP8, inside the
+/// 32 MiB L3). Not smaller: at 512×1024 one run lasts ~40 µs, and waking the second worker
+/// thread on a busy machine costs a scheduler slice of that order, so the rate measured the
+/// wake-up rather than the decode.
+pub const GEMV_SHAPE: (usize, usize) = (2048, 2048);
 /// GEMM calibration shape (m, n, k).
 pub const GEMM_SHAPE: (usize, usize, usize) = (512, 768, 1024);
 /// DRAM-resident f32 GEMV shape (n, k) for the streaming bandwidth.
