@@ -10,6 +10,7 @@
 use crate::formats::{Format, Fp8Spec, QuantizedMatrix, E4M3, E5M2};
 use crate::kernels::Op;
 
+const COMMON: &str = include_str!("shaders/common.wgsl");
 const GEMM: &str = include_str!("shaders/gemm.wgsl");
 const GEMV: &str = include_str!("shaders/gemv.wgsl");
 const DECODE_FP8: &str = include_str!("shaders/decode_fp8.wgsl");
@@ -185,7 +186,7 @@ impl ShaderKey {
             Op::Gemv => GEMV,
         };
         let needs_f16 = [self.a, self.w].iter().any(|d| d.format == Format::F16 && d.native_f16);
-        template
+        format!("{COMMON}{template}")
             .replace("{{ENABLES}}", if needs_f16 { "enable f16;\n" } else { "" })
             .replace("{{A_STORE}}", self.a.store())
             .replace("{{W_STORE}}", self.w.store())

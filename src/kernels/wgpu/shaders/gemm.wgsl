@@ -1,7 +1,7 @@
 // GEMM template: C[m×n] = A[m×k] · Wᵀ with f32 accumulation (W is n×k, row-major, as stored).
 //
 // Generated per (activation format, weight format, scaling) by the host: the double-braced slots
-// receive the decode functions (code group → vec4<f32>), the scale look-ups and the tile sizes.
+// (in common.wgsl, prepended by the host) receive the decode functions (code group → vec4<f32>), the scale look-ups and the tile sizes.
 // Rows of A and W are padded with zero codes to a whole number of 4-element groups, so every
 // format loads one group per storage element and block scales never split a group.
 //
@@ -9,30 +9,6 @@
 // TM × TN register block of accumulators. K advances TILE_K elements at a time through two
 // workgroup-memory tiles, filled with decoded and scaled f32 values (decode is O(n²) work,
 // the product O(n³)).
-{{ENABLES}}
-struct Params {
-    m: u32,
-    n: u32,
-    // K in groups of 4 elements: the row stride of A and W.
-    kg: u32,
-    // Columns of the scale grids (blocks along K).
-    a_grid_cols: u32,
-    w_grid_cols: u32,
-    // Workgroups along x in the dispatch (GEMV rows beyond one dispatch dimension).
-    groups_x: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a_codes: array<{{A_STORE}}>;
-@group(0) @binding(1) var<storage, read> a_scales: array<f32>;
-@group(0) @binding(2) var<storage, read> w_codes: array<{{W_STORE}}>;
-@group(0) @binding(3) var<storage, read> w_scales: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c_out: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
-
-{{DECODE_A}}
-{{DECODE_W}}
-{{SCALE_A}}
-{{SCALE_W}}
 
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;

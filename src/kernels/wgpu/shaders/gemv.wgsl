@@ -1,30 +1,9 @@
 // GEMV template: y[n] = W[n×k] · x[k] with f32 accumulation, the memory-bound decode step.
 //
-// Same slots and buffer layout as gemm.wgsl. One workgroup per output row: its threads stream
+// Same prelude (common.wgsl) as gemm.wgsl. One workgroup per output row: its threads stream
 // the row's code groups (consecutive threads, consecutive words), decode them in registers (no
 // staging copy), and reduce their partial sums in workgroup memory. A group never straddles a
 // scale block, so each group costs one scale look-up per operand.
-{{ENABLES}}
-struct Params {
-    m: u32,
-    n: u32,
-    kg: u32,
-    a_grid_cols: u32,
-    w_grid_cols: u32,
-    groups_x: u32,
-}
-
-@group(0) @binding(0) var<storage, read> a_codes: array<{{A_STORE}}>;
-@group(0) @binding(1) var<storage, read> a_scales: array<f32>;
-@group(0) @binding(2) var<storage, read> w_codes: array<{{W_STORE}}>;
-@group(0) @binding(3) var<storage, read> w_scales: array<f32>;
-@group(0) @binding(4) var<storage, read_write> c_out: array<f32>;
-@group(0) @binding(5) var<uniform> params: Params;
-
-{{DECODE_A}}
-{{DECODE_W}}
-{{SCALE_A}}
-{{SCALE_W}}
 
 const WG: u32 = {{GEMV_WG}}u;
 
