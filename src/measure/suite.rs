@@ -63,74 +63,36 @@ fn default_seed() -> u64 {
     42
 }
 
+/// `[timing]`: every key optional, defaults from `Default`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct TimingFile {
-    #[serde(default = "d_warmup")]
     warmup_s: f64,
-    #[serde(default = "d_budget")]
     budget_s: f64,
-    #[serde(default = "d_min")]
     min_samples: usize,
-    #[serde(default = "d_max")]
     max_samples: usize,
 }
-fn d_warmup() -> f64 {
-    0.2
-}
-fn d_budget() -> f64 {
-    1.0
-}
-fn d_min() -> usize {
-    5
-}
-fn d_max() -> usize {
-    10_000
-}
+
 impl Default for TimingFile {
     fn default() -> Self {
-        TimingFile { warmup_s: d_warmup(), budget_s: d_budget(), min_samples: d_min(), max_samples: d_max() }
+        TimingFile { warmup_s: 0.2, budget_s: 1.0, min_samples: 5, max_samples: 10_000 }
     }
 }
 
+/// `[quick]`: what `--quick` does; every key optional, defaults from `Default`.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, default)]
 struct QuickFile {
-    #[serde(default = "q_div")]
     divisor: usize,
-    #[serde(default = "q_warmup")]
     warmup_s: f64,
-    #[serde(default = "q_budget")]
     budget_s: f64,
-    #[serde(default = "q_min")]
     min_samples: usize,
-    #[serde(default = "q_max")]
     max_samples: usize,
 }
-fn q_div() -> usize {
-    8
-}
-fn q_warmup() -> f64 {
-    0.01
-}
-fn q_budget() -> f64 {
-    0.05
-}
-fn q_min() -> usize {
-    3
-}
-fn q_max() -> usize {
-    200
-}
+
 impl Default for QuickFile {
     fn default() -> Self {
-        QuickFile {
-            divisor: q_div(),
-            warmup_s: q_warmup(),
-            budget_s: q_budget(),
-            min_samples: q_min(),
-            max_samples: q_max(),
-        }
+        QuickFile { divisor: 8, warmup_s: 0.01, budget_s: 0.05, min_samples: 3, max_samples: 200 }
     }
 }
 
