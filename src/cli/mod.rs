@@ -51,7 +51,10 @@ pub enum Command {
 
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return clap_error(e),
+    };
     let result = match cli.command {
         Command::Run(a) => run::exec(a),
         Command::Convert(a) => convert::exec(a),
@@ -72,4 +75,26 @@ pub fn main() -> i32 {
             e.exit_code()
         }
     }
+}
+
+/// Help and version as clap prints them; a usage error as one line with the usage, exit code 2
+/// (clap's own report spans five lines).
+fn clap_error(e: clap::Error) -> i32 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return e.exit_code();
+    }
+    let text = e.render().to_string();
+    let first = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("invalid arguments");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let usage = text.lines().find_map(|l| l.trim().strip_prefix("Usage: "));
+    let usage = usage.map(|u| format!(" (usage: {u}; see --help)")).unwrap_or_default();
+    eprintln!("chipbench: error: {first}{usage}");
+    2
 }
