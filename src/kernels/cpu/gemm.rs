@@ -1,12 +1,15 @@
 //! GEMM driver (BLIS-style) and the portable microkernel.
 //!
-//! Loop nest, per run: for each K block of `KC` — pack all of A (the broadcast operand) into
-//! `MR`-row micro-panels, shared — then every work item (a rectangle of C: a range of rows × a
-//! chunk of at most `NB_MAX` columns) packs its own W chunk into `NR`-column micro-panels (which
-//! stay in L2) and runs the microkernel over its A micro-panels (outer, one stays in L1) × W
-//! micro-panels (inner). The rectangles tile C, so threads never share an output, and W is
-//! decoded exactly once per run when the columns are split (rows are split only when C has too
-//! few column chunks to feed every thread).
+//! Loop nest, per run: K is cut into blocks of `KC`, and the blocks into groups whose packed A
+//! fits `A_BUDGET`. Per group — pack A (the broadcast operand) for all its blocks into `MR`-row
+//! micro-panels, shared — then every work item (a rectangle of C: a range of rows × a chunk of
+//! at most `NB_MAX` columns) runs the group's K blocks in order: pack its W chunk into
+//! `NR`-column micro-panels (which stay in L2) and run the microkernel over its A micro-panels
+//! (outer, one stays in L1) × W micro-panels (inner); the microkernel adds its tile straight
+//! into C. Two pool passes per group, not per K block, and about `ITEMS_PER_THREAD` column
+//! chunks per thread so rayon can balance a thread that runs slower. The rectangles tile C, so
+//! threads never share an output, and W is decoded exactly once per run when the columns are
+//! split (rows are split only when C has too few column chunks to feed every thread).
 //!
 //! Determinism: every element of C is computed as `c = 0; for each K block: c += t` where `t`
 //! is a fused multiply-add chain over that block in K order. That sequence does not depend on
