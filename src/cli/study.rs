@@ -116,14 +116,29 @@ pub fn config(a: &AccumulationArgs) -> Result<StudyConfig> {
             "per-tensor, deepseek, deepseek:ue8m0, mx32 (FP8 needs a scale)",
         ));
     }
-    if a.rows == 0 {
-        return Err(Error::invalid("rows", "0", "a positive number of rows"));
+    if a.rows == 0 || a.rows > 1 << 24 {
+        return Err(Error::invalid("rows", &a.rows.to_string(), "a number of rows in 1 ..= 16777216"));
     }
     if a.group == 0 {
         return Err(Error::invalid("group", "0", "a positive number of products"));
     }
+    let k_values = parse_k(&a.k)?;
+    // Sizes before allocating: each worker holds two f32 tiles of CHUNK_ROWS × K and their
+    // quantized copies (`--k 1..99999999999999` used to abort allocating 32 PiB).
+    let workers = a.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let max_k = k_values.iter().copied().max().unwrap_or(1) as u128;
+    let needed = 16 * a.rows.min(sweep::CHUNK_ROWS) as u128 * max_k * workers.max(1) as u128;
+    if let Some(available) = crate::measure::memory::mem_available_bytes() {
+        if needed > available as u128 {
+            return Err(Error::TooLarge {
+                what: format!("study accumulation (K up to {max_k}, {workers} workers)"),
+                needed_gib: needed as f64 / (1u64 << 30) as f64,
+                available_gib: available as f64 / (1u64 << 30) as f64,
+            });
+        }
+    }
     Ok(StudyConfig {
-        k_values: parse_k(&a.k)?,
+        k_values,
         accumulators,
         promotions: parse_list(&a.nc)?,
         dists: parse_list(&a.dist)?,
