@@ -250,12 +250,14 @@ fn need<T>(v: Option<T>, chip: &Chip, what: &str) -> Result<T> {
 
 /// Plan `model` on `chip`.
 pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
-    if o.context == 0 || o.batch == 0 || !(o.usable_memory > 0.0 && o.usable_memory <= 1.0) {
-        return Err(Error::invalid(
-            "plan options",
-            &format!("{o:?}"),
-            "context ≥ 1, batch ≥ 1, 0 < usable ≤ 1",
-        ));
+    if o.context == 0 {
+        return Err(Error::invalid("--context", "0", "1 or more tokens"));
+    }
+    if o.batch == 0 {
+        return Err(Error::invalid("--batch", "0", "1 or more sequences"));
+    }
+    if !(o.usable_memory > 0.0 && o.usable_memory <= 1.0) {
+        return Err(Error::invalid("--usable-memory", &o.usable_memory.to_string(), "a fraction in (0, 1]"));
     }
     let counts = model.param_counts();
     let weights = weight_bytes(model, o.precision, None);
