@@ -21,15 +21,21 @@ pub struct Args {
 
 pub fn exec(args: Args) -> Result<()> {
     let loaded = merge::load(&args.inputs);
-    for w in &loaded.warnings {
-        eprintln!("chipbench: warning: {w}");
-    }
     if loaded.runs.is_empty() {
+        // One line: why each input gave nothing goes into the error, not onto lines of its own.
+        let why = if loaded.warnings.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", loaded.warnings.join("; "))
+        };
         return Err(Error::invalid(
             "report inputs",
             &args.inputs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" "),
-            "directories or files holding chipbench results JSON (schema_version 1)",
+            &format!("directories or files holding chipbench results JSON (schema_version 1){why}"),
         ));
+    }
+    for w in &loaded.warnings {
+        eprintln!("chipbench: warning: {w}");
     }
     let stem = args.out.file_stem().map_or_else(|| "report".into(), |s| s.to_string_lossy().into_owned());
     let report = merge::build(&loaded.runs, &loaded.warnings, &stem)?;
