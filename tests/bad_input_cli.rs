@@ -1,0 +1,264 @@
+//! Bad input to every subcommand, run as a user runs it: unknown names, bad numbers, zero and
+//! absurd shapes, missing files, a directory where a file belongs, foreign JSON, invalid UTF-8.
+//!
+//! Each refusal must: exit with the documented code (2 usage/config, 3 runtime: file system or
+//! device), print exactly one line on stderr ("chipbench: error: ..."), name the argument or the
+//! file and field, never panic, and write nothing (the working directory, where outputs default
+//! to, is compared before and after). A shape beyond the memory is refused before anything large
+//! is allocated: the child's peak RSS (wait4) stays small.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+fn chipbench(cwd: &Path) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_chipbench"));
+    c.current_dir(cwd).env_remove("CHIPBENCH_FULL").stdin(Stdio::null());
+    c
+}
+
+/// Every path under `dir`, sorted (what a refusal must leave unchanged).
+fn tree(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Run `args` in `dir` (with `stdin` bytes if given); check it is refused with `code` and one
+/// stderr line containing every `want`, and that `dir` is unchanged. Returns the line.
+fn refused(dir: &Path, args: &[&str], stdin: Option<&[u8]>, code: i32, want: &[&str]) -> String {
+    let before = tree(dir);
+    let mut cmd = chipbench(dir);
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::piped());
+    if stdin.is_some() {
+        cmd.stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().unwrap();
+    if let Some(bytes) = stdin {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!err.contains("panicked"), "{args:?} panicked: {err}");
+    assert_eq!(out.status.code(), Some(code), "{args:?}: {err}");
+    assert_eq!(lines.len(), 1, "{args:?}: not one line: {err}");
+    assert!(lines[0].starts_with("chipbench: error: "), "{args:?}: {err}");
+    for w in want {
+        assert!(lines[0].contains(w), "{args:?}: '{w}' missing in: {err}");
+    }
+    assert_eq!(tree(dir), before, "{args:?} wrote files on refusal");
+    lines[0].to_string()
+}
+
+fn write(dir: &Path, name: &str, bytes: &[u8]) -> String {
+    let p = dir.join(name);
+    std::fs::write(&p, bytes).unwrap();
+    p.to_str().unwrap().to_string()
+}
+
+const SUITE: &str =
+    "name = \"t\"\nformats = [\"bf16\"]\nthreads = [1]\n[[shapes]]\nop = \"gemv\"\nn = 33\nk = 65\n";
+
+/// A small valid results file, for the subcommands that read one.
+fn results_file(dir: &Path) -> String {
+    use chipbench::results::*;
+    let run = Run {
+        schema_version: SCHEMA_VERSION,
+        run_id: "r".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        tool: "chipbench".into(),
+        suite: "t".into(),
+        env: Env::default(),
+        calibration: None,
+        records: vec![],
+        complete: true,
+        notes: vec![],
+    };
+    write(dir, "ok.json", run.to_json().as_bytes())
+}
+
+#[test]
+fn run_refuses_bad_arguments_and_suites() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let out = ["--out", "out", "--no-rss", "--no-calibration"];
+    let run = |extra: &[&str], code: i32, want: &[&str]| {
+        let args: Vec<&str> = ["run"].iter().chain(extra).chain(&out).copied().collect();
+        refused(d, &args, None, code, want)
+    };
+    run(&["--backend", "tpu"], 2, &["--backend", "'tpu'", "cpu, candle, wgpu, all"]);
+    run(&["--format", "e3m4"], 2, &["--format", "'e3m4'", "e4m3"]);
+    run(&["--scaling", "mx64"], 2, &["--scaling", "'mx64'", "deepseek"]);
+    run(&["--threads", "two"], 2, &["--threads", "'two'"]);
+    run(&["--threads=-1"], 2, &["--threads", "'-1'"]);
+    run(&["--bogus"], 2, &["'--bogus'", "usage: chipbench run"]);
+    run(&["--suite", "missing.toml"], 3, &["missing.toml", "No such file"]);
+    run(&["--suite", "."], 3, &["directory"]);
+    let json = write(d, "foreign.json", br#"{"name": "t", "shapes": []}"#);
+    run(&["--suite", &json], 2, &["foreign.json", "(line 1)"]);
+    let utf8 = write(d, "latin1.toml", b"name = \"caf\xe9\"\n");
+    run(&["--suite", &utf8], 2, &["latin1.toml", "not UTF-8"]);
+    for (name, text, field) in [
+        ("zero.toml", SUITE.replace("n = 33", "n = 0"), "shapes[0].n"),
+        ("negative.toml", SUITE.replace("k = 65", "k = -1"), "k"),
+        ("absurd.toml", SUITE.replace("k = 65", "k = 1099511627776"), "shapes[0].k"),
+        ("float.toml", SUITE.replace("n = 33", "n = 1e308"), "n"),
+        ("nan.toml", SUITE.replace("[[shapes]]", "[timing]\nbudget_s = nan\n[[shapes]]"), "timing.budget_s"),
+        ("empty.toml", SUITE.replace("[\"bf16\"]", "[]"), "formats"),
+        ("unknown.toml", format!("{SUITE}colour = 1\n"), "colour: unknown field"),
+    ] {
+        let p = write(d, name, text.as_bytes());
+        run(&["--suite", &p], 2, &[name, field]);
+    }
+}
+
+/// Peak resident set of a child that ran to completion, from wait4(2) (kB on Linux).
+#[cfg(target_os = "linux")]
+fn run_with_peak_rss(cmd: &mut Command) -> (i32, String, u64) {
+    let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut stderr = child.stderr.unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut err).unwrap();
+    let (mut status, mut usage) = (0, unsafe { std::mem::zeroed::<libc::rusage>() });
+    // SAFETY: waits for our own child; both out-pointers are valid for the call.
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid);
+    assert!(libc::WIFEXITED(status));
+    (libc::WEXITSTATUS(status), err, usage.ru_maxrss as u64 * 1024)
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_shape_beyond_memory_is_refused_before_any_large_allocation() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    // 2^17 × 2^17 f32 weights are 64 GiB: beyond most machines, within MAX_DIM.
+    let suite = write(d, "big.toml", SUITE.replace("n = 33\nk = 65", "n = 131072\nk = 131072").as_bytes());
+    let available = chipbench::measure::memory::mem_available_bytes().unwrap();
+    let absurd =
+        write(d, "huge.toml", SUITE.replace("n = 33\nk = 65", "n = 16000000\nk = 16000000").as_bytes());
+    let suites = if available > 80 << 30 { vec![absurd] } else { vec![suite, absurd] };
+    for s in suites {
+        let (code, err, peak) =
+            run_with_peak_rss(chipbench(d).args(["run", "--suite", &s, "--out", "out", "--no-calibration"]));
+        assert_eq!(code, 2, "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(err.contains("needs") && err.contains("GiB available") && err.contains("gemv"), "{err}");
+        assert!(peak < 64 << 20, "peak RSS {} MiB before the refusal", peak >> 20);
+        assert!(!d.join("out").exists());
+    }
+}
+
+#[test]
+fn convert_refuses_bad_values() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    refused(d, &["convert", "--to", "e3m4", "1"], None, 2, &["--to", "'e3m4'", "e4m3fn"]);
+    refused(d, &["convert", "1"], None, 2, &["--to", "(missing)"]);
+    for bad in ["abc", "0x123456789", "0x", "1,5", "1e"] {
+        refused(d, &["convert", "--to", "e4m3", "1", bad], None, 2, &["value", bad]);
+    }
+    refused(d, &["convert", "--to", "e5m2"], Some(b""), 2, &["stdin", "(empty)"]);
+    refused(d, &["convert", "--to", "e5m2"], Some(b"1 2 \xff\xfe 3"), 2, &["value"]);
+    refused(d, &["convert", "--to", "e4m3", "a\nb"], None, 2, &["'a\\nb'"]);
+}
+
+#[test]
+fn profile_commands_refuse_unknown_names_and_broken_configs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    refused(d, &["plan", "--model", "gpt-5", "--chip", "h20"], None, 2, &["model", "'gpt-5'", "deepseek-v3"]);
+    refused(d, &["plan", "--chip", "h30"], None, 2, &["chip", "'h30'", "h20"]);
+    refused(d, &["plan", "--chip", "h20", "--batch", "0"], None, 2, &["--batch", "'0'"]);
+    refused(d, &["plan", "--chip", "h20", "--context", "0"], None, 2, &["--context", "'0'"]);
+    refused(d, &["plan", "--chip", "h20", "--usable-memory", "nan"], None, 2, &["--usable-memory"]);
+    refused(d, &["plan", "--chip", "h20", "--precision", "int4"], None, 2, &["precision", "'int4'"]);
+    refused(d, &["chips", "--config-dir", "missing"], None, 3, &["missing"]);
+    refused(d, &["models", "bogus"], None, 2, &["'bogus'", "usage: chipbench models"]);
+
+    let cfg = d.join("cfg");
+    std::fs::create_dir_all(cfg.join("models")).unwrap();
+    std::fs::create_dir_all(cfg.join("chips")).unwrap();
+    let h20 = include_str!("../configs/chips/h20.toml");
+    let llama = include_str!("../configs/models/llama-3.1-8b.toml");
+    let cases: [(&str, String, &str); 5] = [
+        ("chips", h20.replace("value = 96.0", "value = \"96\""), "memory.value"),
+        ("chips", h20.replace("value = 96.0", "value = -1.0"), "memory"),
+        ("chips", h20.replace("[memory]", "[memory]\ncolour = 1"), "memory.colour"),
+        ("models", llama.replace("n_heads = 32", "n_heads = 0"), "attention.n_heads"),
+        ("models", llama.replace("layers = 32", "layers = 9223372036854775807"), "architecture"),
+    ];
+    for (kind, text, field) in cases {
+        let sub = cfg.join(kind);
+        let file = sub.join("broken.toml");
+        std::fs::write(&file, text).unwrap();
+        refused(d, &[kind, "--config-dir", cfg.to_str().unwrap()], None, 2, &["broken.toml", field]);
+        std::fs::remove_file(file).unwrap();
+    }
+    std::fs::write(cfg.join("chips/latin1.toml"), b"id = \"caf\xe9\"\n").unwrap();
+    refused(d, &["chips", "--config-dir", cfg.to_str().unwrap()], None, 2, &["latin1.toml", "not UTF-8"]);
+}
+
+#[test]
+fn result_readers_refuse_missing_foreign_and_directory_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let ok = results_file(d);
+    let foreign = write(d, "foreign.json", br#"{"name": "not a chipbench file"}"#);
+    let newer = write(d, "newer.json", br#"{"schema_version": 99}"#);
+    let broken = write(d, "broken.json", b"{\"schema_version\": 1, \"records\": [");
+    let project = |file: &str, code: i32, want: &[&str]| {
+        refused(d, &["project", "--chip", "h20", "--results", file], None, code, want)
+    };
+    project("missing.json", 3, &["missing.json"]);
+    project(".", 3, &["directory"]);
+    project(&foreign, 2, &["foreign.json", "schema_version", "not a chipbench results file"]);
+    project(&newer, 2, &["newer.json", "schema_version", "99"]);
+    project(&broken, 2, &["broken.json", "json"]);
+    refused(d, &["project", "--chip", "h30", "--results", &ok], None, 2, &["chip", "'h30'"]);
+    refused(d, &["report", "missing-dir", "--out", "r.md"], None, 2, &["report inputs", "missing-dir"]);
+    // An existing output is never overwritten without --force.
+    std::fs::write(d.join("r.md"), "mine").unwrap();
+    refused(d, &["report", &ok, "--out", "r.md"], None, 2, &["r.md", "--force"]);
+    assert_eq!(std::fs::read_to_string(d.join("r.md")).unwrap(), "mine");
+}
+
+#[test]
+fn study_and_collectives_refuse_bad_numbers() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let study = |extra: &[&str], want: &[&str]| {
+        let args: Vec<&str> = ["study", "accumulation"].iter().chain(extra).copied().collect();
+        refused(d, &args, None, 2, want)
+    };
+    study(&["--k", "0..8"], &["k", "'0..8'"]);
+    study(&["--k", "1..99999999999999"], &["needs", "GiB available"]);
+    study(&["--rows", "0"], &["rows", "'0'"]);
+    study(&["--rows", "99999999999999"], &["rows"]);
+    study(&["--width", "0"], &["width", "'0'"]);
+    study(&["--nc", "-3"], &["nc"]);
+    study(&["--format", "e3m4"], &["format", "'e3m4'"]);
+    let coll = |extra: &[&str], want: &[&str]| {
+        let args: Vec<&str> = ["collectives"].iter().chain(extra).copied().collect();
+        refused(d, &args, None, 2, want)
+    };
+    coll(&["--sizes", "1X"], &["--sizes", "'1X'"]);
+    coll(&["--sizes", "0"], &["--sizes", "'0'"]);
+    coll(&["--sizes", "99999999999999999999G"], &["--sizes"]);
+    coll(&["--sizes", "1M..1K"], &["--sizes", "a ≤ b"]);
+    coll(&["--op", "broadcast"], &["--op", "'broadcast'", "all-reduce"]);
+    coll(&["--payload", "int4"], &["--payload", "'int4'"]);
+    coll(&["--iters", "0"], &["--iters", "'0'"]);
+}
