@@ -62,7 +62,8 @@ pub fn error_stats(output: &[f32], reference: &[f64]) -> ErrorStats {
     for (&o, &r) in output.iter().zip(reference) {
         let o = o as f64;
         let d = (o - r).abs();
-        max_abs = if d.is_nan() { f64::NAN } else { max_abs.max(d) };
+        // NaN is sticky: f64::max would drop it at the next finite difference.
+        max_abs = if d.is_nan() || max_abs.is_nan() { f64::NAN } else { max_abs.max(d) };
         xy += o * r;
         xxyy += o * o + r * r;
     }
