@@ -262,3 +262,154 @@ fn study_and_collectives_refuse_bad_numbers() {
     coll(&["--payload", "int4"], &["--payload", "'int4'"]);
     coll(&["--iters", "0"], &["--iters", "'0'"]);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Numerics: NaN, inf and subnormal inputs through quantization, the CPU kernels and validation.
+
+mod numerics {
+    use chipbench::formats::scaling::Role;
+    use chipbench::formats::{Format, QuantizedMatrix, Scaling};
+    use chipbench::kernels::cpu::CpuBackend;
+    use chipbench::kernels::{Op, Problem, Support};
+    use chipbench::measure::runner::measure_one;
+    use chipbench::measure::timer::TimerConfig;
+    use chipbench::measure::validate::Reference;
+    use chipbench::results::Record;
+    use std::time::Duration;
+
+    const TIMING: TimerConfig = TimerConfig {
+        warmup_runs: 1,
+        warmup: Duration::ZERO,
+        budget: Duration::from_millis(1),
+        min_samples: 2,
+        max_samples: 5,
+    };
+
+    /// Seeded values in ±[lo, hi), never zero.
+    fn values(n: usize, lo: f32, hi: f32, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).max(1);
+        (0..n)
+            .map(|i| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                let u = (s >> 8) as f32 / (1u32 << 24) as f32;
+                let v = lo + (hi - lo) * u;
+                if i % 2 == 0 {
+                    v
+                } else {
+                    -v
+                }
+            })
+            .collect()
+    }
+
+    /// GEMM (m = 7) or GEMV of weights `w` (n × k) with seeded activations, measured on the CPU
+    /// backend exactly as `chipbench run` measures: validate, then time only if valid.
+    pub fn measure(
+        op: Op,
+        w: &[f32],
+        n: usize,
+        k: usize,
+        format: Format,
+        scaling: Scaling,
+    ) -> (Record, QuantizedMatrix) {
+        let m = if op == Op::Gemv { 1 } else { 7 };
+        let a = QuantizedMatrix::quantize(
+            &values(m * k, 0.5, 2.0, 7),
+            m,
+            k,
+            Format::F32,
+            Scaling::NONE,
+            Role::Activations,
+        )
+        .unwrap();
+        let wq = QuantizedMatrix::quantize(w, n, k, format, scaling, Role::Weights).unwrap();
+        let problem = Problem::new(op, a, wq.clone()).unwrap();
+        let reference = Reference::compute(&problem);
+        let backend = CpuBackend::new(1);
+        (measure_one(&backend, &problem, &reference, &TIMING, &Support::Native), wq)
+    }
+
+    const FP8_SCALED: [(Format, &str); 5] = [
+        (Format::F32, "none"),
+        (Format::BF16, "none"),
+        (Format::F16, "none"),
+        (Format::E4M3, "per-tensor"),
+        (Format::E5M2, "deepseek"),
+    ];
+
+    #[test]
+    fn a_nan_input_gives_an_invalid_untimed_record_in_every_format() {
+        let (n, k) = (33, 257);
+        for op in [Op::Gemv, Op::Gemm] {
+            for (format, scaling) in FP8_SCALED {
+                let mut w = values(n * k, 0.5, 2.0, 3);
+                w[5 * k + 17] = f32::NAN;
+                let (rec, wq) = measure(op, &w, n, k, format, scaling.parse().unwrap());
+                assert!(wq.dequantize()[5 * k + 17].is_nan(), "{format}: NaN must stay NaN when quantized");
+                assert!(!rec.valid, "{op:?} {format}: a NaN output was accepted");
+                assert_eq!(rec.time.samples, 0, "{op:?} {format}: an invalid output was timed");
+                assert_eq!((rec.gflops, rec.gbs), (0.0, 0.0));
+                assert!(rec.note.contains("invalid, not timed") && rec.note.contains("NaN"), "{}", rec.note);
+                assert!(rec.error.max_abs.is_nan(), "{format}: {:?}", rec.error);
+                // The invalid record round-trips through the results JSON (NaN as null).
+                let json = serde_json::to_string(&rec).unwrap();
+                assert!(json.contains("\"max_abs\":null"), "{json}");
+            }
+        }
+    }
+
+    /// The policy for ±inf inputs, chosen and recorded: quantizing for a benchmark saturates
+    /// (CUDA satfinite, the training convention). E4M3FN has no inf and E5M2's inf would poison
+    /// every sum, so ±inf becomes ±(format max) × the block scale, and the scale comes from the
+    /// finite values (the block's finite amax). The kernels then run on finite codes and the
+    /// record is valid against the reference on the same quantized inputs. f32/bf16/f16 keep
+    /// inf, and an output holding inf is invalid and not timed, like NaN.
+    /// (`chipbench convert` shows the plain cast too: without --saturate, E4M3FN gives NaN from
+    /// 464 up and E5M2 gives inf.)
+    #[test]
+    fn infinite_inputs_saturate_in_fp8_and_invalidate_wider_formats() {
+        let (n, k) = (33, 257);
+        let (at, big) = (5 * k + 17, 6 * k + 1);
+        for op in [Op::Gemv, Op::Gemm] {
+            for (format, scaling) in
+                FP8_SCALED.iter().chain(&[(Format::E4M3, "none"), (Format::E5M2, "none")])
+            {
+                let mut w = values(n * k, 0.5, 2.0, 11);
+                w[at] = f32::INFINITY;
+                w[big] = -1e6;
+                let (rec, wq) = measure(op, &w, n, k, *format, scaling.parse().unwrap());
+                let d = wq.dequantize();
+                if format.is_fp8() {
+                    let expect = if *scaling == "none" { Format::max(*format) } else { 1e6 };
+                    assert_eq!(d[at], expect, "{format} {scaling}: +inf saturates");
+                    assert_eq!(d[big], -expect, "{format} {scaling}");
+                    assert!(rec.valid && rec.time.samples >= 2, "{op:?} {format} {scaling}: {}", rec.note);
+                } else {
+                    assert_eq!(d[at], f32::INFINITY, "{format} keeps inf");
+                    assert!(!rec.valid && rec.time.samples == 0, "{op:?} {format}: {}", rec.note);
+                }
+            }
+        }
+    }
+
+    /// Values around the FP8 subnormal range (and f32 denormals) quantize to subnormal codes and
+    /// run valid on the CPU kernels, whose decode tables and FMA paths must not flush them.
+    #[test]
+    fn subnormal_heavy_inputs_are_computed_exactly_enough() {
+        let (n, k) = (17, 129);
+        for op in [Op::Gemv, Op::Gemm] {
+            for format in [Format::E4M3, Format::E5M2, Format::F16, Format::BF16, Format::F32] {
+                let lo = format.min_subnormal();
+                let w = values(n * k, lo, format.min_normal() * 2.0, 5);
+                let (rec, wq) = measure(op, &w, n, k, format, Scaling::NONE);
+                let d = wq.dequantize();
+                let sub = d.iter().filter(|v| **v != 0.0 && v.abs() < format.min_normal()).count();
+                assert!(sub * 3 > d.len(), "{format}: only {sub} of {} subnormal", d.len());
+                assert!(rec.valid && rec.time.samples >= 2, "{op:?} {format}: {}", rec.note);
+                assert!(rec.error.max_rel < 1e-5, "{op:?} {format}: {:?}", rec.error);
+            }
+        }
+    }
+}
