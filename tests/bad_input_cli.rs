@@ -413,3 +413,39 @@ mod numerics {
         }
     }
 }
+
+/// A backend that cannot open (here wgpu with its adapters hidden: `WGPU_BACKEND=metal` on Linux
+/// offers none) is reported on one line and recorded in the run's notes; the run goes on with
+/// the other backends and succeeds. (A device loss or timeout during a run becomes an invalid
+/// record "failed: wgpu: ..." in the runner, and the next case runs.)
+#[cfg(target_os = "linux")]
+#[test]
+fn backend_all_without_a_gpu_adapter_runs_the_others() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let suite = write(d, "s.toml", SUITE.as_bytes());
+    let out = chipbench(d)
+        .env("WGPU_BACKEND", "metal")
+        .args(["run", "--backend", "all", "--quick", "--no-rss", "--no-calibration", "--suite", &suite])
+        .args(["--out", "out"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(err.contains("wgpu: skipped:") && err.contains("no GPU adapter"), "{err}");
+    let json = std::fs::read_dir(d.join("out"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let run = chipbench::results::Run::load(&json).unwrap();
+    assert!(run.complete);
+    assert!(run.notes.iter().any(|n| n.contains("wgpu: skipped")), "{:?}", run.notes);
+    let backends: std::collections::BTreeSet<&str> = run.records.iter().map(|r| r.backend.as_str()).collect();
+    assert_eq!(backends.into_iter().collect::<Vec<_>>(), ["candle", "cpu"]);
+    assert!(
+        run.records.iter().all(|r| r.valid),
+        "{:?}",
+        run.records.iter().map(|r| &r.note).collect::<Vec<_>>()
+    );
+}
