@@ -121,11 +121,7 @@ impl Catalogue {
     /// Parse and validate a catalogue: unknown keys are refused, every claim names known sources,
     /// ids are unique, and each claim has exactly one of `check` / `not_testable`.
     pub fn parse(path: &Path, text: &str) -> Result<Catalogue> {
-        let cat: Catalogue = toml::from_str(text).map_err(|e| {
-            let line = e.span().map(|s| text[..s.start.min(text.len())].lines().count().max(1));
-            let field = line.map_or_else(|| "toml".to_string(), |n| format!("line {n}"));
-            Error::config(path, field, e.message().replace('\n', " "))
-        })?;
+        let cat: Catalogue = toml::from_str(text).map_err(|e| Error::toml(path, text, &e))?;
         let known: Vec<&str> = cat.sources.iter().map(|s| s.id.as_str()).collect();
         let mut seen = std::collections::HashSet::new();
         for c in &cat.claims {
