@@ -620,3 +620,17 @@ fn a_dropped_record_field_is_named() {
         chipbench::results::Run::parse(&serde_json::to_vec(&v).unwrap(), Path::new("x.json")).unwrap_err();
     assert!(e.to_string().contains("gflops"), "{e}");
 }
+
+#[test]
+fn retyped_toml_values_name_their_dotted_key() {
+    let claims = claims_seed().replacen("rows = 1024", "rows = \"x\"", 1);
+    let e = claims_target(claims.as_bytes(), "c.toml").unwrap_err().to_string();
+    // `check` is an internally tagged enum: serde buffers the table, so the error points at it.
+    assert!(e.starts_with("c.toml: claim.check: invalid type") && e.contains("(line "), "{e}");
+    let (name, h20) = chips().iter().find(|(n, _)| n.ends_with("h20.toml")).unwrap();
+    let e = chip_target(h20.replacen("value = 96.0", "value = \"96\"", 1).as_bytes(), name).unwrap_err();
+    assert!(e.to_string().contains("h20.toml: memory.value: invalid type"), "{e}");
+    let suite = suites()[0].1.replacen("[[shapes]]", "[[shapes]]\ncolour = 1", 2);
+    let e = suite_target(suite.as_bytes(), "s.toml").unwrap_err().to_string();
+    assert!(e.starts_with("s.toml: colour: unknown field"), "{e}");
+}
