@@ -149,7 +149,7 @@ fn summary(backend: Box<dyn Backend>) {
         println!("formats: {s}");
     }
     let calibration = calibrate(&CalibrationConfig::quick(threads));
-    let (stamp, created) = runner::utc_now();
+    let chipbench::results::UtcTime { stamp, rfc3339: created } = chipbench::results::utc_now();
     let run = Run {
         schema_version: SCHEMA_VERSION,
         run_id: format!("{stamp}-bench-formats"),

@@ -125,6 +125,7 @@ fn run_refuses_bad_arguments_and_suites() {
 
 /// Peak resident set of a child that ran to completion, from wait4(2) (kB on Linux).
 #[cfg(target_os = "linux")]
+#[allow(clippy::zombie_processes)] // reaped by wait4 below, which std cannot see
 fn run_with_peak_rss(cmd: &mut Command) -> (i32, String, u64) {
     let child = cmd.stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
     let pid = child.id() as libc::pid_t;

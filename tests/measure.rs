@@ -80,10 +80,8 @@ fn child_rss_of_fp8_weights_is_about_half_of_bf16() {
     let base = ChildJob::Baseline { backend: None, threads: 1 };
     let net = |format, scaling| {
         let spec = ProblemSpec::new(Op::Gemv, 1, 2048, 4096, format, scaling);
-        launcher()
-            .measure_net(&ChildJob::Workload { backend: None, threads: 1, spec }, &base)
-            .unwrap()
-            .net() as f64
+        launcher().measure_net(&ChildJob::Workload { backend: None, threads: 1, spec }, &base).unwrap().net()
+            as f64
     };
     let bf16 = net(Format::BF16, Scaling::NONE);
     let e4m3 = net(Format::E4M3, Scaling::PER_TENSOR);

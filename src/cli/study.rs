@@ -369,5 +369,4 @@ mod tests {
         assert!(parse_k("0..8").is_err());
         assert!(parse_k("300..600").is_err());
     }
-
 }

@@ -285,9 +285,3 @@ fn attach_rss(
         (_, Err(e)) => rec.note = join_note(&rec.note, &format!("rss: unavailable: {e}")),
     }
 }
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-}

@@ -259,7 +259,7 @@ impl Model {
             }
             "gqa" => {
                 let kv = need(at.n_kv_heads, "n_kv_heads")?;
-                if at.n_heads % kv != 0 {
+                if !at.n_heads.is_multiple_of(kv) {
                     return Err(Error::config(path, "attention.n_kv_heads", "must divide n_heads"));
                 }
             }
