@@ -228,6 +228,7 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
     md.push_str(&memory_section(&gemv, &gemm, stem, &mut svgs)?);
     md.push_str(&gemv_ceiling_section(runs, &gemv, stem, &mut svgs)?);
     md.push_str(&roofline_section(runs, stem, &mut svgs)?);
+    md.push_str(&collectives_section(runs));
 
     // Claims.
     let cat = Catalogue::embedded()?;
@@ -448,4 +449,57 @@ fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, Stri
     svgs.push((name.clone(), roofline_plot::render_svg(&plot)?));
     md.push_str(&format!("![{title}]({name})\n\n"));
     Ok(md)
+}
+
+/// Collective records (`mpirun ... chipbench collectives`): one row per op × payload × size, with
+/// nccl-tests' algorithm and bus bandwidth, and the FP8/BF16 time ratio where both ran (`m` holds
+/// the element count of a collective record).
+fn collectives_section(runs: &[LoadedRun]) -> String {
+    let is_collective = |r: &Record| r.ranks.is_some() && r.busbw_gbs.is_some();
+    let rows: Vec<(&LoadedRun, &Record)> = runs
+        .iter()
+        .flat_map(|lr| lr.run.records.iter().filter(|r| is_collective(r)).map(move |r| (lr, r)))
+        .collect();
+    if rows.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from(
+        "## Collectives\n\nMedian over iterations of the slowest rank; bus bandwidth uses nccl-tests' factors \
+         (all-reduce 2(n-1)/n, the others (n-1)/n). Bytes include FP8 scales.\n\n\
+         | Host | Ranks | Op | Payload | Bytes | Median time | algbw GB/s | busbw GB/s | FP8/BF16 time | Valid |\n\
+         |---|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for (lr, r) in &rows {
+        let payload = r.payload.as_deref().unwrap_or(&r.format);
+        // The BF16 record of the same op, ranks and element count, for the FP8 ratio.
+        let bf16 = rows.iter().find(|(l2, x)| {
+            std::ptr::eq(*l2, *lr)
+                && x.op == r.op
+                && x.ranks == r.ranks
+                && x.m == r.m
+                && x.payload.as_deref().unwrap_or(&x.format) == "bf16"
+        });
+        let fp8 = matches!(payload, "e4m3" | "e5m2");
+        let ratio = match bf16 {
+            Some((_, b)) if fp8 && r.valid && b.valid && b.time.median_s > 0.0 => {
+                format!("{:.3}", r.time.median_s / b.time.median_s)
+            }
+            _ => "—".into(),
+        };
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {} s | {} | {} | {} | {} |\n",
+            cell(&lr.run.env.host),
+            r.ranks.unwrap_or(0),
+            cell(&r.op),
+            cell(payload),
+            r.bytes.total,
+            sig3(r.time.median_s),
+            sig3(r.algbw_gbs.unwrap_or(0.0)),
+            sig3(r.busbw_gbs.unwrap_or(0.0)),
+            ratio,
+            if r.valid { "yes" } else { "NO" }
+        ));
+    }
+    md.push('\n');
+    md
 }
