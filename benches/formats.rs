@@ -72,7 +72,8 @@ fn spec(op: Op, m: usize, n: usize, k: usize, format: Format, scaling: &str) -> 
 }
 
 fn criterion_part(c: &mut Criterion, backend: &dyn Backend) {
-    let (warm, measure) = if full() { (1.0, 5.0) } else { (0.2, 1.0) };
+    // Short by default so plain `cargo bench` (both benches) stays within 5 minutes on 2 cores.
+    let (warm, measure) = if full() { (1.0, 5.0) } else { (0.2, 0.6) };
     for (op, m, n, k) in shapes() {
         let mut group = c.benchmark_group(format!("formats/{}/{op}/{m}x{n}x{k}", backend.name()));
         group

@@ -36,8 +36,8 @@ fn kernels(c: &mut Criterion) {
         let mut group = c.benchmark_group(format!("cpu/{op}/{m}x{n}x{k}"));
         group
             .sample_size(10)
-            .warm_up_time(Duration::from_millis(300))
-            .measurement_time(Duration::from_secs(1));
+            .warm_up_time(Duration::from_millis(200))
+            .measurement_time(Duration::from_millis(600));
         for format in Format::ALL {
             let p = ProblemSpec::new(op, m, n, k, format, scaling_for(format)).build().unwrap();
             check(&p, &backend.compute(&p).unwrap(), "criterion case");
