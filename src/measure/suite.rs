@@ -371,61 +371,49 @@ fn timer_config(
     })
 }
 
-fn parse_formats(path: &Path, field: &str, v: &[String]) -> Result<Vec<Format>> {
+/// Parse a non-empty list field element by element; a bad element is named `field[i]` with the
+/// allowed values. `what` names the kind of value in the message ("format", "scaling").
+fn parse_list<T>(
+    path: &Path,
+    field: &str,
+    v: &[String],
+    what: &str,
+    allowed: &str,
+    parse: impl Fn(&str) -> Option<T>,
+) -> Result<Vec<T>> {
     if v.is_empty() {
-        return Err(Error::config(path, field, format!("empty list; allowed values: {FORMATS_ALLOWED}")));
+        return Err(Error::config(path, field, format!("empty list; allowed values: {allowed}")));
     }
     v.iter()
         .enumerate()
         .map(|(i, s)| {
-            s.parse().map_err(|_| {
+            parse(s).ok_or_else(|| {
                 Error::config(
                     path,
                     format!("{field}[{i}]"),
-                    format!("'{s}' is not a format; allowed values: {FORMATS_ALLOWED}"),
+                    format!("'{s}' is not a {what}; allowed values: {allowed}"),
                 )
             })
         })
         .collect()
+}
+
+fn parse_formats(path: &Path, field: &str, v: &[String]) -> Result<Vec<Format>> {
+    parse_list(path, field, v, "format", FORMATS_ALLOWED, |s| s.parse().ok())
 }
 
 fn parse_scalings(path: &Path, field: &str, v: &[String]) -> Result<Vec<Scaling>> {
-    if v.is_empty() {
-        return Err(Error::config(path, field, format!("empty list; allowed values: {}", Scaling::ALLOWED)));
-    }
-    v.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            s.parse().map_err(|_| {
-                Error::config(
-                    path,
-                    format!("{field}[{i}]"),
-                    format!("'{s}' is not a scaling; allowed values: {}", Scaling::ALLOWED),
-                )
-            })
-        })
-        .collect()
+    parse_list(path, field, v, "scaling", Scaling::ALLOWED, |s| s.parse().ok())
 }
 
 fn parse_acts(path: &Path, field: &str, v: &[String]) -> Result<Vec<Act>> {
-    if v.is_empty() {
-        return Err(Error::config(path, field, format!("empty list; allowed values: {ACT_ALLOWED}")));
-    }
-    v.iter()
-        .enumerate()
-        .map(|(i, s)| {
-            if s.eq_ignore_ascii_case("same") {
-                return Ok(Act::Same);
-            }
-            s.parse().map(Act::Fixed).map_err(|_| {
-                Error::config(
-                    path,
-                    format!("{field}[{i}]"),
-                    format!("'{s}' is not a format; allowed values: {ACT_ALLOWED}"),
-                )
-            })
-        })
-        .collect()
+    parse_list(path, field, v, "format", ACT_ALLOWED, |s| {
+        if s.eq_ignore_ascii_case("same") {
+            Some(Act::Same)
+        } else {
+            s.parse().ok().map(Act::Fixed)
+        }
+    })
 }
 
 /// Every (format × scaling × activation format) of one shape. Non-FP8 formats run unscaled;
