@@ -108,7 +108,12 @@ fn every_code_decodes_exactly<E: Element>(b: &WgpuBackend, codes: Vec<E>, wrap: 
         let p = Problem::new(op, a.clone(), w.clone()).unwrap();
         let out = b.compute(&p).unwrap();
         for (i, (&o, &e)) in out.iter().zip(&expected).enumerate() {
-            let same = (o.is_nan() && e.is_nan()) || o == e;
+            // WGSL lets a device flush f32 subnormals to zero in arithmetic, and NVIDIA's Vulkan
+            // driver does (an H100 returned 0 for the BF16 code 0x0001); every other code, and
+            // every FP8/F16 code (all f32-normal), must match exactly (±0 compare equal: the
+            // accumulator starts at +0).
+            let flushed = e.is_subnormal() && o == 0.0;
+            let same = (o.is_nan() && e.is_nan()) || o == e || flushed;
             assert!(same, "{op} {format} code {i:#x}: device {o:e}, codec {e:e}");
         }
     }
@@ -127,15 +132,21 @@ fn every_fp8_f16_bf16_code_decodes_exactly_on_the_device() {
     }
 }
 
+/// Both tilings, and GEMV rows long enough for the unrolled loop (4 loads per thread for FP8,
+/// 2 for 16-bit formats) to run on 256 threads and leave a ragged tail.
 #[test]
-fn both_gemm_tilings_match_the_reference() {
+fn both_tilings_match_the_reference() {
     for tile in [Tile::SMALL, Tile::LARGE] {
         let Some(b) = open(WgpuOptions { tile: Some(tile), ..Default::default() }) else { return };
-        for (format, scaling) in [(Format::F32, Scaling::NONE), (Format::E4M3, Scaling::DEEPSEEK)] {
-            for (m, n, k) in [(130, 131, 257), (1, 129, 33)] {
-                let p = ProblemSpec::new(Op::Gemm, m, n, k, format, scaling).build().unwrap();
+        let cases =
+            [(Format::F32, Scaling::NONE), (Format::F16, Scaling::NONE), (Format::E4M3, Scaling::DEEPSEEK)];
+        for (format, scaling) in cases {
+            for (op, m, n, k) in
+                [(Op::Gemm, 130, 131, 257), (Op::Gemm, 1, 129, 33), (Op::Gemv, 1, 5, 4 * 1024 + 4 * 37 + 1)]
+            {
+                let p = ProblemSpec::new(op, m, n, k, format, scaling).build().unwrap();
                 let v = validate(&b.compute(&p).unwrap(), &Reference::compute(&p), 0.0);
-                assert!(v.valid, "{tile:?} {format} {m}×{n}×{k}: {}", v.reason);
+                assert!(v.valid, "{tile:?} {op} {format} {m}×{n}×{k}: {}", v.reason);
             }
         }
     }
@@ -164,44 +175,60 @@ fn runs_report_their_timing_method_and_buffers() {
 #[test]
 #[ignore]
 fn measure_throughput() {
-    let Some(b) = open(WgpuOptions::default()) else { return };
-    println!(
-        "adapter: {:?}; timing: {}",
-        b.device(),
-        if b.has_timestamps() { "timestamp-query" } else { "wall" }
-    );
-    let median = |p: &Problem, reps: usize| -> f64 {
-        let mut prepared = b.prepare(p).unwrap();
-        prepared.run().unwrap();
-        let v = validate(&prepared.output().unwrap(), &Reference::compute(p), 0.0);
-        assert!(v.valid, "{}", v.reason);
-        let mut t: Vec<f64> = (0..reps)
-            .map(|_| {
-                let start = std::time::Instant::now();
-                let dev = prepared.run().unwrap();
-                dev.unwrap_or_else(|| start.elapsed().as_secs_f64())
+    // GEMM_N: square GEMM size; GEMV_N: square GEMV size; TILES: GEMM tilings to compare,
+    // e.g. `8x8x4,8x8x8` (tm × tn per thread, K groups per tile step); default: the adapter's.
+    let env =
+        |name: &str, default: usize| std::env::var(name).ok().and_then(|s| s.parse().ok()).unwrap_or(default);
+    let tiles: Vec<Option<Tile>> = match std::env::var("TILES") {
+        Ok(list) => list
+            .split(',')
+            .map(|t| {
+                let v: Vec<u32> = t.split('x').map(|x| x.parse().expect("TILES: tmxtnxkg")).collect();
+                Some(Tile { tm: v[0], tn: v[1], kg: v[2], gemv_threads: 256 })
             })
-            .collect();
-        t.sort_by(f64::total_cmp);
-        t[t.len() / 2]
+            .collect(),
+        Err(_) => vec![None],
     };
-    let size: usize = std::env::var("GEMM_N").ok().and_then(|s| s.parse().ok()).unwrap_or(512);
-    for format in [Format::F32, Format::F16, Format::E4M3] {
-        let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
-        let p = ProblemSpec::new(Op::Gemm, size, size, size, format, scaling).build().unwrap();
-        let s = median(&p, 5);
-        println!("GEMM {format} {size}³: {:.3} ms, {:.2} GFLOP/s", s * 1e3, p.flops() / s / 1e9);
-    }
-    let (n, k) = (4096, 4096);
-    for format in Format::ALL {
-        let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
-        let p = ProblemSpec::new(Op::Gemv, 1, n, k, format, scaling).build().unwrap();
-        let s = median(&p, 7);
+    for tile in tiles {
+        let Some(b) = open(WgpuOptions { tile, ..Default::default() }) else { return };
         println!(
-            "GEMV {format} {n}×{k}: {:.3} ms, {:.2} G weights/s, {:.2} GB/s of weights",
-            s * 1e3,
-            (n * k) as f64 / s / 1e9,
-            (n * k * format.bytes()) as f64 / s / 1e9
+            "adapter: {:?}; tile {tile:?}; timing: {}",
+            b.device(),
+            if b.has_timestamps() { "timestamp-query" } else { "wall" }
         );
+        let median = |p: &Problem, reps: usize| -> f64 {
+            let mut prepared = b.prepare(p).unwrap();
+            prepared.run().unwrap();
+            let v = validate(&prepared.output().unwrap(), &Reference::compute(p), 0.0);
+            assert!(v.valid, "{}", v.reason);
+            let mut t: Vec<f64> = (0..reps)
+                .map(|_| {
+                    let start = std::time::Instant::now();
+                    let dev = prepared.run().unwrap();
+                    dev.unwrap_or_else(|| start.elapsed().as_secs_f64())
+                })
+                .collect();
+            t.sort_by(f64::total_cmp);
+            t[t.len() / 2]
+        };
+        let size = env("GEMM_N", 512);
+        for format in [Format::F32, Format::F16, Format::E4M3] {
+            let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
+            let p = ProblemSpec::new(Op::Gemm, size, size, size, format, scaling).build().unwrap();
+            let s = median(&p, 7);
+            println!("GEMM {format} {size}³: {:.3} ms, {:.2} GFLOP/s", s * 1e3, p.flops() / s / 1e9);
+        }
+        let n = env("GEMV_N", 4096);
+        for format in Format::ALL {
+            let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
+            let p = ProblemSpec::new(Op::Gemv, 1, n, n, format, scaling).build().unwrap();
+            let s = median(&p, 21);
+            println!(
+                "GEMV {format} {n}×{n}: {:.3} ms, {:.2} G weights/s, {:.2} GB/s of weights",
+                s * 1e3,
+                (n * n) as f64 / s / 1e9,
+                (n * n * format.bytes()) as f64 / s / 1e9
+            );
+        }
     }
 }

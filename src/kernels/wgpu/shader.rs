@@ -34,25 +34,38 @@ impl Tile {
     /// workgroup's invocations in SIMD loops, where every barrier costs (64 measured 3× faster
     /// than 256 for GEMV on lavapipe).
     pub const SMALL: Tile = Tile { tm: 4, tn: 4, kg: 4, gemv_threads: 64 };
-    /// 128×128 tiles, 8×8 per thread, K step 8, 256 GEMV threads: the usual shape for GPUs.
-    pub const LARGE: Tile = Tile { tm: 8, tn: 8, kg: 2, gemv_threads: 256 };
+    /// 128×128 tiles, 8×8 per thread, K step 16, 256 GEMV threads: the usual shape for GPUs
+    /// (16 KiB of workgroup memory, WebGPU's default limit).
+    pub const LARGE: Tile = Tile { tm: 8, tn: 8, kg: 4, gemv_threads: 256 };
 
     /// One line per accumulator `(i, j)`.
     fn unrolled(self, line: impl Fn(u32, u32) -> String) -> String {
         (0..self.tm).flat_map(|i| (0..self.tn).map(move |j| (i, j))).map(|(i, j)| line(i, j) + "\n").collect()
     }
 
-    /// One K step of the register block: load TM values of A and TN of W from the tiles, then
+    /// Offset of a thread's `i`-th row (or column) from its first: 4×4 sub-blocks 64 apart.
+    fn offset(i: u32) -> u32 {
+        64 * (i / 4) + i % 4
+    }
+
+    /// One K step of the register block: load TM/4 vec4s of A and TN/4 of W from the tiles, then
     /// TM × TN fused multiply-adds.
     fn accumulate_step(self) -> String {
         let mut s = String::new();
-        for i in 0..self.tm {
-            s += &format!("            let a{i} = a_tile[kk][lid.y + {}u];\n", 16 * i);
+        for b in 0..self.tm / 4 {
+            s += &format!("            let a{b} = a_tile[kk][lid.y + {}u];\n", 16 * b);
         }
-        for j in 0..self.tn {
-            s += &format!("            let b{j} = w_tile[kk][lid.x + {}u];\n", 16 * j);
+        for b in 0..self.tn / 4 {
+            s += &format!("            let b{b} = w_tile[kk][lid.x + {}u];\n", 16 * b);
         }
-        s + &self.unrolled(|i, j| format!("            acc_{i}_{j} = fma(a{i}, b{j}, acc_{i}_{j});"))
+        const LANE: [&str; 4] = ["x", "y", "z", "w"];
+        s + &self.unrolled(|i, j| {
+            let (a, b) = (
+                format!("a{}.{}", i / 4, LANE[i as usize % 4]),
+                format!("b{}.{}", j / 4, LANE[j as usize % 4]),
+            );
+            format!("            acc_{i}_{j} = fma({a}, {b}, acc_{i}_{j});")
+        })
     }
 
     pub fn rows(self) -> u32 {
@@ -72,6 +85,11 @@ pub(crate) struct Decode {
 }
 
 impl Decode {
+    /// Bytes of one group of 4 codes in storage.
+    fn group_bytes(self) -> u32 {
+        self.format.bits() / 2
+    }
+
     /// The WGSL type holding one group of 4 codes.
     fn store(self) -> &'static str {
         match self.format {
@@ -109,8 +127,15 @@ fn fp8_function(spec: &Fp8Spec, name: &str) -> String {
     } else {
         "mag == 0x7fu".to_string()
     };
+    // The first special magnitude: E4M3FN's 0x7f, or the all-ones exponent.
+    let first_special =
+        if spec.ieee_specials { ((1u32 << spec.exp_bits) - 1) << spec.man_bits } else { 0x7f };
     DECODE_FP8
         .replace("NAME", name)
+        .replace("SPECIAL_ADD", &format!("{:#x}", (0x80 - first_special) * 0x0101_0101))
+        .replace("F16_SHIFT", &(10 - spec.man_bits).to_string())
+        // 2^(15 − bias) as a power of two: `{:e}` prints it exactly.
+        .replace("F16_FACTOR", &format!("{:e}", 2f32.powi(15 - spec.bias)))
         .replace("MAN_SHIFT", &(23 - spec.man_bits).to_string())
         .replace("REBIAS", &format!("{:#x}", ((127 - spec.bias) as u32) << 23))
         // A power of two: `{:e}` prints it exactly.
@@ -179,8 +204,32 @@ impl ShaderKey {
         format!("chipbench {} a={} w={}", self.op, self.a.format, self.w.format)
     }
 
+    /// GEMV groups a thread loads before it uses any: 16 bytes of weights in flight per thread
+    /// whatever the format (a GPU hides HBM latency with bytes in flight; one 4-byte FP8 word per
+    /// thread left an H100 at a third of its bandwidth).
+    fn gemv_unroll(&self) -> u32 {
+        (16 / self.w.group_bytes()).max(1)
+    }
+
+    /// The unrolled GEMV step: all loads first, then the decodes and multiply-adds.
+    fn gemv_body(&self) -> String {
+        let u = self.gemv_unroll();
+        let mut s = String::new();
+        for i in 0..u {
+            s += &format!("            let w{i} = w_codes[base + g + {i}u * WG];\n");
+        }
+        for i in 0..u {
+            s += &format!("            sum += term(row, g + {i}u * WG, w{i});\n");
+        }
+        s
+    }
+
     /// The complete WGSL source.
     pub fn source(&self) -> String {
+        assert!(
+            self.tile.tm.is_multiple_of(4) && self.tile.tn.is_multiple_of(4),
+            "GEMM register blocks are made of 4×4 sub-blocks"
+        );
         let template = match self.op {
             Op::Gemm => GEMM,
             Op::Gemv => GEMV,
@@ -202,10 +251,16 @@ impl ShaderKey {
             .replace(
                 "{{ACC_STORE}}",
                 &self.tile.unrolled(|i, j| {
-                    format!("    store(row0 + {}u, col0 + {}u, acc_{i}_{j});", 16 * i, 16 * j)
+                    format!(
+                        "    store(row0 + {}u, col0 + {}u, acc_{i}_{j});",
+                        Tile::offset(i),
+                        Tile::offset(j)
+                    )
                 }),
             )
             .replace("{{GEMV_WG}}", &self.tile.gemv_threads.to_string())
+            .replace("{{GEMV_UNROLL}}", &self.gemv_unroll().to_string())
+            .replace("{{GEMV_BODY}}", &self.gemv_body())
     }
 }
 
@@ -251,7 +306,9 @@ mod tests {
     fn fp8_constants_come_from_the_spec() {
         let e4 = fp8_function(&E4M3, "d");
         assert!(e4.contains("mag << 20u") && e4.contains("0x3c000000u") && e4.contains("mag == 0x7fu"));
+        assert!(e4.contains("0x1010101u") && e4.contains("<< 7u") && e4.contains("* 2.56e2f"), "{e4}");
         let e5 = fp8_function(&E5M2, "d");
         assert!(e5.contains("mag << 21u") && e5.contains("0x38000000u") && e5.contains("mag >= 0x7cu"));
+        assert!(e5.contains("0x4040404u") && e5.contains("<< 8u") && e5.contains("* 1e0f"), "{e5}");
     }
 }

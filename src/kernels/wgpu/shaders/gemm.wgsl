@@ -6,9 +6,11 @@
 // format loads one group per storage element and block scales never split a group.
 //
 // Each workgroup of 16×16 threads computes a TILE_M × TILE_N block of C; each thread holds a
-// TM × TN register block of accumulators. K advances TILE_K elements at a time through two
-// workgroup-memory tiles, filled with decoded and scaled f32 values (decode is O(n²) work,
-// the product O(n³)).
+// TM × TN register block of accumulators, made of 4×4 sub-blocks 64 rows/columns apart (thread
+// (x, y) owns rows 4y..4y+3 of every 64 and columns 4x..4x+3). K advances TILE_K elements at a
+// time through two workgroup-memory tiles, filled with decoded and scaled f32 values (decode is
+// O(n²) work, the product O(n³)). The tiles hold vec4s along M and N, so each K step costs a
+// thread TM/4 + TN/4 workgroup-memory loads for TM × TN fused multiply-adds.
 
 const TM: u32 = {{TM}}u;
 const TN: u32 = {{TN}}u;
@@ -17,10 +19,9 @@ const TILE_M: u32 = 16u * TM;
 const TILE_N: u32 = 16u * TN;
 const TILE_K: u32 = 4u * TILE_KG;
 
-// [k][row]: a thread's TM rows (and TN columns) sit 16 apart, so neighbouring threads read
-// neighbouring words.
-var<workgroup> a_tile: array<array<f32, TILE_M>, TILE_K>;
-var<workgroup> w_tile: array<array<f32, TILE_N>, TILE_K>;
+// [k][row / 4]: neighbouring threads read neighbouring vec4s.
+var<workgroup> a_tile: array<array<vec4<f32>, TILE_M / 4u>, TILE_K>;
+var<workgroup> w_tile: array<array<vec4<f32>, TILE_N / 4u>, TILE_K>;
 
 @compute @workgroup_size(16, 16, 1)
 fn main(
@@ -28,8 +29,8 @@ fn main(
     @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(local_invocation_index) li: u32,
 ) {
-    let row0 = wg.y * TILE_M + lid.y;
-    let col0 = wg.x * TILE_N + lid.x;
+    let row0 = wg.y * TILE_M + 4u * lid.y;
+    let col0 = wg.x * TILE_N + 4u * lid.x;
     // TM × TN accumulators as named scalars (the host unrolls these loops: arrays indexed in
     // loops may live in scratch memory instead of registers).
 {{ACC_DECLARE}}
@@ -44,10 +45,10 @@ fn main(
             if (row < params.m && g < params.kg) {
                 v = decode_a(a_codes[row * params.kg + g]) * scale_a(row, g * 4u);
             }
-            a_tile[lg * 4u][r] = v.x;
-            a_tile[lg * 4u + 1u][r] = v.y;
-            a_tile[lg * 4u + 2u][r] = v.z;
-            a_tile[lg * 4u + 3u][r] = v.w;
+            a_tile[lg * 4u][r / 4u][r % 4u] = v.x;
+            a_tile[lg * 4u + 1u][r / 4u][r % 4u] = v.y;
+            a_tile[lg * 4u + 2u][r / 4u][r % 4u] = v.z;
+            a_tile[lg * 4u + 3u][r / 4u][r % 4u] = v.w;
         }
         for (var t = li; t < TILE_N * TILE_KG; t += 256u) {
             let r = t / TILE_KG;
@@ -58,10 +59,10 @@ fn main(
             if (col < params.n && g < params.kg) {
                 v = decode_w(w_codes[col * params.kg + g]) * scale_w(col, g * 4u);
             }
-            w_tile[lg * 4u][r] = v.x;
-            w_tile[lg * 4u + 1u][r] = v.y;
-            w_tile[lg * 4u + 2u][r] = v.z;
-            w_tile[lg * 4u + 3u][r] = v.w;
+            w_tile[lg * 4u][r / 4u][r % 4u] = v.x;
+            w_tile[lg * 4u + 1u][r / 4u][r % 4u] = v.y;
+            w_tile[lg * 4u + 2u][r / 4u][r % 4u] = v.z;
+            w_tile[lg * 4u + 3u][r / 4u][r % 4u] = v.w;
         }
         workgroupBarrier();
         for (var kk = 0u; kk < TILE_K; kk++) {

@@ -3,9 +3,12 @@
 // Same prelude (common.wgsl) as gemm.wgsl. One workgroup per output row: its threads stream
 // the row's code groups (consecutive threads, consecutive words), decode them in registers (no
 // staging copy), and reduce their partial sums in workgroup memory. A group never straddles a
-// scale block, so each group costs one scale look-up per operand.
+// scale block, so each group costs one scale look-up per operand. Each thread issues UNROLL
+// loads (16 bytes of weights) before it uses any, so narrow formats keep as many bytes in
+// flight as f32 does.
 
 const WG: u32 = {{GEMV_WG}}u;
+const UNROLL: u32 = {{GEMV_UNROLL}}u;
 
 var<workgroup> partial: array<f32, WG>;
 
@@ -16,10 +19,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     var sum = 0.0;
     if (row < params.n) {
         let base = row * params.kg;
-        for (var g = li; g < params.kg; g += WG) {
-            let w = decode_w(w_codes[base + g]);
-            let x = decode_a(a_codes[g]);
-            sum += dot(w, x) * (scale_w(row, g * 4u) * scale_a(0u, g * 4u));
+        var g = li;
+        for (; g + (UNROLL - 1u) * WG < params.kg; g += UNROLL * WG) {
+{{GEMV_BODY}}        }
+        for (; g < params.kg; g += WG) {
+            sum += term(row, g, w_codes[base + g]);
         }
     }
     partial[li] = sum;
@@ -33,4 +37,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_index) l
     if (li == 0u && row < params.n) {
         c_out[row] = partial[0];
     }
+}
+
+// One group's contribution: decoded weights · decoded activations, times both block scales.
+fn term(row: u32, g: u32, w: {{W_STORE}}) -> f32 {
+    return dot(decode_w(w), decode_a(a_codes[g])) * (scale_w(row, g * 4u) * scale_a(0u, g * 4u));
 }
