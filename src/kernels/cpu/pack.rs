@@ -53,18 +53,38 @@ pub(crate) fn pack_panel<E: Element>(
 ) {
     debug_assert_eq!(out.len(), kc * width);
     let rows = q.rows.saturating_sub(r0).min(width);
-    // Decode row by row (contiguous reads, vectorised decode), then transpose with contiguous
-    // writes; the scratch block is small enough to stay in L1.
+    // Decode row by row (contiguous reads, vectorised decode), then transpose; the scratch block
+    // is small enough to stay in L1.
     for r in 0..rows {
         decode_row_scaled(codes, q, r0 + r, p0, &mut scratch[r * kc..(r + 1) * kc]);
     }
     if rows < width {
         out.fill(0.0);
     }
-    // Row by row: contiguous reads, stores `width` apart into the L1-resident panel (no
-    // per-element branch or bounds check).
-    for (r, src) in scratch[..rows * kc].chunks_exact(kc).enumerate() {
-        for (dst, &v) in out[r..].iter_mut().step_by(width).zip(src) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::has_avx512() {
+        super::x86::transpose_avx512(scratch, rows, kc, width, out);
+        return;
+    }
+    transpose_portable(scratch, rows, kc, width, out, 0);
+}
+
+/// `out[p * width + r] = src[r * kc + p]` for `r < rows`, `p0 ≤ p < kc`: row by row, contiguous
+/// reads, stores `width` apart into the L1-resident panel (no per-element branch or bounds
+/// check). The portable twin of [`super::x86::transpose_avx512`], which finishes with it.
+pub(crate) fn transpose_portable(
+    src: &[f32],
+    rows: usize,
+    kc: usize,
+    width: usize,
+    out: &mut [f32],
+    p0: usize,
+) {
+    if p0 >= kc {
+        return;
+    }
+    for (r, row) in src[..rows * kc].chunks_exact(kc).enumerate() {
+        for (dst, &v) in out[p0 * width + r..].iter_mut().step_by(width).zip(&row[p0..]) {
             *dst = v;
         }
     }
@@ -92,6 +112,29 @@ mod tests {
     use super::*;
     use crate::formats::scaling::Role;
     use crate::formats::{Format, Scaling};
+
+    /// The AVX-512 transpose (16 × 16 register blocks, masked partial blocks, portable tail)
+    /// writes exactly what the portable twin writes, for every height and odd depths.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn simd_transpose_equals_the_portable_twin() {
+        if !super::super::x86::has_avx512() {
+            eprintln!("SKIPPED: no AVX-512F on this CPU");
+            return;
+        }
+        for width in [12, 32, 37] {
+            for rows in 1..=width {
+                for kc in [1, 15, 16, 17, 48, 71] {
+                    let src: Vec<f32> = (0..rows * kc).map(|i| i as f32 + 0.5).collect();
+                    let mut simd = vec![-1.0; kc * width];
+                    let mut portable = simd.clone();
+                    super::super::x86::transpose_avx512(&src, rows, kc, width, &mut simd);
+                    transpose_portable(&src, rows, kc, width, &mut portable, 0);
+                    assert_eq!(simd, portable, "width {width} rows {rows} kc {kc}");
+                }
+            }
+        }
+    }
 
     #[test]
     fn panel_holds_dequantized_values_k_major_with_zero_padding() {

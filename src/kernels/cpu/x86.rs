@@ -2,8 +2,8 @@
 //!
 //! Each public function is safe: it checks (cached, one atomic load) that the CPU has the
 //! features, checks slice lengths, then calls a `#[target_feature]` body. Their portable twins
-//! ([`super::gemm::portable_microkernel`], [`super::gemv::rows_portable`]) do the same arithmetic
-//! and are tested to give the same bits.
+//! ([`super::gemm::portable_microkernel`], [`super::gemv::rows_portable`],
+//! [`super::pack::transpose_portable`]) do the same arithmetic and are tested to give the same bits.
 //!
 //! Decode (GEMV; GEMM decodes while packing): 16 codes → 16 f32 lanes, no tables.
 //! - f32: a load; bf16: zero-extend to 32 bits and shift left 16; f16: `vcvtph2ps` (F16C).
@@ -23,8 +23,90 @@ fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
-fn has_avx512() -> bool {
+pub(crate) fn has_avx512() -> bool {
     has_avx2() && is_x86_feature_detected!("avx512f")
+}
+
+// ---------------------------------------------------------------- packing transpose
+
+/// `out[p * width + r] = src[r * kc + p]` for `r < rows`, `p < kc` (the GEMM packing transpose;
+/// rows of `out` past `rows` are left alone): 16 × 16 blocks transposed in registers (masked
+/// stores for a block of fewer than 16 rows), the last `kc % 16` columns by the portable twin.
+pub(crate) fn transpose_avx512(src: &[f32], rows: usize, kc: usize, width: usize, out: &mut [f32]) {
+    assert!(has_avx512());
+    assert!(rows <= width && src.len() >= rows * kc && out.len() >= kc * width);
+    let kc16 = kc - kc % 16;
+    for r0 in (0..rows).step_by(16) {
+        let h = (rows - r0).min(16);
+        for p0 in (0..kc16).step_by(16) {
+            // SAFETY: features checked; rows r0..r0+h of src hold columns p0..p0+16 (p0 + 16 ≤
+            // kc, r0 + h ≤ rows), and out rows p0..p0+16 hold columns r0..r0+h (r0 + h ≤ width).
+            unsafe {
+                transpose16_avx512(
+                    src.as_ptr().add(r0 * kc + p0),
+                    kc,
+                    h,
+                    out.as_mut_ptr().add(p0 * width + r0),
+                    width,
+                )
+            };
+        }
+    }
+    super::pack::transpose_portable(src, rows, kc, width, out, kc16);
+}
+
+/// Transpose the `h × 16` block at `src` (row stride `kc`) into the `16 × h` block at `dst` (row
+/// stride `width`): the classic unpack / shuffle / 128-bit-lane shuffle network.
+#[target_feature(enable = "avx512f")]
+unsafe fn transpose16_avx512(src: *const f32, kc: usize, h: usize, dst: *mut f32, width: usize) {
+    unsafe {
+        let r: [__m512; 16] =
+            std::array::from_fn(
+                |j| if j < h { _mm512_loadu_ps(src.add(j * kc)) } else { _mm512_setzero_ps() },
+            );
+        // Pairs of rows interleaved within each 128-bit lane.
+        let t: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4q + j], lane l: column 4l + j of rows 4q..4q+4.
+        let u: [__m512; 16] = std::array::from_fn(|i| {
+            let (q, j) = (i / 4, i % 4);
+            let (a, b) = (t[4 * q + j / 2], t[4 * q + 2 + j / 2]);
+            if j % 2 == 0 {
+                _mm512_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm512_shuffle_ps::<0xEE>(a, b)
+            }
+        });
+        // v[8h' + 4s + j]: lanes (s = 0: 0 and 2; s = 1: 1 and 3) of u[8h' + j] and u[8h' + 4 + j].
+        let v: [__m512; 16] = std::array::from_fn(|i| {
+            let (half, s, j) = (i / 8, (i / 4) % 2, i % 4);
+            let (a, b) = (u[8 * half + j], u[8 * half + 4 + j]);
+            if s == 0 {
+                _mm512_shuffle_f32x4::<0x88>(a, b)
+            } else {
+                _mm512_shuffle_f32x4::<0xDD>(a, b)
+            }
+        });
+        let mask: __mmask16 = ((1u32 << h) - 1) as __mmask16;
+        for j in 0..4 {
+            for s in 0..2 {
+                let (a, b) = (v[4 * s + j], v[8 + 4 * s + j]);
+                // Column 4s + j from lanes 0 and 2, column 8 + 4s + j from lanes 1 and 3.
+                _mm512_mask_storeu_ps(dst.add((4 * s + j) * width), mask, _mm512_shuffle_f32x4::<0x88>(a, b));
+                _mm512_mask_storeu_ps(
+                    dst.add((8 + 4 * s + j) * width),
+                    mask,
+                    _mm512_shuffle_f32x4::<0xDD>(a, b),
+                );
+            }
+        }
+    }
 }
 
 // ---------------------------------------------------------------- decode (16 codes → f16 bits)
