@@ -50,22 +50,52 @@ impl Tile {
 
     /// One K step of the register block: load TM/4 vec4s of A and TN/4 of W from the tiles, then
     /// TM × TN fused multiply-adds.
-    fn accumulate_step(self) -> String {
-        let mut s = String::new();
+    fn accumulate_step(self, kk: u32) -> String {
+        let mut s = String::from("        {\n");
         for b in 0..self.tm / 4 {
-            s += &format!("            let a{b} = a_tile[kk][lid.y + {}u];\n", 16 * b);
+            s += &format!("            let a{b} = a_tile[{kk}u][lid.y + {}u];\n", 16 * b);
         }
         for b in 0..self.tn / 4 {
-            s += &format!("            let b{b} = w_tile[kk][lid.x + {}u];\n", 16 * b);
+            s += &format!("            let b{b} = w_tile[{kk}u][lid.x + {}u];\n", 16 * b);
         }
         const LANE: [&str; 4] = ["x", "y", "z", "w"];
-        s + &self.unrolled(|i, j| {
+        s += &self.unrolled(|i, j| {
             let (a, b) = (
                 format!("a{}.{}", i / 4, LANE[i as usize % 4]),
                 format!("b{}.{}", j / 4, LANE[j as usize % 4]),
             );
             format!("            acc_{i}_{j} = fma({a}, {b}, acc_{i}_{j});")
-        })
+        });
+        s + "        }\n"
+    }
+
+    /// Every K step of one tile, unrolled.
+    fn accumulate_steps(self) -> String {
+        (0..4 * self.kg).map(|kk| self.accumulate_step(kk)).collect()
+    }
+
+    /// The tile loads of one operand (`a`: `rows` = TILE_M rows of A; `w`: TILE_N rows of W),
+    /// spread over the 256 threads: `(declarations, tile stores, next fetch)`. Slot `i` of
+    /// thread `li` is tile row `(li + 256 i) / TILE_KG`, group `(li + 256 i) % TILE_KG`.
+    fn operand_loads(self, op: &str, rows: u32) -> [String; 3] {
+        assert!((rows * self.kg).is_multiple_of(256), "a tile load must give every thread the same share");
+        let mut s = [String::new(), String::new(), String::new()];
+        for i in 0..rows * self.kg / 256 {
+            let (r, lg, raw) = (format!("{op}_r{i}"), format!("{op}_lg{i}"), format!("{op}_raw{i}"));
+            s[0] += &format!(
+                "    let {r} = (li + {t}u) / TILE_KG;\n    let {lg} = (li + {t}u) % TILE_KG;\n    \
+                 var {raw} = fetch_{op}({op}_row0 + {r}, {lg});\n",
+                t = 256 * i
+            );
+            s[1] += &format!(
+                "        {{\n            let v = value_{op}({op}_row0 + {r}, kg0 + {lg}, {raw});\n{}        }}\n",
+                (0..4)
+                    .map(|c| format!("            {op}_tile[{lg} * 4u + {c}u][{r} / 4u][{r} % 4u] = v[{c}];\n"))
+                    .collect::<String>()
+            );
+            s[2] += &format!("        {raw} = fetch_{op}({op}_row0 + {r}, next + {lg});\n");
+        }
+        s
     }
 
     pub fn rows(self) -> u32 {
@@ -235,6 +265,13 @@ impl ShaderKey {
             Op::Gemv => GEMV,
         };
         let needs_f16 = [self.a, self.w].iter().any(|d| d.format == Format::F16 && d.native_f16);
+        let (a_loads, w_loads) = match self.op {
+            Op::Gemm => (
+                self.tile.operand_loads("a", self.tile.rows()),
+                self.tile.operand_loads("w", self.tile.cols()),
+            ),
+            Op::Gemv => Default::default(),
+        };
         format!("{COMMON}{template}")
             .replace("{{ENABLES}}", if needs_f16 { "enable f16;\n" } else { "" })
             .replace("{{A_STORE}}", self.a.store())
@@ -247,7 +284,10 @@ impl ShaderKey {
             .replace("{{TN}}", &self.tile.tn.to_string())
             .replace("{{TILE_KG}}", &self.tile.kg.to_string())
             .replace("{{ACC_DECLARE}}", &self.tile.unrolled(|i, j| format!("    var acc_{i}_{j} = 0.0;")))
-            .replace("{{ACC_STEP}}", &self.tile.accumulate_step())
+            .replace("{{ACC_STEPS}}", &self.tile.accumulate_steps())
+            .replace("{{FETCH_FIRST}}", &(a_loads[0].clone() + &w_loads[0]))
+            .replace("{{STORE_TILES}}", &(a_loads[1].clone() + &w_loads[1]))
+            .replace("{{FETCH_NEXT}}", &(a_loads[2].clone() + &w_loads[2]))
             .replace(
                 "{{ACC_STORE}}",
                 &self.tile.unrolled(|i, j| {
