@@ -10,7 +10,7 @@
 //! everything after packing is plain f32 and format-agnostic. Its cost is O(rows · k) per run,
 //! against O(m · n · k) for the products.
 
-use crate::formats::{scaling::Scheme, Element, QuantizedMatrix};
+use crate::formats::{scaling::Scheme, Element, Format, QuantizedMatrix};
 
 /// Decode row `row`, columns `[p0, p0 + out.len())`, of `q` into `out`, scales applied.
 pub(crate) fn decode_row_scaled<E: Element>(
@@ -53,27 +53,38 @@ pub(crate) fn pack_panel<E: Element>(
 ) {
     debug_assert_eq!(out.len(), kc * width);
     let rows = q.rows.saturating_sub(r0).min(width);
+    if rows < width {
+        out.fill(0.0);
+    }
+    // Unscaled F32 needs no decode: transpose straight from the matrix.
+    if E::FORMAT == Format::F32 && q.scaling.scheme == Scheme::None && rows > 0 {
+        let src: &[f32] = bytemuck::cast_slice(&codes[r0 * q.cols + p0..]);
+        return transpose(src, q.cols, rows, kc, width, out);
+    }
     // Decode row by row (contiguous reads, vectorised decode), then transpose; the scratch block
     // is small enough to stay in L1.
     for r in 0..rows {
         decode_row_scaled(codes, q, r0 + r, p0, &mut scratch[r * kc..(r + 1) * kc]);
     }
-    if rows < width {
-        out.fill(0.0);
-    }
-    #[cfg(target_arch = "x86_64")]
-    if super::x86::has_avx512() {
-        super::x86::transpose_avx512(scratch, rows, kc, width, out);
-        return;
-    }
-    transpose_portable(scratch, rows, kc, width, out, 0);
+    transpose(scratch, kc, rows, kc, width, out);
 }
 
-/// `out[p * width + r] = src[r * kc + p]` for `r < rows`, `p0 ≤ p < kc`: row by row, contiguous
+/// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p < kc`: AVX-512 register blocks
+/// where the CPU has them, else the portable loop.
+fn transpose(src: &[f32], ld: usize, rows: usize, kc: usize, width: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::x86::has_avx512() {
+        return super::x86::transpose_avx512(src, ld, rows, kc, width, out);
+    }
+    transpose_portable(src, ld, rows, kc, width, out, 0);
+}
+
+/// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p0 ≤ p < kc`: row by row, contiguous
 /// reads, stores `width` apart into the L1-resident panel (no per-element branch or bounds
 /// check). The portable twin of [`super::x86::transpose_avx512`], which finishes with it.
 pub(crate) fn transpose_portable(
     src: &[f32],
+    ld: usize,
     rows: usize,
     kc: usize,
     width: usize,
@@ -83,8 +94,9 @@ pub(crate) fn transpose_portable(
     if p0 >= kc {
         return;
     }
-    for (r, row) in src[..rows * kc].chunks_exact(kc).enumerate() {
-        for (dst, &v) in out[p0 * width + r..].iter_mut().step_by(width).zip(&row[p0..]) {
+    for r in 0..rows {
+        let row = &src[r * ld + p0..r * ld + kc];
+        for (dst, &v) in out[p0 * width + r..].iter_mut().step_by(width).zip(row) {
             *dst = v;
         }
     }
@@ -124,13 +136,16 @@ mod tests {
         }
         for width in [12, 32, 37] {
             for rows in 1..=width {
-                for kc in [1, 15, 16, 17, 48, 71] {
-                    let src: Vec<f32> = (0..rows * kc).map(|i| i as f32 + 0.5).collect();
+                for (kc, ld) in [(1, 1), (15, 15), (16, 20), (17, 17), (48, 64), (71, 75)] {
+                    let src: Vec<f32> = (0..(rows - 1) * ld + kc).map(|i| i as f32 + 0.5).collect();
                     let mut simd = vec![-1.0; kc * width];
                     let mut portable = simd.clone();
-                    super::super::x86::transpose_avx512(&src, rows, kc, width, &mut simd);
-                    transpose_portable(&src, rows, kc, width, &mut portable, 0);
-                    assert_eq!(simd, portable, "width {width} rows {rows} kc {kc}");
+                    super::super::x86::transpose_avx512(&src, ld, rows, kc, width, &mut simd);
+                    transpose_portable(&src, ld, rows, kc, width, &mut portable, 0);
+                    assert_eq!(simd, portable, "width {width} rows {rows} kc {kc} ld {ld}");
+                    for (p, r) in [(0, 0), (kc - 1, rows - 1)] {
+                        assert_eq!(portable[p * width + r], src[r * ld + p]);
+                    }
                 }
             }
         }

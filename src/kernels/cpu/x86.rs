@@ -29,22 +29,30 @@ pub(crate) fn has_avx512() -> bool {
 
 // ---------------------------------------------------------------- packing transpose
 
-/// `out[p * width + r] = src[r * kc + p]` for `r < rows`, `p < kc` (the GEMM packing transpose;
+/// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p < kc` (the GEMM packing transpose;
 /// rows of `out` past `rows` are left alone): 16 × 16 blocks transposed in registers (masked
 /// stores for a block of fewer than 16 rows), the last `kc % 16` columns by the portable twin.
-pub(crate) fn transpose_avx512(src: &[f32], rows: usize, kc: usize, width: usize, out: &mut [f32]) {
+pub(crate) fn transpose_avx512(
+    src: &[f32],
+    ld: usize,
+    rows: usize,
+    kc: usize,
+    width: usize,
+    out: &mut [f32],
+) {
     assert!(has_avx512());
-    assert!(rows <= width && src.len() >= rows * kc && out.len() >= kc * width);
+    assert!(rows <= width && kc <= ld && out.len() >= kc * width);
+    assert!(rows == 0 || src.len() >= (rows - 1) * ld + kc);
     let kc16 = kc - kc % 16;
     for r0 in (0..rows).step_by(16) {
         let h = (rows - r0).min(16);
         for p0 in (0..kc16).step_by(16) {
             // SAFETY: features checked; rows r0..r0+h of src hold columns p0..p0+16 (p0 + 16 ≤
-            // kc, r0 + h ≤ rows), and out rows p0..p0+16 hold columns r0..r0+h (r0 + h ≤ width).
+            // kc ≤ ld, r0 + h ≤ rows), and out rows p0..p0+16 hold columns r0..r0+h (r0 + h ≤ width).
             unsafe {
                 transpose16_avx512(
-                    src.as_ptr().add(r0 * kc + p0),
-                    kc,
+                    src.as_ptr().add(r0 * ld + p0),
+                    ld,
                     h,
                     out.as_mut_ptr().add(p0 * width + r0),
                     width,
@@ -52,7 +60,7 @@ pub(crate) fn transpose_avx512(src: &[f32], rows: usize, kc: usize, width: usize
             };
         }
     }
-    super::pack::transpose_portable(src, rows, kc, width, out, kc16);
+    super::pack::transpose_portable(src, ld, rows, kc, width, out, kc16);
 }
 
 /// Transpose the `h × 16` block at `src` (row stride `kc`) into the `16 × h` block at `dst` (row
@@ -486,24 +494,37 @@ pub(crate) fn microkernel_avx512(kc: usize, a: &[f32], b: &[f32], c: &mut [&mut 
 }
 
 #[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn microkernel_avx512_body(kc: usize, mut a: *const f32, mut b: *const f32, c: [*mut f32; AVX512_MR]) {
-    const MR: usize = AVX512_MR;
-    let mut acc = [[_mm512_setzero_ps(); 2]; MR];
+unsafe fn microkernel_avx512_body(kc: usize, a: *const f32, b: *const f32, c: [*mut f32; AVX512_MR]) {
+    // SAFETY (caller): as for `tile_body`.
+    unsafe { tile_body::<AVX512_MR, { AVX512_NR / 16 }>(kc, a, b, c) }
+}
+
+/// `MR × 16·NV` tile: `MR · NV` zmm accumulators, one broadcast of A per row and NV vectors of W
+/// per K step; then `c[r][..16·NV] += acc[r]`.
+#[inline(always)]
+unsafe fn tile_body<const MR: usize, const NV: usize>(
+    kc: usize,
+    mut a: *const f32,
+    mut b: *const f32,
+    c: [*mut f32; MR],
+) {
+    let mut acc = [[_mm512_setzero_ps(); NV]; MR];
     unsafe {
         for _ in 0..kc {
-            let b0 = _mm512_loadu_ps(b);
-            let b1 = _mm512_loadu_ps(b.add(16));
+            let bv: [__m512; NV] = std::array::from_fn(|v| _mm512_loadu_ps(b.add(16 * v)));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let av = _mm512_set1_ps(*a.add(r));
-                acc[0] = _mm512_fmadd_ps(av, b0, acc[0]);
-                acc[1] = _mm512_fmadd_ps(av, b1, acc[1]);
+                for v in 0..NV {
+                    acc[v] = _mm512_fmadd_ps(av, bv[v], acc[v]);
+                }
             }
             a = a.add(MR);
-            b = b.add(AVX512_NR);
+            b = b.add(16 * NV);
         }
         for (acc, &p) in acc.iter().zip(&c) {
-            _mm512_storeu_ps(p, _mm512_add_ps(_mm512_loadu_ps(p), acc[0]));
-            _mm512_storeu_ps(p.add(16), _mm512_add_ps(_mm512_loadu_ps(p.add(16)), acc[1]));
+            for (v, acc) in acc.iter().enumerate() {
+                _mm512_storeu_ps(p.add(16 * v), _mm512_add_ps(_mm512_loadu_ps(p.add(16 * v)), *acc));
+            }
         }
     }
 }
