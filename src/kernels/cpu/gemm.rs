@@ -40,6 +40,8 @@ pub(crate) const AVX512_MR: usize = 12;
 pub(crate) const AVX512_NR: usize = 32;
 pub(crate) const AVX2_MR: usize = 6;
 pub(crate) const AVX2_NR: usize = 16;
+pub(crate) const NEON_MR: usize = 6;
+pub(crate) const NEON_NR: usize = 16;
 pub(crate) const PORTABLE_MR: usize = 4;
 pub(crate) const PORTABLE_NR: usize = 16;
 const MAX_TILE: usize = 12 * 32;
@@ -54,6 +56,8 @@ fn microkernel(isa: Isa) -> Microkernel {
         Isa::Avx512 => super::x86::microkernel_avx512,
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::x86::microkernel_avx2,
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => super::neon::microkernel_neon,
         _ => portable_microkernel::<PORTABLE_MR, PORTABLE_NR>,
     }
 }

@@ -108,6 +108,8 @@ pub(crate) fn rows_kernel<E: Element>(
         Isa::Avx512 => super::x86::gemv_rows_avx512(rows, x, seg, factor, out),
         #[cfg(target_arch = "x86_64")]
         Isa::Avx2 => super::x86::gemv_rows_avx2(rows, x, seg, factor, out),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => super::neon::gemv_rows_neon(rows, x, seg, factor, out),
         _ => rows_portable(rows, x, seg, factor, out),
     }
 }

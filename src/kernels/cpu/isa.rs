@@ -15,8 +15,10 @@ pub enum Isa {
     Avx512,
     /// x86-64 AVX2 + FMA + F16C (Haswell, Zen and later).
     Avx2,
-    /// Plain Rust. On aarch64 NEON is part of the baseline, so this code compiles to NEON `fmla`
-    /// there; on x86-64 it is the fallback for CPUs without AVX2/FMA.
+    /// aarch64 Advanced SIMD (NEON), part of the aarch64 baseline.
+    Neon,
+    /// Plain Rust: the fallback for CPUs without the above, and the twin every SIMD kernel is
+    /// tested against.
     Portable,
 }
 
@@ -41,6 +43,10 @@ impl Isa {
                 v.push(Isa::Avx2);
             }
         }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            v.push(Isa::Neon);
+        }
         v.push(Isa::Portable);
         v
     }
@@ -49,13 +55,8 @@ impl Isa {
         match self {
             Isa::Avx512 => "avx512",
             Isa::Avx2 => "avx2+fma",
-            Isa::Portable => {
-                if cfg!(target_arch = "aarch64") {
-                    "neon (portable)"
-                } else {
-                    "portable"
-                }
-            }
+            Isa::Neon => "neon",
+            Isa::Portable => "portable",
         }
     }
 
@@ -64,6 +65,7 @@ impl Isa {
         match self {
             Isa::Avx512 => (super::gemm::AVX512_MR, super::gemm::AVX512_NR),
             Isa::Avx2 => (super::gemm::AVX2_MR, super::gemm::AVX2_NR),
+            Isa::Neon => (super::gemm::NEON_MR, super::gemm::NEON_NR),
             Isa::Portable => (super::gemm::PORTABLE_MR, super::gemm::PORTABLE_NR),
         }
     }

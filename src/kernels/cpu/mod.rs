@@ -11,9 +11,9 @@
 //!   are held as codes, not as a pre-decoded f32 copy).
 //! - GEMV ([`gemv`]): memory-bound; W is streamed once from its codes and decoded in registers
 //!   (shift-and-rebias, no tables), four rows at a time; threads split the rows.
-//! - Runtime dispatch ([`Isa`]): AVX-512F, AVX2+FMA+F16C, or portable Rust (which on aarch64
-//!   compiles to NEON, part of that baseline). All `unsafe` is in `x86.rs`; the portable twins
-//!   compute the same FMA sequence and are tested to give the same bits.
+//! - Runtime dispatch ([`Isa`]): AVX-512F, AVX2+FMA+F16C, NEON (aarch64), or portable Rust.
+//!   All `unsafe` is in `x86.rs` and `neon.rs`; the portable twins compute the same FMA sequence
+//!   and are tested to give the same bits (on aarch64 under qemu, see docs/cpu.md).
 //! - Threads: a private rayon pool of `threads` workers. Nothing splits the K loop of an output
 //!   element, so results are bit-identical for every thread count.
 //!
@@ -32,6 +32,8 @@
 mod gemm;
 mod gemv;
 mod isa;
+#[cfg(target_arch = "aarch64")]
+mod neon;
 mod pack;
 #[cfg(target_arch = "x86_64")]
 mod x86;
@@ -224,8 +226,13 @@ pub fn fma_peak_gflops(threads: usize, seconds: f64) -> f64 {
     }
     #[cfg(not(target_arch = "x86_64"))]
     {
-        let _ = (threads, seconds);
-        0.0
+        // The calibration's own loop (NEON or scalar), on every thread.
+        use crate::measure::calibration::{fma_peak, CalibrationConfig};
+        let trial = std::time::Duration::from_secs_f64(seconds);
+        fma_peak(
+            threads,
+            &CalibrationConfig { fma_trial: trial, trials: 1, ..CalibrationConfig::quick(threads) },
+        )
     }
 }
 

@@ -46,6 +46,32 @@ fn simd_decode_matches_scalar_on_every_code() {
     check((0..4096).map(|i| (i as f32 - 2000.5) * 1.37e-3).collect::<Vec<f32>>());
 }
 
+/// The NEON decode: every code, bit for bit against the scalar decode / raw factor.
+#[cfg(target_arch = "aarch64")]
+#[test]
+fn neon_decode_matches_scalar_on_every_code() {
+    fn check<E: Element>(codes: Vec<E>) {
+        let factor = raw_factor(E::FORMAT);
+        for chunk in codes.chunks_exact(16) {
+            let got = super::neon::decode16_raw::<E>(chunk.try_into().unwrap());
+            for (c, g) in chunk.iter().zip(got) {
+                let want = c.decode() / factor;
+                assert!(
+                    want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
+                    "{} neon: code {:?} gives {g:e}, want {want:e}",
+                    E::FORMAT,
+                    bytemuck::bytes_of(c)
+                );
+            }
+        }
+    }
+    check((0..=255u8).map(E4m3).collect());
+    check((0..=255u8).map(E5m2).collect());
+    check((0..=u16::MAX).map(f16::from_bits).collect());
+    check((0..=u16::MAX).map(bf16::from_bits).collect());
+    check((0..4096).map(|i| (i as f32 - 2000.5) * 1.37e-3).collect::<Vec<f32>>());
+}
+
 #[test]
 fn simd_microkernels_match_the_portable_twin_bit_for_bit() {
     for isa in Isa::available() {
