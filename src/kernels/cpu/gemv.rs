@@ -62,6 +62,16 @@ pub(crate) struct Rows<'a, E> {
     pub nan_free: bool,
 }
 
+impl<E> Rows<'_, E> {
+    /// What a SIMD row kernel relies on before its unchecked loads: every row holds `x.len()`
+    /// codes, every row one scale per segment, and `out` a slot per real row.
+    pub(crate) fn check(&self, x: &[f32], seg: usize, out: &[f32]) {
+        let nseg = x.len().div_ceil(seg.max(1));
+        assert!(seg > 0 && self.count <= ROWS && out.len() >= self.count);
+        assert!(self.w.iter().all(|w| w.len() == x.len()) && self.scales.iter().all(|s| s.len() >= nseg));
+    }
+}
+
 /// Whether no code of `w` is an E4M3 NaN (`S.1111.111`; the other formats' kernels ignore it).
 pub(crate) fn nan_free(w: &QuantizedMatrix) -> bool {
     match &w.codes {

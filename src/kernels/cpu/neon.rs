@@ -121,9 +121,7 @@ pub(crate) fn gemv_rows_neon<E: Element>(
     out: &mut [f32],
 ) {
     assert!(has_neon());
-    let k = x.len();
-    assert!(seg > 0 && rows.w.iter().all(|w| w.len() >= k) && out.len() >= rows.count && rows.count <= ROWS);
-    assert!(rows.scales.iter().all(|s| s.len() >= k.div_ceil(seg)));
+    rows.check(x, seg, out);
     // SAFETY: NEON checked; every load reads 16 codes below `end ≤ k` of a row of ≥ k codes (the
     // tail goes through padded copies); the scale slices hold one scale per segment.
     unsafe {

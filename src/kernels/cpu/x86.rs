@@ -254,12 +254,6 @@ fn padded_x(src: &[f32]) -> [f32; LANES] {
     b
 }
 
-fn check_rows<E>(rows: &Rows<E>, x: &[f32], seg: usize, out: &[f32]) {
-    let nseg = x.len().div_ceil(seg.max(1));
-    assert!(seg > 0 && rows.count <= ROWS && out.len() >= rows.count);
-    assert!(rows.w.iter().all(|w| w.len() == x.len()) && rows.scales.iter().all(|s| s.len() >= nseg));
-}
-
 /// Codes per 64-byte cache line, at least one 16-lane step.
 fn codes_per_line<E>() -> usize {
     (64 / std::mem::size_of::<E>()).max(LANES)
@@ -298,7 +292,7 @@ pub(crate) fn gemv_rows_avx512<E: Element>(
     out: &mut [f32],
 ) {
     assert!(has_avx512());
-    check_rows(rows, x, seg, out);
+    rows.check(x, seg, out);
     // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
     // goes through padded copies).
     unsafe {
@@ -378,7 +372,7 @@ pub(crate) fn gemv_rows_avx2<E: Element>(
     out: &mut [f32],
 ) {
     assert!(has_avx2());
-    check_rows(rows, x, seg, out);
+    rows.check(x, seg, out);
     // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
     // goes through padded copies).
     unsafe {
