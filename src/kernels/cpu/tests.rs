@@ -6,37 +6,52 @@ use super::isa::Isa;
 use crate::formats::{E4m3, E5m2, Element};
 use half::{bf16, f16};
 
-/// Every code (all 2^8, or a spread of 2^16) decodes, through each SIMD path, to the scalar
+/// `decode16` (a SIMD decode of 16 codes into raw f32 lanes) gives, for every code, the scalar
+/// decode divided by the format's raw factor — bit for bit, NaN for NaN. `skip_nan`: codes
+/// whose value is NaN are not checked (a path without the NaN fix-up).
+#[allow(dead_code)] // each architecture uses it from its own test
+fn assert_decodes_like_scalar<E: Element>(
+    codes: &[E],
+    what: &str,
+    skip_nan: bool,
+    decode16: impl Fn(&[E; 16]) -> [f32; 16],
+) {
+    let factor = raw_factor(E::FORMAT);
+    for chunk in codes.chunks_exact(16) {
+        let got = decode16(chunk.try_into().unwrap());
+        for (c, g) in chunk.iter().zip(got) {
+            let want = c.decode() / factor;
+            if skip_nan && want.is_nan() {
+                continue;
+            }
+            assert!(
+                want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
+                "{} {what}: code {:?} gives {g:e}, want {want:e}",
+                E::FORMAT,
+                bytemuck::bytes_of(c)
+            );
+        }
+    }
+}
+
+/// Every code (all 2^8, or a spread of 2^16) decodes, through each x86 SIMD path, to the scalar
 /// decode divided by the format's raw factor — bit for bit, NaN for NaN.
 #[cfg(target_arch = "x86_64")]
 #[test]
 fn simd_decode_matches_scalar_on_every_code() {
     fn check<E: Element>(codes: Vec<E>) {
-        let factor = raw_factor(E::FORMAT);
         for avx512 in [true, false] {
             let isa = if avx512 { Isa::Avx512 } else { Isa::Avx2 };
             if !Isa::available().contains(&isa) {
                 continue;
             }
-            for chunk in codes.chunks_exact(16) {
-                let got = super::x86::decode16_raw(avx512, false, chunk.try_into().unwrap());
-                // The path without the NaN fix-up, on the chunk's non-NaN codes.
-                let finite = super::x86::decode16_raw(avx512, true, chunk.try_into().unwrap());
-                for ((c, g), f) in chunk.iter().zip(got).zip(finite) {
-                    let want = c.decode() / factor;
-                    assert!(
-                        want.is_nan() || want.to_bits() == f.to_bits(),
-                        "{} {isa} finite path",
-                        E::FORMAT
-                    );
-                    assert!(
-                        want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
-                        "{} {isa}: code {:?} gives {g:e}, want {want:e}",
-                        E::FORMAT,
-                        bytemuck::bytes_of(c)
-                    );
-                }
-            }
+            assert_decodes_like_scalar(&codes, isa.name(), false, |c| {
+                super::x86::decode16_raw(avx512, false, c)
+            });
+            // The path without the NaN fix-up, on the non-NaN codes.
+            assert_decodes_like_scalar(&codes, "finite path", true, |c| {
+                super::x86::decode16_raw(avx512, true, c)
+            });
         }
     }
     check((0..=255u8).map(E4m3).collect());
@@ -51,19 +66,7 @@ fn simd_decode_matches_scalar_on_every_code() {
 #[test]
 fn neon_decode_matches_scalar_on_every_code() {
     fn check<E: Element>(codes: Vec<E>) {
-        let factor = raw_factor(E::FORMAT);
-        for chunk in codes.chunks_exact(16) {
-            let got = super::neon::decode16_raw::<E>(chunk.try_into().unwrap());
-            for (c, g) in chunk.iter().zip(got) {
-                let want = c.decode() / factor;
-                assert!(
-                    want.to_bits() == g.to_bits() || (want.is_nan() && g.is_nan()),
-                    "{} neon: code {:?} gives {g:e}, want {want:e}",
-                    E::FORMAT,
-                    bytemuck::bytes_of(c)
-                );
-            }
-        }
+        assert_decodes_like_scalar(&codes, "neon", false, super::neon::decode16_raw::<E>);
     }
     check((0..=255u8).map(E4m3).collect());
     check((0..=255u8).map(E5m2).collect());
