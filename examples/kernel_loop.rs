@@ -8,25 +8,41 @@ use chipbench::formats::Scaling;
 use chipbench::kernels::cpu::CpuBackend;
 use chipbench::kernels::{Backend, Op};
 use chipbench::measure::inputs::ProblemSpec;
+use chipbench::measure::memory::{check_fits, mem_available_bytes};
 use std::time::Instant;
+
+/// Bad arguments end in one line naming the argument and what it allows, not a panic.
+fn fail(what: &str) -> ! {
+    eprintln!(
+        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS]"
+    );
+    std::process::exit(2)
+}
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize, default: &str| args.get(i).cloned().unwrap_or_else(|| default.to_string());
-    let op = if arg(0, "gemm") == "gemv" { Op::Gemv } else { Op::Gemm };
-    let format: Format = arg(1, "f32").parse().expect("format");
-    let size: usize = arg(2, "2048").parse().expect("size");
-    let seconds: f64 = arg(3, "5").parse().expect("seconds");
-    let threads: usize = arg(4, "0").parse().expect("threads");
+    let op = match arg(0, "gemm").as_str() {
+        "gemm" => Op::Gemm,
+        "gemv" => Op::Gemv,
+        other => fail(&format!("op {other:?}: allowed gemm, gemv")),
+    };
+    let format: Format = arg(1, "f32").parse().unwrap_or_else(|e| fail(&format!("format: {e}")));
+    let size: usize = arg(2, "2048").parse().unwrap_or_else(|_| fail("SIZE: a positive integer"));
+    let seconds: f64 = arg(3, "5").parse().unwrap_or_else(|_| fail("SECONDS: a number"));
+    let threads: usize = arg(4, "0").parse().unwrap_or_else(|_| fail("THREADS: an integer (0 = all cores)"));
     let m = if op == Op::Gemv { 1 } else { size };
     let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
-    let p = ProblemSpec::new(op, m, size, size, format, scaling).build().expect("problem");
+    let spec = ProblemSpec::new(op, m, size, size, format, scaling);
+    // The same refusal `chipbench run` makes: zero, absurd or too large for memory, before allocating.
+    check_fits("kernel_loop", &spec, 1, mem_available_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
+    let p = spec.build().unwrap_or_else(|e| fail(&e.to_string()));
     let backend = CpuBackend::new(threads);
-    let mut prepared = backend.prepare(&p).expect("prepare");
+    let mut prepared = backend.prepare(&p).unwrap_or_else(|e| fail(&e.to_string()));
     let start = Instant::now();
     let mut runs = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
-        prepared.run().expect("run");
+        prepared.run().unwrap_or_else(|e| fail(&e.to_string()));
         runs += 1;
     }
     let s = start.elapsed().as_secs_f64() / runs as f64;
