@@ -33,7 +33,7 @@ fn candle_f8e4m3_decode_agrees_with_chipbench_on_finite_codes() {
 /// table: the reason chipbench encodes with its own codec. Prints how many rows differ.
 #[test]
 fn float8_crate_encoder_vs_reference_table() {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/reference/fp8/encode_e4m3fn.csv");
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fp8/encode_e4m3fn.csv");
     let text = std::fs::read_to_string(path).unwrap();
     let (mut rows, mut differ, mut example) = (0, 0, String::new());
     for line in text.lines().skip(1) {

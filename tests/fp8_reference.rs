@@ -4,7 +4,7 @@ use chipbench::formats::{e8m0, Fp8Spec, Overflow, E4M3, E5M2};
 use std::path::PathBuf;
 
 fn table(name: &str) -> Vec<Vec<String>> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../shared/reference/fp8").join(name);
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/fp8").join(name);
     let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     text.lines().skip(1).map(|l| l.split(',').map(str::to_owned).collect()).collect()
 }
