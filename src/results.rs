@@ -131,8 +131,9 @@ pub struct Memory {
     pub rss_baseline_bytes: Option<u64>,
 }
 
-/// One measured kernel (or, for collectives, one op × size × payload).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// One measured kernel (or, for collectives, one op × size × payload). Build one with
+/// `Record { .., ..Default::default() }` so that an additive key touches only this struct.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Record {
     pub backend: String,
     pub device: String,
@@ -160,6 +161,11 @@ pub struct Record {
     /// "wall-clock" or "timestamp-query".
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub timing: String,
+    /// The units that ran the arithmetic, e.g. "f32-fma avx2", "bf16-dot avx512_bf16",
+    /// "shader f32 fma", "coop-matrix 16x16x16 f16->f32", "candle f32". Empty in files written
+    /// before the key existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub compute: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
     /// Collectives only.

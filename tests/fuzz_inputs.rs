@@ -338,6 +338,7 @@ fn sample_run_json() -> Value {
         algbw_gbs: None,
         busbw_gbs: None,
         payload: None,
+        ..Default::default()
     };
     let mut bf16 = record.clone();
     bf16.format = "bf16".into();

@@ -35,6 +35,7 @@ fn record(op: &str, format: &str, m: usize, n: usize, k: usize, total_bytes: u64
         algbw_gbs: None,
         busbw_gbs: None,
         payload: None,
+        ..Default::default()
     }
 }
 

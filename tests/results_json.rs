@@ -302,6 +302,7 @@ fn fixed_run() -> Run {
             algbw_gbs: None,
             busbw_gbs: None,
             payload: None,
+            ..Default::default()
         }
     };
     Run {

@@ -330,6 +330,7 @@ fn to_run(
                 algbw_gbs: None,
                 busbw_gbs: None,
                 payload: None,
+                ..Default::default()
             }
         })
         .collect();

@@ -219,6 +219,7 @@ fn measure(
         algbw_gbs: None,
         busbw_gbs: None,
         payload: Some(format.name().into()),
+        ..Default::default()
     };
     // Validate before timing: a failed case is reported, never timed as if valid.
     case.execute(world);

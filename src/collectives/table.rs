@@ -135,6 +135,7 @@ mod tests {
             algbw_gbs: Some(total as f64 / median_s / 1e9),
             busbw_gbs: Some(total as f64 / median_s / 2e9),
             payload: Some(format.into()),
+            ..Default::default()
         }
     }
 

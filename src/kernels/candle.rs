@@ -163,6 +163,14 @@ impl Prepared for CandlePrepared<'_> {
     fn buffer_bytes(&self) -> BufferBytes {
         self.bytes
     }
+
+    fn compute(&self) -> String {
+        // candle's CPU matmul multiplies in the dtype both operands share after conversion.
+        match (self.a.2, self.w.2) {
+            (Path::Native(a), Path::Native(w)) if a == w => format!("candle {} matmul", a.as_str()),
+            _ => "candle f32 matmul".into(),
+        }
+    }
 }
 
 fn tensor_bytes(t: &Tensor) -> u64 {

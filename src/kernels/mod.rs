@@ -166,6 +166,11 @@ pub trait Prepared {
     fn timing_method(&self) -> &'static str {
         "wall-clock"
     }
+    /// The units that run this problem's arithmetic, recorded as the record's `compute`
+    /// (e.g. "f32-fma avx2", "bf16-dot avx512_bf16", "shader f32 fma"). Empty when unknown.
+    fn compute(&self) -> String {
+        String::new()
+    }
 }
 
 /// A place that runs matrix kernels: the native CPU kernels, candle, or a GPU through wgpu.

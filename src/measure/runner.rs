@@ -109,6 +109,7 @@ fn blank_record(backend: &dyn Backend, problem: &Problem) -> Record {
         algbw_gbs: None,
         busbw_gbs: None,
         payload: None,
+        ..Default::default()
     }
 }
 
@@ -138,6 +139,7 @@ pub fn measure_one(
         if let Some(m) = rec.memory.as_mut() {
             m.buffers = prepared.buffer_bytes();
         }
+        rec.compute = prepared.compute();
         let roundoff = backend.output_roundoff(problem);
         prepared.run()?;
         let v = validate(&prepared.output()?, reference, roundoff);

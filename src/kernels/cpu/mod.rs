@@ -181,6 +181,10 @@ impl Prepared for CpuPrepared<'_> {
     fn output(&mut self) -> Result<Vec<f32>> {
         Ok(self.out.clone())
     }
+    fn compute(&self) -> String {
+        // Every operand is decoded to f32 and multiplied with f32 FMAs.
+        format!("f32-fma {}", self.backend.isa)
+    }
     fn buffer_bytes(&self) -> BufferBytes {
         let (a, w) = (self.problem.a.logical_bytes(), self.problem.w.logical_bytes());
         let workspace = match &self.kind {

@@ -245,6 +245,11 @@ impl Prepared for WgpuPrepared<'_> {
         self.bytes
     }
 
+    fn compute(&self) -> String {
+        // Both templates decode every operand to f32 and accumulate with f32 multiply-adds.
+        "shader f32 fma".into()
+    }
+
     fn timing_method(&self) -> &'static str {
         if self.timestamps.is_some() {
             "timestamp-query"
