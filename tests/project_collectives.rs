@@ -39,7 +39,7 @@ fn coll_record(op: &str, payload: &str, bytes: u64, time_s: f64) -> Record {
         k: 1,
         threads: 1,
         bytes: Bytes { activations: bytes, total: bytes, ..Default::default() },
-        time: Time { median_s: time_s, min_s: time_s, max_s: time_s, samples: 20 },
+        time: Time { median_s: time_s, min_s: time_s, max_s: time_s, samples: 20, ..Default::default() },
         gflops: 0.0,
         gbs: algbw,
         error: ErrorStats::default(),
@@ -51,6 +51,7 @@ fn coll_record(op: &str, payload: &str, bytes: u64, time_s: f64) -> Record {
         algbw_gbs: Some(algbw),
         busbw_gbs: Some(algbw * factor),
         payload: Some(payload.into()),
+        ..Default::default()
     }
 }
 
@@ -220,7 +221,7 @@ fn measured_kernel_ceiling_replaces_the_bytes_only_roofline() {
     r.scaling = "per-tensor".into();
     (r.m, r.n, r.k, r.threads) = (1, n, k, 1);
     r.bytes = Bytes { total: bytes, ..Default::default() };
-    r.time = Time { median_s: 1e-4, min_s: 5e-5, max_s: 2e-4, samples: 9 };
+    r.time = Time { median_s: 1e-4, min_s: 5e-5, max_s: 2e-4, samples: 9, ..Default::default() };
     r.ranks = None;
     let cal = Calibration {
         fma_peak_gflops: vec![ThreadPeak { threads: 1, gflops: 1e6 }],

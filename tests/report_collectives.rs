@@ -16,7 +16,7 @@ fn record(payload: &str, bytes: u64, time: f64) -> Record {
         k: 1,
         threads: 1,
         bytes: Bytes { weights: 0, scales: 0, activations: 0, outputs: 0, total: bytes },
-        time: Time { median_s: time, min_s: time, max_s: time, samples: 10 },
+        time: Time { median_s: time, min_s: time, max_s: time, samples: 10, ..Default::default() },
         gflops: 0.0,
         gbs: bytes as f64 / time / 1e9,
         error: ErrorStats::default(),
@@ -28,6 +28,7 @@ fn record(payload: &str, bytes: u64, time: f64) -> Record {
         algbw_gbs: Some(bytes as f64 / time / 1e9),
         busbw_gbs: Some(bytes as f64 / time / 2e9),
         payload: Some(payload.into()),
+        ..Default::default()
     }
 }
 
