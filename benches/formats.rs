@@ -137,9 +137,10 @@ fn summary(backend: Box<dyn Backend>) {
         budget: Duration::from_secs_f64(if full() { 2.0 } else { 0.5 }),
         min_samples: 5,
         max_samples: 10_000,
+        min_sample: chipbench::measure::timer::MIN_SAMPLE,
     };
     let rss = ChildLauncher::current_exe().ok().filter(|_| cfg!(target_os = "linux"));
-    let opts = RunOptions { timing, rss, stop: Arc::new(AtomicBool::new(false)) };
+    let opts = RunOptions::new(timing, rss, Arc::new(AtomicBool::new(false)));
     let threads = backend.threads();
     let backends = vec![backend];
     println!(

@@ -1,7 +1,11 @@
 //! Run one CPU kernel in a loop, nothing else: a target for `perf record` / `perf stat`.
 //!
-//! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads]`
+//! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies]`
 //! (`gemv` takes n = k = the size). Prints the rate once at the end.
+//!
+//! `copies` > 1 rotates the calls through that many copies of the problem: an independent probe
+//! of what a cold-weights GEMV reaches (the runner's rotation is checked against it), written
+//! without the runner or its timer — a plain loop and one clock read at each end.
 
 use chipbench::formats::Format;
 use chipbench::formats::Scaling;
@@ -14,7 +18,7 @@ use std::time::Instant;
 /// Bad arguments end in one line naming the argument and what it allows, not a panic.
 fn fail(what: &str) -> ! {
     eprintln!(
-        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS]"
+        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS] [COPIES]"
     );
     std::process::exit(2)
 }
@@ -31,24 +35,35 @@ fn main() {
     let size: usize = arg(2, "2048").parse().unwrap_or_else(|_| fail("SIZE: a positive integer"));
     let seconds: f64 = arg(3, "5").parse().unwrap_or_else(|_| fail("SECONDS: a number"));
     let threads: usize = arg(4, "0").parse().unwrap_or_else(|_| fail("THREADS: an integer (0 = all cores)"));
+    let copies: usize = match arg(5, "1").parse() {
+        Ok(c) if (1..=256).contains(&c) => c,
+        _ => fail("COPIES: an integer in 1..=256"),
+    };
     let m = if op == Op::Gemv { 1 } else { size };
     let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
     let spec = ProblemSpec::new(op, m, size, size, format, scaling);
     // The same refusal `chipbench run` makes: zero, absurd or too large for memory, before allocating.
-    check_fits("kernel_loop", &spec, 1, mem_available_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
+    check_fits("kernel_loop", &spec, copies, mem_available_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
     let p = spec.build().unwrap_or_else(|e| fail(&e.to_string()));
+    let problems: Vec<_> = (0..copies).map(|_| p.clone()).collect();
     let backend = CpuBackend::new(threads);
-    let mut prepared = backend.prepare(&p).unwrap_or_else(|e| fail(&e.to_string()));
+    let mut prepared: Vec<_> =
+        problems.iter().map(|q| backend.prepare(q).unwrap_or_else(|e| fail(&e.to_string()))).collect();
+    for q in prepared.iter_mut() {
+        q.run().unwrap_or_else(|e| fail(&e.to_string()));
+    }
     let start = Instant::now();
     let mut runs = 0u64;
     while start.elapsed().as_secs_f64() < seconds {
-        prepared.run().unwrap_or_else(|e| fail(&e.to_string()));
+        prepared[runs as usize % copies].run().unwrap_or_else(|e| fail(&e.to_string()));
         runs += 1;
     }
     let s = start.elapsed().as_secs_f64() / runs as f64;
     println!(
-        "{op} {format} {m}×{size}×{size}: {runs} runs, {:.3} ms, {:.1} GFLOP/s",
+        "{op} {format} {m}×{size}×{size} ({copies} cop{}): {runs} runs, {:.3} ms, {:.1} GFLOP/s, {:.2} Gweights/s",
+        if copies == 1 { "y" } else { "ies" },
         s * 1e3,
-        p.flops() / s / 1e9
+        p.flops() / s / 1e9,
+        (size * size) as f64 / s / 1e9
     );
 }

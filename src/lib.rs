@@ -9,6 +9,7 @@
 //! [`kernels::Backend`] trait: native CPU, candle, wgpu) → `measure` (validate, time, bytes) →
 //! [`results::Run`] (JSON) → `report` / `project` / `claims`.
 
+pub mod affinity;
 pub mod claims;
 pub mod cli;
 pub mod collectives;

@@ -89,12 +89,44 @@ pub struct Bytes {
     pub total: u64,
 }
 
+/// Time per call. Each sample times `calls_per_sample` back-to-back calls (so a sample lasts at
+/// least the timer's minimum, ~1 ms) and is divided by that count.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Time {
     pub median_s: f64,
     pub min_s: f64,
     pub max_s: f64,
     pub samples: usize,
+    /// Calls of the kernel inside one timed sample (absent in files written before the key).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub calls_per_sample: usize,
+    /// 95 % bootstrap confidence interval of the median (seconds), resampling repeats and then the
+    /// samples within each; absent when too few samples were taken.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_low_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ci_high_s: Option<f64>,
+    /// Repeats of the suite the samples come from (`run --repeat N`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub repeats: usize,
+    /// Median time of a near-empty call of the same backend and op (dispatch and thread wake-up),
+    /// timed the same way: the part of `median_s` that is not the kernel's work.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub call_overhead_s: Option<f64>,
+}
+
+fn is_zero(v: &usize) -> bool {
+    *v == 0
+}
+
+impl Time {
+    /// Half-width of the confidence interval relative to the median, when there is one.
+    pub fn ci_half_width_rel(&self) -> Option<f64> {
+        match (self.ci_low_s, self.ci_high_s) {
+            (Some(lo), Some(hi)) if self.median_s > 0.0 => Some(0.5 * (hi - lo) / self.median_s),
+            _ => None,
+        }
+    }
 }
 
 /// Error of the output against the f64 reference on the same quantized inputs. A NaN (an
@@ -166,6 +198,15 @@ pub struct Record {
     /// before the key existed.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub compute: String,
+    /// Bytes one sample reads and writes, times the copies the runner rotates through so every
+    /// sample reads operands no cache holds (absent in files written before the key).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_set_bytes: Option<u64>,
+    /// "cold" (the rotated working set exceeds 4× the last-level cache, or one copy does),
+    /// "cache-resident" (the working set fits the last-level cache and is reused between
+    /// samples), "warm" (in between: partly cached between samples).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub residency: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub memory: Option<Memory>,
     /// Collectives only.

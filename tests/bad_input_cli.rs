@@ -284,6 +284,7 @@ mod numerics {
         budget: Duration::from_millis(1),
         min_samples: 2,
         max_samples: 5,
+        min_sample: Duration::ZERO,
     };
 
     /// Seeded values in ±[lo, hi), never zero.

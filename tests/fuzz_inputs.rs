@@ -326,7 +326,7 @@ fn sample_run_json() -> Value {
         k: 4096,
         threads: 2,
         bytes: Bytes { weights: 1 << 24, scales: 4096, activations: 16384, outputs: 16384, total: 16810000 },
-        time: Time { median_s: 1e-3, min_s: 9e-4, max_s: 2e-3, samples: 20 },
+        time: Time { median_s: 1e-3, min_s: 9e-4, max_s: 2e-3, samples: 20, ..Default::default() },
         gflops: 33.5,
         gbs: 16.8,
         error: ErrorStats { max_abs: 1e-5, max_rel: 1e-7, diff: 1e-12 },

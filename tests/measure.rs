@@ -26,6 +26,7 @@ fn timer_statistics_on_a_synthetic_sleep() {
         budget: Duration::from_millis(40),
         min_samples: 5,
         max_samples: 1000,
+        min_sample: Duration::from_millis(1),
     };
     let mut calls = 0;
     let t = time(&cfg, || {
@@ -52,6 +53,7 @@ fn timer_stops_at_max_samples() {
         budget: Duration::from_secs(60),
         min_samples: 1,
         max_samples: 9,
+        min_sample: Duration::ZERO,
     };
     let t = time(&cfg, || Ok(None)).unwrap();
     assert_eq!(t.time.samples, 9);

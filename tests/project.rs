@@ -23,7 +23,7 @@ fn record(op: &str, format: &str, m: usize, n: usize, k: usize, total_bytes: u64
         k,
         threads: 2,
         bytes: Bytes { total: total_bytes, ..Default::default() },
-        time: Time { median_s: time_s, min_s: time_s, max_s: time_s, samples: 5 },
+        time: Time { median_s: time_s, min_s: time_s, max_s: time_s, samples: 5, ..Default::default() },
         gflops: 2.0 * (m * n * k) as f64 / time_s / 1e9,
         gbs: total_bytes as f64 / time_s / 1e9,
         error: ErrorStats::default(),

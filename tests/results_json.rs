@@ -114,7 +114,7 @@ fn run_tiny() -> Run {
         Box::new(Naive { name: "naive", wrong: false }),
         Box::new(Naive { name: "broken", wrong: true }),
     ];
-    let opts = RunOptions { timing: suite.timing, rss: None, stop: Arc::new(AtomicBool::new(false)) };
+    let opts = RunOptions::new(suite.timing, None, Arc::new(AtomicBool::new(false)));
     let out = run_cases(&suite.cases, &backends, &opts, &mut |_| {});
     assert!(!out.interrupted);
     Run {
@@ -278,7 +278,13 @@ fn fixed_run() -> Run {
                 total: bytes_w + scales + (k * 4 + n * 4) as u64,
             },
             time: if valid {
-                Time { median_s: median, min_s: median * 0.9, max_s: median * 1.5, samples: 40 }
+                Time {
+                    median_s: median,
+                    min_s: median * 0.9,
+                    max_s: median * 1.5,
+                    samples: 40,
+                    ..Default::default()
+                }
             } else {
                 Time::default()
             },

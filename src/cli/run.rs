@@ -60,6 +60,14 @@ pub struct Args {
     /// Skip the FMA/bandwidth calibration.
     #[arg(long)]
     pub no_calibration: bool,
+    /// Repeat the whole suite N times (1..=100); records pool the samples and carry a bootstrap
+    /// 95 % confidence interval of the median that includes the drift between repeats.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
+    pub repeat: u16,
+    /// Reuse the same operands between samples instead of rotating copies past 4× the last-level
+    /// cache (GEMVs that fit in cache are then labelled cache-resident). Default in --quick.
+    #[arg(long)]
+    pub warm: bool,
     /// Internal: run one RSS measurement job (JSON) and report the peak.
     #[arg(long, hide = true, value_name = "JOB")]
     pub child_rss: Option<String>,
@@ -108,12 +116,34 @@ pub fn exec(args: Args) -> Result<()> {
         suite.make_quick();
     }
 
-    // Sizes first: nothing large is allocated before every case is known to fit.
+    // Sizes first: nothing large is allocated before every case is known to fit, alone and with
+    // the other cases of its shape (they are held together for the round-robin) and their
+    // rotation copies.
     let available = memory::mem_available_bytes();
     let per_case_backends = suite.backends.len() * suite.threads.len();
+    let cold = !(args.warm || args.quick);
+    let llc = crate::measure::cache::llc_bytes();
     for c in &suite.cases {
         let what = format!("{} ({} {} {})", c.shape, c.spec.op, c.spec.format, c.spec.scaling);
         memory::check_fits(&what, &c.spec, per_case_backends, available)?;
+    }
+    if let Some(avail) = available {
+        let mut shapes: Vec<&str> = suite.cases.iter().map(|c| c.shape.as_str()).collect();
+        shapes.dedup();
+        for shape in shapes {
+            let specs: Vec<_> = suite.cases.iter().filter(|c| c.shape == shape).map(|c| c.spec).collect();
+            let needed =
+                runner::group_bytes_needed(&specs, per_case_backends, llc, cold).unwrap_or(u128::MAX);
+            if needed > avail as u128 {
+                return Err(Error::TooLarge {
+                    what: format!(
+                        "{shape} (all its formats at once, with rotation copies; --warm drops the copies)"
+                    ),
+                    needed_gib: needed as f64 / (1u64 << 30) as f64,
+                    available_gib: avail as f64 / (1u64 << 30) as f64,
+                });
+            }
+        }
     }
 
     let crate::results::UtcTime { stamp, rfc3339: created } = crate::results::utc_now();
@@ -195,10 +225,28 @@ pub fn exec(args: Args) -> Result<()> {
         notes.push("rss: unavailable on this OS (needs Linux VmHWM)".into());
         None
     };
-    let opts = RunOptions { timing: suite.timing, rss, stop: stop.clone() };
+    let mut opts = RunOptions::new(suite.timing, rss, stop.clone());
+    opts.cold = cold;
+    opts.llc_bytes = llc;
+    opts.repeat = args.repeat as usize;
+    notes.push(operand_note(cold, llc, args.quick));
+    notes.push(if crate::affinity::supported() {
+        "threads: kernel worker threads pinned to cores (sched_setaffinity)".into()
+    } else {
+        "threads: not pinned (no affinity control on this OS)".into()
+    });
+    notes.push(format!(
+        "order: the records of one shape run round-robin ({} rounds{}), samples batched to at least {} ms",
+        opts.rounds,
+        if opts.repeat > 1 { format!(", suite repeated {}×", opts.repeat) } else { String::new() },
+        suite.timing.min_sample.as_secs_f64() * 1e3
+    ));
 
-    let total = suite.cases.len() * opened.backends.len();
-    let bar = indicatif::ProgressBar::new(total as u64);
+    // One step per (case × backend) turn: rounds × repeats of each.
+    let turns = (opts.rounds.max(1) * opts.repeat.max(1)) as u64;
+    let total = (suite.cases.len() * opened.backends.len()) as u64 * turns;
+    eprintln!("{}", operand_note(cold, llc, args.quick));
+    let bar = indicatif::ProgressBar::new(total);
     bar.set_style(
         indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
             .expect("valid template")
@@ -206,15 +254,18 @@ pub fn exec(args: Args) -> Result<()> {
     );
     let done = AtomicUsize::new(0);
     let outcome = runner::run_cases(&suite.cases, &opened.backends, &opts, &mut |ev| match ev {
-        Event::Measuring { label } => bar.set_message(label.to_string()),
+        Event::Measuring { label } => {
+            bar.inc(1);
+            bar.set_message(label.to_string())
+        }
         Event::Record(r) => {
             done.fetch_add(1, Ordering::Relaxed);
-            bar.inc(1);
             if !r.valid {
                 bar.println(format!("INVALID {} {} {} {}: {}", r.backend, r.op, r.format, r.scaling, r.note));
             }
         }
-        Event::Skipped(_) => bar.inc(1),
+        Event::Skipped(_) => bar.inc(turns),
+        Event::BlockDone { .. } => {}
     });
     bar.finish_and_clear();
 
@@ -254,6 +305,23 @@ pub fn exec(args: Args) -> Result<()> {
     }
     eprintln!("wrote {}", names.join(" and "));
     Ok(())
+}
+
+/// One line saying how operands were treated between samples.
+fn operand_note(cold: bool, llc: u64, quick: bool) -> String {
+    let llc_mib = llc as f64 / (1u64 << 20) as f64;
+    match (cold, llc) {
+        (_, 0) => "operands: last-level cache size unknown; no rotation, no residency labels".into(),
+        (true, _) => format!(
+            "operands: cold — GEMV operands rotate through copies past 4× the {llc_mib:.0} MiB last-level cache"
+        ),
+        (false, _) if quick => format!(
+            "operands: --quick reuses operands between samples; its GEMVs fit the {llc_mib:.0} MiB last-level cache and are cache-resident, not DRAM figures"
+        ),
+        (false, _) => format!(
+            "operands: --warm reuses operands between samples; those that fit the {llc_mib:.0} MiB last-level cache are labelled cache-resident"
+        ),
+    }
 }
 
 fn sanitize(name: &str) -> String {

@@ -272,6 +272,7 @@ fn time_stats(times: &[f64]) -> Time {
         min_s: t.first().copied().unwrap_or(0.0),
         max_s: t.last().copied().unwrap_or(0.0),
         samples: t.len(),
+        ..Default::default()
     }
 }
 

@@ -123,7 +123,7 @@ mod tests {
             k: 1,
             threads: 1,
             bytes: Bytes { total, ..Bytes::default() },
-            time: Time { median_s, min_s: median_s, max_s: median_s, samples: 1 },
+            time: Time { median_s, min_s: median_s, max_s: median_s, samples: 1, ..Default::default() },
             gflops: 0.0,
             gbs: 0.0,
             error: ErrorStats::default(),

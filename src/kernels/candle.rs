@@ -26,7 +26,13 @@ impl CandleBackend {
     pub fn new(threads: usize) -> Self {
         let threads =
             if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("rayon pool");
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .start_handler(|i| {
+                crate::affinity::pin_current_thread(i);
+            })
+            .build()
+            .expect("rayon pool");
         CandleBackend { threads, pool }
     }
 }

@@ -1,6 +1,7 @@
 //! Measurement: seeded inputs, validation against f64, timing, memory, calibration, the
 //! environment, suites and the runner that ties them together.
 
+pub mod cache;
 pub mod calibration;
 pub mod env;
 pub mod fma;

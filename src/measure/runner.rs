@@ -1,21 +1,39 @@
-//! The suite runner: for each case build the inputs once, compute the f64 reference once, then on
-//! every backend validate, time (only if valid) and account bytes; afterwards measure the peak
-//! resident set of the same workload in fresh child processes.
+//! The suite runner: for each shape build the inputs of all its cases once, compute their f64
+//! references once, then validate, time (only if valid) and account bytes on every backend;
+//! afterwards measure the peak resident set of the same workloads in fresh child processes.
 //!
-//! Order matters for memory: the parent drops the problem and its reference before the RSS
+//! Measurement rules it enforces (DESIGN.md, "Measurement rules"):
+//! - **Round-robin.** The records of one shape (every format × scaling × backend) take turns:
+//!   the time budget of each is split into rounds, and each round visits every record once,
+//!   starting one further along each round. Slow drift of the machine (bandwidth moving between
+//!   minutes, another tenant) then spreads over all formats instead of landing on one block.
+//! - **Cold operands.** A memory-bound problem (GEMV) whose bytes fit in 4× the last-level cache
+//!   is copied until the copies exceed it, and the samples rotate through the copies, so every
+//!   call reads weights that no cache holds. Each record says its `working_set_bytes` and
+//!   `residency` (cold, warm, cache-resident).
+//! - **Repeats.** `repeat > 1` runs the whole suite again; samples are kept per repeat and the
+//!   record carries a two-level bootstrap confidence interval of the median.
+//! - **Batched samples** and the **empty-call overhead** come from [`timer`]: each sample lasts
+//!   at least ~1 ms, and a near-empty call of each backend × op is timed the same way.
+//!
+//! Order matters for memory: the parent drops a shape's problems and references before the RSS
 //! children start, so parent and child never hold a large problem at the same time.
 
+use super::inputs::ProblemSpec;
 use super::memory::{ChildJob, ChildLauncher, NetRss};
 use super::suite::Case;
 use super::timer::{self, TimerConfig};
 use super::validate::{validate, Reference};
+use crate::formats::{Format, Scaling};
 use crate::kernels::registry::BackendKind;
-use crate::kernels::{Backend, Problem, Support};
+use crate::kernels::{Backend, Op, Prepared, Problem, Support};
 use crate::results::{Bytes, ErrorStats, Memory, Record, Time};
 use crate::Result;
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 /// How to run.
 #[derive(Clone)]
@@ -25,6 +43,30 @@ pub struct RunOptions {
     pub rss: Option<ChildLauncher>,
     /// Set (by a SIGINT handler) to stop after the current record.
     pub stop: Arc<AtomicBool>,
+    /// Rotate copies of memory-bound operands past 4× the last-level cache (see the module
+    /// docs). Off: they are reused between samples and labelled cache-resident where they fit.
+    pub cold: bool,
+    /// Last-level cache size in bytes (0 = unknown: no rotation, no residency label).
+    pub llc_bytes: u64,
+    /// Repeats of the whole suite, at least 1.
+    pub repeat: usize,
+    /// Rounds per record and repeat (the round-robin turns), at least 1.
+    pub rounds: usize,
+}
+
+impl RunOptions {
+    /// Defaults: cold operands, this machine's LLC, one repeat, three rounds.
+    pub fn new(timing: TimerConfig, rss: Option<ChildLauncher>, stop: Arc<AtomicBool>) -> Self {
+        RunOptions {
+            timing,
+            rss,
+            stop,
+            cold: true,
+            llc_bytes: super::cache::llc_bytes(),
+            repeat: 1,
+            rounds: 3,
+        }
+    }
 }
 
 /// What the runner reports as it goes (for progress bars and logs).
@@ -35,6 +77,8 @@ pub enum Event<'a> {
     Record(&'a Record),
     /// A case × backend did not run; one line saying why.
     Skipped(&'a str),
+    /// The records of one shape finished a repeat: a moment to re-measure ceilings.
+    BlockDone { shape: &'a str, repeat: usize },
 }
 
 /// Everything a run produced.
@@ -121,8 +165,153 @@ fn join_note(a: &str, b: &str) -> String {
     }
 }
 
-/// Validate, then (only if valid) time one prepared problem. Never returns a timed record for an
-/// output that failed validation; a failure of the backend itself becomes an invalid record.
+/// How many copies of a problem the samples rotate through, the bytes they span, and the label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Residency {
+    pub copies: usize,
+    pub working_set_bytes: u64,
+    /// "cold", "warm", "cache-resident", or "" when the LLC size is unknown.
+    pub label: &'static str,
+}
+
+/// Most copies the runner makes of one problem (a tiny GEMV then stays cache-resident, labelled).
+pub const MAX_COPIES: usize = 64;
+
+/// Copies and label for a problem that touches `bytes` per call. Only GEMV (memory-bound by
+/// construction) is rotated; a GEMM reuses its operands from cache inside every call anyway.
+pub fn residency(op: Op, bytes: u64, llc: u64, cold: bool) -> Residency {
+    let bytes = bytes.max(1);
+    if llc == 0 {
+        return Residency { copies: 1, working_set_bytes: bytes, label: "" };
+    }
+    let limit = 4 * llc;
+    let copies = if op == Op::Gemv && cold && bytes <= limit {
+        ((limit / bytes) as usize + 1).min(MAX_COPIES)
+    } else {
+        1
+    };
+    let ws = bytes * copies as u64;
+    let label = if ws > limit {
+        "cold"
+    } else if bytes <= llc {
+        "cache-resident"
+    } else {
+        "warm"
+    };
+    Residency { copies, working_set_bytes: ws, label }
+}
+
+/// Bytes a shape's cases need at once, with the copies of [`residency`] (for the size check).
+pub fn group_bytes_needed(specs: &[ProblemSpec], backends: usize, llc: u64, cold: bool) -> Option<u128> {
+    specs.iter().try_fold(0u128, |acc, spec| {
+        let once = super::memory::bytes_needed(spec, 1)?;
+        let p = spec_bytes(spec);
+        let copies = residency(spec.op, p, llc, cold).copies as u128;
+        acc.checked_add(super::memory::bytes_needed(spec, backends.max(1) * copies as usize)?.max(once))
+    })
+}
+
+/// Logical bytes of a spec's codes and output, before it is built (scales left out).
+fn spec_bytes(spec: &ProblemSpec) -> u64 {
+    let (m, n, k) = (spec.m as u64, spec.n as u64, spec.k as u64);
+    n * k * spec.format.bytes() as u64 + m * k * spec.act_format.bytes() as u64 + m * n * 4
+}
+
+/// The timer of one round: the budget, warm-up and sample counts split over `rounds`.
+fn round_timer(t: &TimerConfig, rounds: usize) -> TimerConfig {
+    let r = rounds.max(1);
+    TimerConfig {
+        warmup_runs: t.warmup_runs.max(1),
+        warmup: t.warmup / r as u32,
+        budget: t.budget / r as u32,
+        min_samples: t.min_samples.div_ceil(r).max(1),
+        max_samples: t.max_samples.div_ceil(r).max(1),
+        min_sample: t.min_sample,
+    }
+}
+
+/// What one measurement of a record (one round) produced.
+enum Measured {
+    /// Valid before and after timing; the samples, seconds per call.
+    Timed(timer::Timing),
+    /// Invalid output (before or after timing): the reason, and the error it saw.
+    Invalid(String, ErrorStats),
+}
+
+/// Prepare every copy, validate each, time the rotation through them, validate again.
+fn measure_rotating(
+    backend: &dyn Backend,
+    problems: &[&Problem],
+    reference: &Reference,
+    timing: &TimerConfig,
+    rec: &mut Record,
+) -> Result<Measured> {
+    let problem = problems[0];
+    let roundoff = backend.output_roundoff(problem);
+    let mut prepared: Vec<Box<dyn Prepared + '_>> =
+        problems.iter().map(|p| backend.prepare(p)).collect::<Result<_>>()?;
+    if let Some(m) = rec.memory.as_mut() {
+        m.buffers = prepared[0].buffer_bytes();
+    }
+    rec.compute = prepared[0].compute();
+    for p in prepared.iter_mut() {
+        p.run()?;
+        let v = validate(&p.output()?, reference, roundoff);
+        if !v.valid {
+            return Ok(Measured::Invalid(format!("invalid, not timed: {}", v.reason), v.error));
+        }
+        rec.error = v.error;
+    }
+    let n = prepared.len();
+    let mut next = 0usize;
+    let t = timer::time(timing, || {
+        let r = prepared[next].run();
+        next = (next + 1) % n;
+        r
+    })?;
+    // The last timed run of every copy must still be right (a kernel that corrupts state).
+    for p in prepared.iter_mut() {
+        let v = validate(&p.output()?, reference, roundoff);
+        if !v.valid {
+            return Ok(Measured::Invalid(
+                format!("invalid after timing, time discarded: {}", v.reason),
+                v.error,
+            ));
+        }
+    }
+    if let Some(m) = rec.memory.as_mut() {
+        m.buffers = prepared[0].buffer_bytes();
+    }
+    Ok(Measured::Timed(t))
+}
+
+/// Fill the time, rates and validity of `rec` from its samples (one group per repeat).
+fn finish_record(rec: &mut Record, problem_flops: f64, groups: &[Vec<f64>], method: &str, calls: usize) {
+    let t = if groups.len() > 1 {
+        timer::summarize_repeats(groups)
+    } else {
+        let mut t = timer::summarize(groups.first().map_or(&[][..], |g| g.as_slice()));
+        if let Some((lo, hi)) = timer::bootstrap_median_ci(groups) {
+            t.ci_low_s = Some(lo);
+            t.ci_high_s = Some(hi);
+        }
+        t.repeats = 1;
+        t
+    };
+    if t.samples == 0 {
+        return;
+    }
+    rec.valid = true;
+    rec.time = Time { calls_per_sample: calls, call_overhead_s: rec.time.call_overhead_s, ..t };
+    rec.timing = method.to_string();
+    let median = rec.time.median_s.max(1e-12);
+    rec.gflops = problem_flops / median / 1e9;
+    rec.gbs = rec.bytes.total as f64 / median / 1e9;
+}
+
+/// Validate, then (only if valid) time one prepared problem, with no rotation and one round.
+/// Never returns a timed record for an output that failed validation; a failure of the backend
+/// itself becomes an invalid record.
 pub fn measure_one(
     backend: &dyn Backend,
     problem: &Problem,
@@ -134,45 +323,54 @@ pub fn measure_one(
     if let Support::Emulated(why) = how {
         rec.note = format!("emulated: {why}");
     }
-    let result = (|| -> Result<()> {
-        let mut prepared = backend.prepare(problem)?;
-        if let Some(m) = rec.memory.as_mut() {
-            m.buffers = prepared.buffer_bytes();
+    match measure_rotating(backend, &[problem], reference, timing, &mut rec) {
+        Ok(Measured::Timed(t)) => {
+            finish_record(&mut rec, problem.flops(), &[t.samples], t.method, t.time.calls_per_sample)
         }
-        rec.compute = prepared.compute();
-        let roundoff = backend.output_roundoff(problem);
-        prepared.run()?;
-        let v = validate(&prepared.output()?, reference, roundoff);
-        rec.error = v.error;
-        if !v.valid {
-            rec.note = join_note(&rec.note, &format!("invalid, not timed: {}", v.reason));
-            return Ok(());
+        Ok(Measured::Invalid(why, err)) => {
+            rec.error = err;
+            rec.note = join_note(&rec.note, &why);
         }
-        let t = timer::time(timing, || prepared.run())?;
-        // The last timed run must still be right (a kernel that corrupts state on re-runs).
-        let v = validate(&prepared.output()?, reference, roundoff);
-        if !v.valid {
-            rec.error = v.error;
-            rec.note = join_note(&rec.note, &format!("invalid after timing, time discarded: {}", v.reason));
-            return Ok(());
-        }
-        rec.valid = true;
-        rec.time = t.time;
-        rec.timing = t.method.to_string();
-        let median = t.time.median_s.max(1e-12);
-        rec.gflops = problem.flops() / median / 1e9;
-        rec.gbs = rec.bytes.total as f64 / median / 1e9;
-        if let Some(m) = rec.memory.as_mut() {
-            m.buffers = prepared.buffer_bytes();
-        }
-        Ok(())
-    })();
-    if let Err(e) = result {
-        rec.valid = false;
-        rec.time = Time::default();
-        rec.note = join_note(&rec.note, &format!("failed: {e}"));
+        Err(e) => rec.note = join_note(&rec.note, &format!("failed: {e}")),
     }
     rec
+}
+
+/// Median time of a near-empty call (a 64×32 product, f32) of `backend` for `op`, timed as the
+/// records are: what dispatch and thread wake-up cost before any work.
+pub fn call_overhead(backend: &dyn Backend, op: Op, timing: &TimerConfig) -> Option<f64> {
+    let m = if op == Op::Gemv { 1 } else { 4 };
+    let problem = ProblemSpec::new(op, m, 64, 32, Format::F32, Scaling::NONE).with_seed(3).build().ok()?;
+    let mut prepared = backend.prepare(&problem).ok()?;
+    let cfg = TimerConfig {
+        warmup: Duration::from_millis(10),
+        budget: Duration::from_millis(50).min(timing.budget.max(Duration::from_millis(5))),
+        min_samples: 3,
+        ..*timing
+    };
+    timer::time(&cfg, || prepared.run()).ok().map(|t| t.time.median_s)
+}
+
+/// One record in the making: the record, its samples per repeat, how they were timed.
+struct Slot {
+    rec: Record,
+    samples: Vec<Vec<f64>>,
+    method: &'static str,
+    calls: usize,
+    failed: bool,
+    flops: f64,
+}
+
+/// Consecutive cases of the same shape, as ranges of `cases`.
+fn shape_groups(cases: &[Case]) -> Vec<Range<usize>> {
+    let mut groups: Vec<Range<usize>> = Vec::new();
+    for (i, c) in cases.iter().enumerate() {
+        match groups.last_mut() {
+            Some(g) if cases[g.start].shape == c.shape => g.end = i + 1,
+            _ => groups.push(i..i + 1),
+        }
+    }
+    groups
 }
 
 /// Run every case on every backend.
@@ -184,62 +382,210 @@ pub fn run_cases(
 ) -> Outcome {
     let mut out = Outcome::default();
     let mut baselines: HashMap<(String, usize), std::result::Result<u64, String>> = HashMap::new();
-    'cases: for case in cases {
-        if opts.stop.load(Ordering::SeqCst) {
-            out.interrupted = true;
-            break;
+    let mut overheads: HashMap<(usize, Op), Option<f64>> = HashMap::new();
+    // (case index, backend index) → slot, filled in the first repeat.
+    let mut slots: HashMap<(usize, usize), Slot> = HashMap::new();
+    let repeat = opts.repeat.max(1);
+    let groups = shape_groups(cases);
+    let mut finished = vec![false; groups.len()];
+    'repeats: for rep in 0..repeat {
+        for (gi, g) in groups.iter().enumerate() {
+            if opts.stop.load(Ordering::SeqCst) {
+                out.interrupted = true;
+                break 'repeats;
+            }
+            run_block(cases, g.clone(), backends, opts, rep, &mut slots, &mut overheads, &mut out, on_event);
+            if opts.stop.load(Ordering::SeqCst) {
+                out.interrupted = true;
+                break 'repeats;
+            }
+            on_event(Event::BlockDone { shape: &cases[g.start].shape, repeat: rep });
+            if rep == 0 {
+                if let Some(launcher) = &opts.rss {
+                    for ci in g.clone() {
+                        for (bi, backend) in backends.iter().enumerate() {
+                            if opts.stop.load(Ordering::SeqCst) {
+                                break;
+                            }
+                            if let Some(slot) = slots.get_mut(&(ci, bi)) {
+                                let valid = !slot.failed;
+                                attach_rss(
+                                    launcher,
+                                    backend.as_ref(),
+                                    &cases[ci],
+                                    &mut slot.rec,
+                                    valid,
+                                    &mut baselines,
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            if rep + 1 == repeat {
+                emit_group(g.clone(), backends.len(), &mut slots, &mut out, on_event);
+                finished[gi] = true;
+            }
         }
+    }
+    // An interrupted run still reports every record it finished measuring.
+    for (gi, g) in groups.iter().enumerate() {
+        if !finished[gi] {
+            emit_group(g.clone(), backends.len(), &mut slots, &mut out, on_event);
+        }
+    }
+    out
+}
+
+/// Finish the records of one shape group, in case order then backend order.
+fn emit_group(
+    g: Range<usize>,
+    nb: usize,
+    slots: &mut HashMap<(usize, usize), Slot>,
+    out: &mut Outcome,
+    on_event: &mut dyn FnMut(Event),
+) {
+    for ci in g {
+        for bi in 0..nb {
+            let Some(mut slot) = slots.remove(&(ci, bi)) else { continue };
+            if !slot.failed && slot.samples.iter().all(|s| s.is_empty()) {
+                continue; // never measured: the run was interrupted before its turn
+            }
+            if !slot.failed && slot.samples.iter().any(|s| !s.is_empty()) {
+                finish_record(&mut slot.rec, slot.flops, &slot.samples, slot.method, slot.calls);
+            } else {
+                slot.rec.valid = false;
+                slot.rec.time = Time::default();
+            }
+            out.records.push(slot.rec);
+            on_event(Event::Record(out.records.last().expect("just pushed")));
+        }
+    }
+}
+
+/// One repeat of one shape: build its cases, validate and time every (case, backend) in rounds.
+#[allow(clippy::too_many_arguments)]
+fn run_block(
+    cases: &[Case],
+    g: Range<usize>,
+    backends: &[Box<dyn Backend>],
+    opts: &RunOptions,
+    rep: usize,
+    slots: &mut HashMap<(usize, usize), Slot>,
+    overheads: &mut HashMap<(usize, Op), Option<f64>>,
+    out: &mut Outcome,
+    on_event: &mut dyn FnMut(Event),
+) {
+    // Build every case of the shape, its reference and its rotation copies.
+    struct Built {
+        ci: usize,
+        problem: Problem,
+        copies: Vec<Problem>,
+        reference: Reference,
+        residency: Residency,
+        backends: Vec<usize>,
+    }
+    let mut built: Vec<Built> = Vec::new();
+    for ci in g {
+        let case = &cases[ci];
         let problem = match case.spec.build() {
             Ok(p) => p,
             Err(e) => {
-                let line = format!("{} {}: inputs not built: {e}", case.shape, case.spec.format);
-                on_event(Event::Skipped(&line));
-                out.skipped.push(line);
+                if rep == 0 {
+                    let line = format!("{} {}: inputs not built: {e}", case.shape, case.spec.format);
+                    on_event(Event::Skipped(&line));
+                    out.skipped.push(line);
+                }
                 continue;
             }
         };
-        let runnable: Vec<(&dyn Backend, Support)> = backends
-            .iter()
-            .filter_map(|b| match b.support(&problem) {
+        let mut runnable = Vec::new();
+        for (bi, b) in backends.iter().enumerate() {
+            if rep > 0 {
+                if slots.get(&(ci, bi)).is_some_and(|s| !s.failed) {
+                    runnable.push(bi);
+                }
+                continue;
+            }
+            match b.support(&problem) {
                 Support::Unsupported(why) => {
                     let line = format!("{}: skipped: {why}", label(b.as_ref(), case));
                     on_event(Event::Skipped(&line));
                     out.skipped.push(line);
-                    None
                 }
-                how => Some((b.as_ref(), how)),
-            })
-            .collect();
+                how => {
+                    let mut rec = blank_record(b.as_ref(), &problem);
+                    if let Support::Emulated(why) = how {
+                        rec.note = format!("emulated: {why}");
+                    }
+                    let overhead = *overheads
+                        .entry((bi, problem.op))
+                        .or_insert_with(|| call_overhead(b.as_ref(), problem.op, &opts.timing));
+                    rec.time.call_overhead_s = overhead;
+                    let flops = problem.flops();
+                    slots.insert(
+                        (ci, bi),
+                        Slot { rec, samples: Vec::new(), method: "", calls: 0, failed: false, flops },
+                    );
+                    runnable.push(bi);
+                }
+            }
+        }
         if runnable.is_empty() {
             continue;
         }
+        let bytes = logical_bytes(&problem).total;
+        let residency = residency(problem.op, bytes, opts.llc_bytes, opts.cold);
+        let copies = (1..residency.copies).map(|_| problem.clone()).collect();
         let reference = Reference::compute(&problem);
-        let first = out.records.len();
-        for (backend, how) in &runnable {
+        built.push(Built { ci, problem, copies, reference, residency, backends: runnable });
+    }
+    let entries: Vec<(usize, usize)> =
+        built.iter().enumerate().flat_map(|(i, b)| b.backends.iter().map(move |&bi| (i, bi))).collect();
+    if entries.is_empty() {
+        return;
+    }
+    let rounds = opts.rounds.max(1);
+    let timing = round_timer(&opts.timing, rounds);
+    for round in 0..rounds {
+        for e in 0..entries.len() {
             if opts.stop.load(Ordering::SeqCst) {
-                out.interrupted = true;
-                break 'cases;
+                return;
             }
-            let l = label(*backend, case);
+            let (i, bi) = entries[(e + round) % entries.len()];
+            let b = &built[i];
+            let backend = backends[bi].as_ref();
+            let Some(slot) = slots.get_mut(&(b.ci, bi)) else { continue };
+            if slot.failed {
+                continue;
+            }
+            let l = label(backend, &cases[b.ci]);
             on_event(Event::Measuring { label: &l });
-            let mut rec = measure_one(*backend, &problem, &reference, &opts.timing, how);
-            rec.note = join_note(&rec.note, "");
-            out.records.push(rec);
-        }
-        drop(reference);
-        drop(problem);
-        // Peak RSS of the same workloads, each in a fresh child (the parent now holds nothing big).
-        for (i, (backend, _)) in runnable.iter().enumerate() {
-            let rec = &mut out.records[first + i];
-            if let Some(launcher) = &opts.rss {
-                if !opts.stop.load(Ordering::SeqCst) {
-                    attach_rss(launcher, *backend, case, rec, &mut baselines);
+            let problems: Vec<&Problem> = std::iter::once(&b.problem).chain(b.copies.iter()).collect();
+            slot.rec.working_set_bytes = Some(b.residency.working_set_bytes);
+            slot.rec.residency = b.residency.label.to_string();
+            match measure_rotating(backend, &problems, &b.reference, &timing, &mut slot.rec) {
+                Ok(Measured::Timed(t)) => {
+                    while slot.samples.len() <= rep {
+                        slot.samples.push(Vec::new());
+                    }
+                    slot.samples[rep].extend_from_slice(&t.samples);
+                    slot.method =
+                        if slot.method.is_empty() || slot.method == t.method { t.method } else { "mixed" };
+                    slot.calls = slot.calls.max(t.time.calls_per_sample);
+                }
+                Ok(Measured::Invalid(why, err)) => {
+                    slot.failed = true;
+                    slot.rec.error = err;
+                    slot.rec.note = join_note(&slot.rec.note, &why);
+                }
+                Err(e) => {
+                    slot.failed = true;
+                    slot.rec.note = join_note(&slot.rec.note, &format!("failed: {e}"));
                 }
             }
-            on_event(Event::Record(rec));
         }
     }
-    out
 }
 
 fn attach_rss(
@@ -247,6 +593,7 @@ fn attach_rss(
     backend: &dyn Backend,
     case: &Case,
     rec: &mut Record,
+    valid: bool,
     baselines: &mut HashMap<(String, usize), std::result::Result<u64, String>>,
 ) {
     let Ok(kind) = backend.name().parse::<BackendKind>() else {
@@ -265,7 +612,7 @@ fn attach_rss(
         })
         .clone();
     // A workload whose backend failed in the parent would fail in the child too.
-    let backend_arg = if rec.valid { Some(kind) } else { None };
+    let backend_arg = if valid { Some(kind) } else { None };
     let job = ChildJob::Workload { backend: backend_arg, threads, spec: case.spec };
     match (base, launcher.measure(&job)) {
         (Ok(baseline), Ok(r)) => {

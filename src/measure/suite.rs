@@ -368,6 +368,7 @@ fn timer_config(
         budget: Duration::from_secs_f64(budget),
         min_samples: min,
         max_samples: max,
+        min_sample: super::timer::MIN_SAMPLE,
     })
 }
 

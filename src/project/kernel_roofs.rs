@@ -89,19 +89,6 @@ impl Roof {
     }
 }
 
-/// Shortest timed sample: the calibration kernels take well under a millisecond, the suite's
-/// kernels milliseconds to hundreds of milliseconds. On a shared CPU a sub-millisecond sample
-/// slips between other processes' time slices and sees the whole core, a long one its average
-/// share; so each sample repeats the kernel until it lasts about as long as a suite sample
-/// (GEMV 10 ms, GEMM 100 ms), and both see the same share.
-pub fn sample_target(op: &str) -> Duration {
-    if op == "gemv" {
-        Duration::from_millis(10)
-    } else {
-        Duration::from_millis(100)
-    }
-}
-
 /// Which statistic of the samples a time is: the median (what a run reports as its time) or the
 /// minimum (the sample that escaped the most interference, as the FMA and bandwidth calibration
 /// do with their best trial).
@@ -152,22 +139,21 @@ fn measure(key: &Key, m: usize, n: usize, k: usize, timer: &TimerConfig, stat: S
     if !v.valid {
         return Err(Error::Other(format!("calibration {key:?} {m}x{n}x{k}: invalid output: {}", v.reason)));
     }
-    let t0 = std::time::Instant::now();
-    prepared.run()?;
-    let one = t0.elapsed().as_secs_f64().max(1e-7);
-    let reps = ((sample_target(&key.op).as_secs_f64() / one).ceil() as usize).clamp(1, 100_000);
-    let timing = time(timer, || {
-        for _ in 0..reps {
-            prepared.run()?;
-        }
-        Ok(None)
-    })?;
-    Ok(stat.of(&timing.time) / reps as f64)
+    // Batched samples exactly as the records are timed (timer::time, ≥ 1 ms per sample).
+    let timing = time(timer, || prepared.run())?;
+    Ok(stat.of(&timing.time))
 }
 
 /// The timer of a calibration measurement: short, it runs once per configuration.
 pub fn calibration_timer(budget: Duration) -> TimerConfig {
-    TimerConfig { warmup_runs: 2, warmup: budget / 4, budget, min_samples: 5, max_samples: 100_000 }
+    TimerConfig {
+        warmup_runs: 2,
+        warmup: budget / 4,
+        budget,
+        min_samples: 5,
+        max_samples: 100_000,
+        min_sample: crate::measure::timer::MIN_SAMPLE,
+    }
 }
 
 /// Measure the roof of one configuration.

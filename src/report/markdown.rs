@@ -86,9 +86,12 @@ const LEGEND: &str =
     "Columns: bytes/param, weights and scales are logical (codes + scales of the weight matrix); \
 ×BF16 and ×F32 are weight bytes relative to the same matrix in BF16 and F32; RSS is the peak resident set of \
 the workload in a fresh child process minus a baseline child that opened the backend and built nothing; time \
-is the median of the samples; rate is GFLOP/s for GEMM and billions of weights per second (Gw/s) for GEMV; \
+is the median of the samples (each sample repeats the call for at least 1 ms and is divided back); ±95% is the \
+half-width of the bootstrap 95 % confidence interval of that median, relative to it; rate is GFLOP/s for GEMM and billions of weights per second (Gw/s) for GEMV; \
 GB/s counts logical bytes of all operands; error is the max error relative to the largest |reference| value, \
-against an f64 reference on the same quantized inputs; vs candle is candle's median time over this one's \
+against an f64 reference on the same quantized inputs; operands says whether the samples read cold operands \
+(rotating copies past 4× the last-level cache; the MiB are the rotated working set), warm ones (partly cached) or \
+cache-resident ones; compute names the units that ran the arithmetic; vs candle is candle's median time over this one's \
 (above 1 = faster than candle).";
 
 /// Records grouped by backend × threads × op × shape, in first-seen order.
@@ -131,8 +134,11 @@ pub fn tables(run: &Run) -> String {
             "×F32",
             "RSS MiB",
             "time",
+            "±95%",
             "rate",
             "GB/s",
+            "operands",
+            "compute",
             "error",
             "valid",
             "vs candle",
@@ -185,6 +191,16 @@ fn row(run: &Run, r: &Record) -> Vec<String> {
     } else {
         ("-".into(), "-".into(), "-".into())
     };
+    let ci = match r.time.ci_half_width_rel() {
+        Some(h) if r.valid => format!("{:.1}%", 100.0 * h),
+        _ => "-".into(),
+    };
+    let residency = match (r.residency.as_str(), r.working_set_bytes) {
+        ("", _) => "-".into(),
+        (l, Some(ws)) => format!("{l} ({:.0} MiB)", ws as f64 / MIB),
+        (l, None) => l.to_string(),
+    };
+    let compute = if r.compute.is_empty() { "-".into() } else { r.compute.clone() };
     vec![
         act,
         r.scaling.clone(),
@@ -195,8 +211,11 @@ fn row(run: &Run, r: &Record) -> Vec<String> {
         format!("{:.4}", w_logical / (params * Format::F32.bytes() as f64)),
         rss,
         time,
+        ci,
         rate,
         gbs,
+        residency,
+        compute,
         if r.valid || r.error != Default::default() {
             format!("{:.1e}", r.error.max_rel)
         } else {

@@ -56,6 +56,9 @@ impl Pool {
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads)
             .thread_name(|i| format!("chipbench-cpu-{i}"))
+            .start_handler(|i| {
+                crate::affinity::pin_current_thread(i);
+            })
             .build()
             .ok();
         Pool { pool, threads }
