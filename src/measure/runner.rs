@@ -8,7 +8,7 @@
 use super::memory::{ChildJob, ChildLauncher, NetRss};
 use super::suite::Case;
 use super::timer::{self, TimerConfig};
-use super::validate::{validate, Reference};
+use super::validate::{validate_rounded, OutputRounding, Reference};
 use crate::kernels::registry::BackendKind;
 use crate::kernels::{Backend, Problem, Support};
 use crate::results::{Bytes, ErrorStats, Memory, Record, Time};
@@ -140,19 +140,21 @@ pub fn measure_one(
             m.buffers = prepared.buffer_bytes();
         }
         rec.compute = prepared.compute();
-        let roundoff = backend.output_roundoff(problem);
+        let roundoff = OutputRounding::of(backend, problem);
         prepared.run()?;
-        let v = validate(&prepared.output()?, reference, roundoff);
+        let v = validate_rounded(&prepared.output()?, reference, roundoff);
         rec.error = v.error;
+        rec.error_check = Some(v.check);
         if !v.valid {
             rec.note = join_note(&rec.note, &format!("invalid, not timed: {}", v.reason));
             return Ok(());
         }
         let t = timer::time(timing, || prepared.run())?;
         // The last timed run must still be right (a kernel that corrupts state on re-runs).
-        let v = validate(&prepared.output()?, reference, roundoff);
+        let v = validate_rounded(&prepared.output()?, reference, roundoff);
         if !v.valid {
             rec.error = v.error;
+            rec.error_check = Some(v.check);
             rec.note = join_note(&rec.note, &format!("invalid after timing, time discarded: {}", v.reason));
             return Ok(());
         }
