@@ -142,6 +142,28 @@ pub struct ErrorStats {
     pub diff: f64,
 }
 
+/// What validation measured beyond [`ErrorStats`] (see `measure::validate`): how much of the
+/// rigorous worst-case bound the output used, and its error against the error f32 rounding is
+/// expected to make. Ratios above their limits make a record invalid.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct ErrorCheck {
+    /// max over outputs of |error| / rigorous bound (limit 1).
+    #[serde(deserialize_with = "null_as_nan")]
+    pub bound_used: f64,
+    /// RMS error over the whole output / expected RMS rounding error.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub rms_ratio: f64,
+    /// The limit `rms_ratio` was held to (wider for outputs of few elements).
+    pub rms_limit: f64,
+    /// |Σ error·sign(reference)| / √(Σ expected²): a systematic error grows with the output size,
+    /// rounding does not.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub aggregate_ratio: f64,
+    /// max over outputs of |error| / that output's expected rounding error.
+    #[serde(deserialize_with = "null_as_nan")]
+    pub peak_ratio: f64,
+}
+
 fn null_as_nan<'de, D: serde::Deserializer<'de>>(d: D) -> std::result::Result<f64, D::Error> {
     Ok(Option::<f64>::deserialize(d)?.unwrap_or(f64::NAN))
 }
@@ -186,6 +208,10 @@ pub struct Record {
     pub gflops: f64,
     pub gbs: f64,
     pub error: ErrorStats,
+    /// What validation measured (bound used, RMS and aggregate error against the expected
+    /// rounding error). Absent in files written before the key existed and in collectives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_check: Option<ErrorCheck>,
     pub valid: bool,
     /// Why a record is invalid or how it ran ("emulated: ...").
     #[serde(default, skip_serializing_if = "String::is_empty")]

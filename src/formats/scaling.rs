@@ -339,6 +339,22 @@ impl QuantizedMatrix {
         self.scales[(r / self.block.rows) * bc + c / self.block.cols]
     }
 
+    /// A copy whose block `(bi, bj)` carries the scale of block `source(bi, bj)` of this matrix:
+    /// how tests build a kernel that applies a scale to the wrong block (validation must refuse
+    /// its output). `source` must return a block inside the grid.
+    pub fn with_scales_from(&self, source: impl Fn(usize, usize) -> (usize, usize)) -> QuantizedMatrix {
+        let (br, bc) = self.scale_grid();
+        let mut q = self.clone();
+        for bi in 0..br {
+            for bj in 0..bc {
+                let (si, sj) = source(bi, bj);
+                assert!(si < br && sj < bc, "block ({si}, {sj}) outside the {br}×{bc} scale grid");
+                q.scales[bi * bc + bj] = self.scales[si * bc + sj];
+            }
+        }
+        q
+    }
+
     /// Codes + scales as stored. A `none` scaling stores no scale.
     pub fn logical_bytes(&self) -> LogicalBytes {
         let codes = (self.rows * self.cols * self.format().bytes()) as u64;

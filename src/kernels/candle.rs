@@ -237,6 +237,18 @@ impl Backend for CandleBackend {
         }
     }
 
+    /// candle's F16 matmul (the gemm crate) accumulates each depth block of K in f32 but writes
+    /// the f16 output after every block (a few hundred K, cache-dependent), so an output is
+    /// rounded to f16 once per block: measured, its RMS error grows with K past one rounding
+    /// (1.25 f16 roundoffs at K = 8192, GEMM 64²). Counted here as one rounding per 128 K, an
+    /// upper estimate of the block count.
+    fn output_partial_roundings(&self, p: &Problem) -> usize {
+        match paths(p) {
+            (Path::Native(DType::F16), _) => p.k().div_ceil(128).saturating_sub(1),
+            _ => 0,
+        }
+    }
+
     fn prepare<'a>(&'a self, p: &'a Problem) -> Result<Box<dyn Prepared + 'a>> {
         let device = Device::Cpu;
         let (pa, pw) = paths(p);

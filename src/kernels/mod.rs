@@ -192,6 +192,13 @@ pub trait Backend: Send + Sync {
         0.0
     }
 
+    /// How many partial sums of each output, besides the final result, the backend stores in its
+    /// output format (a kernel that keeps a 16-bit output between K blocks rounds it once per
+    /// block). Validation expects that much more output rounding. 0: rounded once, at the end.
+    fn output_partial_roundings(&self, _problem: &Problem) -> usize {
+        0
+    }
+
     /// Prepare, run once and return the output (for tests and validation).
     fn compute(&self, problem: &Problem) -> Result<Vec<f32>> {
         let mut p = self.prepare(problem)?;

@@ -23,7 +23,7 @@ use super::inputs::ProblemSpec;
 use super::memory::{ChildJob, ChildLauncher, NetRss};
 use super::suite::Case;
 use super::timer::{self, TimerConfig};
-use super::validate::{validate, Reference};
+use super::validate::{validate_rounded, OutputRounding, Reference};
 use crate::formats::{Format, Scaling};
 use crate::kernels::registry::BackendKind;
 use crate::kernels::{Backend, Op, Prepared, Problem, Support};
@@ -247,7 +247,7 @@ fn measure_rotating(
     rec: &mut Record,
 ) -> Result<Measured> {
     let problem = problems[0];
-    let roundoff = backend.output_roundoff(problem);
+    let roundoff = OutputRounding::of(backend, problem);
     let mut prepared: Vec<Box<dyn Prepared + '_>> =
         problems.iter().map(|p| backend.prepare(p)).collect::<Result<_>>()?;
     if let Some(m) = rec.memory.as_mut() {
@@ -256,7 +256,8 @@ fn measure_rotating(
     rec.compute = prepared[0].compute();
     for p in prepared.iter_mut() {
         p.run()?;
-        let v = validate(&p.output()?, reference, roundoff);
+        let v = validate_rounded(&p.output()?, reference, roundoff);
+        rec.error_check = Some(v.check);
         if !v.valid {
             return Ok(Measured::Invalid(format!("invalid, not timed: {}", v.reason), v.error));
         }
@@ -271,8 +272,9 @@ fn measure_rotating(
     })?;
     // The last timed run of every copy must still be right (a kernel that corrupts state).
     for p in prepared.iter_mut() {
-        let v = validate(&p.output()?, reference, roundoff);
+        let v = validate_rounded(&p.output()?, reference, roundoff);
         if !v.valid {
+            rec.error_check = Some(v.check);
             return Ok(Measured::Invalid(
                 format!("invalid after timing, time discarded: {}", v.reason),
                 v.error,

@@ -3,10 +3,12 @@
 //! why and returns; the wgpu instantiation forbids that in CI).
 #![allow(dead_code)]
 
+pub mod mutations;
+
 use chipbench::formats::{Format, Scaling};
 use chipbench::kernels::{Backend, Op, Support};
 use chipbench::measure::inputs::ProblemSpec;
-use chipbench::measure::validate::{validate, Reference};
+use chipbench::measure::validate::{validate_rounded, OutputRounding, Reference};
 
 /// Odd shapes: K not a multiple of any block, tiny and ragged dimensions.
 pub const GEMM_SHAPES: &[(usize, usize, usize)] =
@@ -39,6 +41,7 @@ pub fn act_formats(format: Format) -> Vec<Format> {
 pub fn check_all(backend: &dyn Backend, ops: &[Op]) -> usize {
     let mut checked = 0;
     let mut unsupported = Vec::new();
+    let mut worst = WorstChecks::default();
     for &op in ops {
         let shapes: Vec<(usize, usize, usize)> = match op {
             Op::Gemm => GEMM_SHAPES.to_vec(),
@@ -62,8 +65,9 @@ pub fn check_all(backend: &dyn Backend, ops: &[Op]) -> usize {
                         }
                         let out = backend.compute(&problem).unwrap_or_else(|e| panic!("{label}: {e}"));
                         let reference = Reference::compute(&problem);
-                        let v = validate(&out, &reference, backend.output_roundoff(&problem));
+                        let v = validate_rounded(&out, &reference, OutputRounding::of(backend, &problem));
                         assert!(v.valid, "{label}: {}", v.reason);
+                        worst.add(&v.check, m * n, &label);
                         checked += 1;
                     }
                 }
@@ -82,10 +86,50 @@ pub fn check_all(backend: &dyn Backend, ops: &[Op]) -> usize {
             );
         }
     }
+    worst.print(backend.name());
     if !unsupported.is_empty() {
         println!("{}: {} cases not supported, e.g. {}", backend.name(), unsupported.len(), unsupported[0]);
     }
     checked
+}
+
+/// The largest ratios validation saw on correct kernels, with the case that showed each: the
+/// measurements the statistical check's limits are chosen from.
+#[derive(Default)]
+pub struct WorstChecks {
+    /// (ratio, case) for: bound used, RMS ratio (outputs ≥ SMALL_SAMPLE), RMS ratio (smaller
+    /// outputs), aggregate ratio, peak ratio.
+    pub worst: [(f64, String); 5],
+}
+
+impl WorstChecks {
+    pub fn add(&mut self, c: &chipbench::results::ErrorCheck, outputs: usize, label: &str) {
+        let big = outputs >= chipbench::measure::validate::SMALL_SAMPLE;
+        let values = [
+            c.bound_used,
+            if big { c.rms_ratio } else { 0.0 },
+            if big { 0.0 } else { c.rms_ratio },
+            c.aggregate_ratio,
+            c.peak_ratio,
+        ];
+        for (w, v) in self.worst.iter_mut().zip(values) {
+            if v > w.0 {
+                *w = (v, label.to_string());
+            }
+        }
+    }
+    pub fn print(&self, backend: &str) {
+        let names = [
+            "bound used",
+            "rms ratio (>= 32 outputs)",
+            "rms ratio (< 32 outputs)",
+            "aggregate ratio",
+            "peak ratio",
+        ];
+        for (name, (v, label)) in names.iter().zip(&self.worst) {
+            println!("{backend}: worst {name} on a correct kernel: {v:.3} ({label})");
+        }
+    }
 }
 
 /// A deliberately wrong output must fail validation (so the suite can fail).
@@ -93,9 +137,9 @@ pub fn check_validation_catches_errors(backend: &dyn Backend) {
     let p = ProblemSpec::new(Op::Gemm, 9, 11, 130, Format::E4M3, Scaling::DEEPSEEK).build().unwrap();
     let mut out = backend.compute(&p).unwrap();
     let reference = Reference::compute(&p);
-    assert!(validate(&out, &reference, backend.output_roundoff(&p)).valid);
+    assert!(validate_rounded(&out, &reference, OutputRounding::of(backend, &p)).valid);
     out[17] += 0.5 + out[17].abs() * 1e-2;
-    assert!(!validate(&out, &reference, backend.output_roundoff(&p)).valid);
+    assert!(!validate_rounded(&out, &reference, OutputRounding::of(backend, &p)).valid);
 }
 
 /// Two runs of the same prepared problem give bit-identical output.
