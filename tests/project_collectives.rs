@@ -51,6 +51,7 @@ fn coll_record(op: &str, payload: &str, bytes: u64, time_s: f64) -> Record {
         algbw_gbs: Some(algbw),
         busbw_gbs: Some(algbw * factor),
         payload: Some(payload.into()),
+        ..Default::default()
     }
 }
 
