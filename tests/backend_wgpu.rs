@@ -101,7 +101,7 @@ fn every_code_decodes_exactly<E: Element>(b: &WgpuBackend, codes: Vec<E>, wrap: 
         codes: wrap(codes),
         scaling: Scaling::NONE,
         block: Scaling::NONE.block(Role::Weights, n, 1),
-        scales: vec![1.0],
+        scales: vec![1.0].into(),
     };
     let format = w.format();
     for op in [Op::Gemv, Op::Gemm] {

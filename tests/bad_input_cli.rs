@@ -185,6 +185,18 @@ fn profile_commands_refuse_unknown_names_and_broken_configs() {
     refused(d, &["plan", "--chip", "h20", "--batch", "0"], None, 2, &["--batch", "'0'"]);
     refused(d, &["plan", "--chip", "h20", "--context", "0"], None, 2, &["--context", "'0'"]);
     refused(d, &["plan", "--chip", "h20", "--usable-memory", "nan"], None, 2, &["--usable-memory"]);
+    // Every numeric option is bounded to what a real plan can have; the refusal names the range.
+    let plan = |opt: &str, v: &str, range: &str| {
+        refused(d, &["plan", "--chip", "h20", opt, v], None, 2, &[opt, &format!("'{v}'"), range]);
+    };
+    plan("--context", "1000000000000", "1 to 10000000 tokens");
+    plan("--context", "10000001", "1 to 10000000 tokens");
+    plan("--batch", "65537", "1 to 65536 sequences");
+    plan("--train-chips", "0", "1 to 1000000 chips");
+    plan("--train-chips", "1000001", "1 to 1000000 chips");
+    plan("--usable-memory", "0.001", "from 0.01 to 1");
+    plan("--usable-memory", "1.5", "from 0.01 to 1");
+    plan("--usable-memory", "inf", "from 0.01 to 1");
     refused(d, &["plan", "--chip", "h20", "--precision", "int4"], None, 2, &["precision", "'int4'"]);
     refused(d, &["chips", "--config-dir", "missing"], None, 3, &["missing"]);
     refused(d, &["models", "bogus"], None, 2, &["'bogus'", "usage: chipbench models"]);
@@ -230,6 +242,9 @@ fn result_readers_refuse_missing_foreign_and_directory_inputs() {
     project(&broken, 2, &["broken.json", "json"]);
     refused(d, &["project", "--chip", "h30", "--results", &ok], None, 2, &["chip", "'h30'"]);
     refused(d, &["report", "missing-dir", "--out", "r.md"], None, 2, &["report inputs", "missing-dir"]);
+    // A missing input is exit 3 for claims too (it used to warn and exit 0).
+    refused(d, &["claims", "--results", "/missing"], None, 3, &["/missing", "not found"]);
+    refused(d, &["claims", "--results", &ok, "--results", "missing-dir"], None, 3, &["missing-dir"]);
     // An existing output is never overwritten without --force.
     std::fs::write(d.join("r.md"), "mine").unwrap();
     refused(d, &["report", &ok, "--out", "r.md"], None, 2, &["r.md", "--force"]);

@@ -66,6 +66,19 @@ fn e4m3_rows_cast_and_saturate() {
     assert_eq!(sat, [["500", "0x43fa0000", "0x7e", "448"], ["-inf", "0xff800000", "0xfe", "-448"]]);
 }
 
+/// Negative numbers, -inf and -nan are values without `--`, wherever they stand; flags after
+/// them are still flags.
+#[test]
+fn negative_values_need_no_double_dash() {
+    let want = [["-inf", "0xff800000", "0xff", "NaN"], ["-1.5", "0xbfc00000", "0xbc", "-1.5"]];
+    assert_eq!(rows(&run(&["--to", "e4m3fn", "-inf", "-1.5"], None)), want);
+    assert_eq!(rows(&run(&["-inf", "-1.5", "--to", "e4m3fn"], None)), want);
+    let sat = rows(&run(&["--to", "e4m3fn", "-inf", "--saturate", "-nan"], None));
+    assert_eq!(sat[0][2..], ["0xfe", "-448"]);
+    assert_eq!(sat[1][0], "-nan");
+    assert_eq!(sat[1][3], "NaN");
+}
+
 #[test]
 fn e5m2_overflow_is_inf_unless_saturated() {
     let cast = rows(&run(&["--to", "e5m2", "61440", "57344", "1.5258789e-5"], None));

@@ -252,3 +252,41 @@ fn cli_chips_and_models() {
     assert_eq!(out.status.code(), Some(2));
     assert!(err.lines().count() == 1 && err.contains("h20.toml") && err.contains("memory"), "{err}");
 }
+
+/// `project` without `--results` picks the newest *run* in results/: newer JSON that is not one
+/// (a `study accumulation` run, a foreign file) is skipped and named, and the file used is said.
+#[test]
+fn cli_project_picks_the_newest_run_and_skips_study_and_foreign_json() {
+    let dir = tempfile::tempdir().unwrap();
+    let results = dir.path().join("results");
+    std::fs::create_dir(&results).unwrap();
+    std::fs::copy(fixture(), results.join("run-project.json")).unwrap();
+    let study = bin()
+        .current_dir(dir.path())
+        .args(["study", "accumulation", "--k", "64", "--rows", "4", "--nc", "inf", "--rounding", "rne"])
+        .args(["--dist", "gaussian", "--threads", "1"])
+        .output()
+        .unwrap();
+    assert!(study.status.success(), "{}", String::from_utf8_lossy(&study.stderr));
+    std::fs::write(results.join("zz-notes.json"), "{\"hello\": 1}").unwrap();
+    let study_json: Vec<String> = std::fs::read_dir(&results)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".json") && n != "run-project.json" && n != "zz-notes.json")
+        .collect();
+    assert_eq!(study_json.len(), 1, "{study_json:?}");
+    let out = bin().current_dir(dir.path()).args(["project", "--chip", "h20"]).output().unwrap();
+    let (text, err) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "{err}");
+    assert!(text.contains("run-project.json") && text.contains("newest run"), "{text}");
+    assert!(err.contains(&study_json[0]) && err.contains("no valid gemm/gemv"), "{err}");
+    assert!(err.contains("zz-notes.json") && err.contains("schema_version"), "{err}");
+    assert!(!err.contains("error"), "{err}");
+    // Nothing to project at all: a one-line config error, exit 2.
+    std::fs::remove_file(results.join("run-project.json")).unwrap();
+    let out = bin().current_dir(dir.path()).args(["project", "--chip", "h20"]).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("error")).count(), 1, "{err}");
+    assert!(err.contains("no *.json file holds a run"), "{err}");
+}

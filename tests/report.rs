@@ -189,3 +189,60 @@ fn cli_writes_report_and_plots_and_never_overwrites_without_force() {
         .unwrap();
     assert_eq!(none.status.code(), Some(2));
 }
+
+/// The legend of an SVG chart: each label with the colour of its marker. plotters draws the
+/// legend box (a black-stroked rect), then the labels, then the markers in the same order
+/// (filled rects or circles, or stroked lines).
+fn legend(svg: &str) -> Vec<(String, String)> {
+    let doc = roxmltree::Document::parse(svg).unwrap();
+    let nodes: Vec<_> = doc.descendants().filter(|n| n.is_element()).collect();
+    let is_box = |n: &roxmltree::Node| {
+        n.has_tag_name("rect")
+            && n.attribute("fill") == Some("none")
+            && n.attribute("stroke") == Some("#000000")
+    };
+    let start = nodes.iter().rposition(is_box).expect("a legend box") + 1;
+    let texts: Vec<String> = nodes[start..]
+        .iter()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect();
+    let colours: Vec<String> = nodes[start..]
+        .iter()
+        .filter(|n| ["rect", "circle", "polyline", "path", "line"].contains(&n.tag_name().name()))
+        .filter_map(|n| n.attribute("fill").filter(|f| *f != "none").or(n.attribute("stroke")))
+        .map(|c| c.to_ascii_lowercase())
+        .collect();
+    assert_eq!(texts.len(), colours.len(), "{texts:?} {colours:?}");
+    texts.into_iter().zip(colours).collect()
+}
+
+#[test]
+fn one_backend_keeps_one_colour_across_every_svg() {
+    let loaded = merge::load(&inputs());
+    let report = merge::build(&loaded.runs, &loaded.warnings, "r").unwrap();
+    // "node-a candle" -> (colour, the SVGs it was seen in)
+    let mut seen: std::collections::BTreeMap<String, (String, Vec<String>)> = Default::default();
+    for (name, svg) in &report.svgs {
+        for (label, colour) in legend(svg) {
+            let words: Vec<&str> = label.split_whitespace().collect();
+            if words.len() < 2
+                || !words[0].starts_with("node-")
+                || !["cpu", "candle", "wgpu"].contains(&words[1])
+            {
+                continue;
+            }
+            let key = format!("{} {}", words[0], words[1]);
+            let entry = seen.entry(key.clone()).or_insert_with(|| (colour.clone(), Vec::new()));
+            assert_eq!(entry.0, colour, "{key} is {} in {:?} but {colour} in {name}", entry.0, entry.1);
+            entry.1.push(name.clone());
+        }
+    }
+    assert!(seen.len() >= 4, "{seen:?}");
+    // Each backend appears in several charts (throughput, GEMV ceiling, roofline) ...
+    assert!(seen.values().all(|(_, svgs)| svgs.len() >= 2), "{seen:?}");
+    // ... and two backends never share a colour.
+    let colours: std::collections::BTreeSet<&String> = seen.values().map(|(c, _)| c).collect();
+    assert_eq!(colours.len(), seen.len(), "{seen:?}");
+}

@@ -233,3 +233,33 @@ fn info_lists_backends_devices_and_capabilities() {
     assert!(v["backends"].as_array().is_some_and(|b| b.len() == 3), "{v}");
     assert!(v["env"]["cpu_model"].is_string());
 }
+
+/// On a headless machine (no XDG_RUNTIME_DIR, no display) `info` and a wgpu `run` succeed
+/// without a single "error" line on stderr: GL (whose EGL probe prints "error:
+/// XDG_RUNTIME_DIR is invalid ...") is only probed when no Vulkan/Metal/DX12 adapter exists.
+/// `info` says "1 thread", not "1 threads".
+#[test]
+fn headless_info_and_run_print_no_error_lines() {
+    let headless = |args: &[&str]| {
+        let mut c = chipbench();
+        for v in ["XDG_RUNTIME_DIR", "WAYLAND_DISPLAY", "DISPLAY", "WGPU_BACKEND"] {
+            c.env_remove(v);
+        }
+        let out = c.args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {err}");
+        let bad: Vec<&str> = err.lines().filter(|l| l.to_lowercase().contains("error")).collect();
+        assert!(bad.is_empty(), "{args:?} printed error lines on success: {bad:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let info = headless(&["info"]);
+    assert!(!info.contains(" 1 threads"), "{info}");
+    let dir = tempfile::tempdir().unwrap();
+    let suite = TINY
+        .replace("backends = [\"cpu\"]", "backends = [\"cpu\", \"wgpu\"]")
+        .replace("[[shapes]]\nop = \"gemm\"\nm = 7\nn = 33\nk = 65\n", "");
+    let suite = write(dir.path(), "tiny.toml", &suite);
+    let out_dir = dir.path().join("results");
+    let args = ["run", "--suite", suite.to_str().unwrap(), "--out", out_dir.to_str().unwrap()];
+    headless(&[&args[..], &["--quick", "--no-calibration", "--no-rss"]].concat());
+}

@@ -12,7 +12,7 @@
 //! the bound is absolute: half the smallest subnormal times s, plus the same f32 slack.
 
 use chipbench::formats::scaling::{block_scale, Codes, Role, Scheme};
-use chipbench::formats::{E4m3, Format, QuantizedMatrix, ScaleFormat, Scaling};
+use chipbench::formats::{E4m3, Format, QuantizedMatrix, ScaleFormat, Scales, Scaling};
 
 const FP8: [Format; 2] = [Format::E4M3, Format::E5M2];
 const SCALINGS: [&str; 7] = [
@@ -228,10 +228,10 @@ fn ue8m0_rounds_up_so_nothing_saturates_and_mx_floor_does() {
     let mut v = vec![1.0f32; 32];
     v[5] = 480.0;
     let up = quantize(&v, 1, 32, Format::E4M3, "mx32:ue8m0", Role::Activations);
-    assert_eq!(up.scales, [2.0]);
+    assert_eq!(up.scales.to_f32(), [2.0]);
     assert_eq!(up.dequantize()[5], 480.0);
     let down = quantize(&v, 1, 32, Format::E4M3, "mx32", Role::Activations);
-    assert_eq!(down.scales, [1.0]);
+    assert_eq!(down.scales.to_f32(), [1.0]);
     assert_eq!(down.dequantize()[5], 448.0);
     assert_eq!(block_scale(500.0, Format::E5M2, ScaleFormat::E8m0Down), (2.0f32).powi(8 - 15));
 }
@@ -251,7 +251,7 @@ fn deepseek_clamps_amax_mx_does_not() {
     for s in SCALINGS {
         let q = quantize(&[0.0; 64], 2, 32, Format::E4M3, s, Role::Weights);
         assert!(q.dequantize().iter().all(|&x| x == 0.0), "{s}");
-        assert!(q.scales.iter().all(|&x| x > 0.0 && x.is_finite()), "{s}");
+        assert!(q.scales.iter().all(|x| x > 0.0 && x.is_finite()), "{s}");
     }
 }
 
@@ -266,14 +266,14 @@ fn stored_scales_round_trip() {
             ScaleFormat::F32 => stored.chunks(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect(),
             _ => stored.iter().map(|&c| chipbench::formats::e8m0::decode(c)).collect(),
         };
-        assert_eq!(back, q.scales, "{name}");
+        assert_eq!(back, q.scales.to_f32(), "{name}");
     }
 }
 
 fn bytes_of(codes: Codes, n: usize, scaling: Scaling) -> u64 {
     let block = scaling.block(Role::Weights, n, n);
     let grid = n.div_ceil(block.rows) * n.div_ceil(block.cols);
-    let q = QuantizedMatrix { rows: n, cols: n, codes, scaling, block, scales: vec![1.0; grid] };
+    let q = QuantizedMatrix { rows: n, cols: n, codes, scaling, block, scales: vec![1.0; grid].into() };
     q.logical_bytes().total
 }
 
@@ -309,6 +309,29 @@ fn logical_bytes_4096_and_ratios() {
     assert_eq!(r_bf16, 0.5 + 4096.0 / (32u64 << 20) as f64);
     assert_eq!(r_f32, 0.25 + 4096.0 / (64u64 << 20) as f64);
     assert_eq!(mx as f64 / bf16 as f64, 8.25 / 16.0);
+}
+
+/// A matrix holds its scales in their stored format: the bytes held in memory are the logical
+/// scale bytes for every scaling (one byte per E8M0 scale, not an f32), so RSS tracks the
+/// logical size.
+#[test]
+fn held_scale_bytes_are_the_logical_scale_bytes() {
+    let (rows, cols) = (67, 300);
+    let v = matrix(rows, cols, 5);
+    for name in SCALINGS {
+        for role in [Role::Activations, Role::Weights] {
+            let q = quantize(&v, rows, cols, Format::E4M3, name, role);
+            let held = q.scales.held_bytes();
+            let logical = q.logical_bytes().scales;
+            println!("{name:<18} {role:?}: logical scale bytes {logical:>6}, held {held:>6}");
+            assert_eq!(held, logical, "{name} {role:?}");
+            let one_byte = q.scaling.scale_format.bytes() == 1;
+            assert_eq!(matches!(q.scales, Scales::E8M0(_)), one_byte, "{name}");
+        }
+    }
+    // No scaling: one f32 scale of 1 for the whole matrix, nothing stored.
+    let q = quantize(&v, rows, cols, Format::E4M3, "none", Role::Weights);
+    assert_eq!((q.scales.held_bytes(), q.logical_bytes().scales), (4, 0));
 }
 
 #[test]

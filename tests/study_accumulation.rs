@@ -3,7 +3,7 @@
 //! DeepSeek-V3 effects (error grows with K; promotion every 128 elements cuts it).
 
 use chipbench::formats::scaling::Role;
-use chipbench::formats::{Format, QuantizedMatrix, Scaling, E4M3};
+use chipbench::formats::{Format, QuantizedMatrix, ScaleSlice, Scaling, E4M3};
 use chipbench::study::sweep::{self, Dist, Point, StudyConfig};
 use chipbench::study::{dot, dot_reference, gemm, Accumulator, DotConfig, Promotion, Rounding, ScaledRow};
 use half::f16;
@@ -138,8 +138,10 @@ fn width_10_nearest_even_is_f16_accumulation() {
             half_sum += f16::from_f32(p);
         }
         let ones = [1.0f32];
-        let (ra, rb) =
-            (ScaledRow { raw: &a, scales: &ones, block: k }, ScaledRow { raw: &b, scales: &ones, block: k });
+        let (ra, rb) = (
+            ScaledRow { raw: &a, scales: ScaleSlice::F32(&ones), block: k },
+            ScaledRow { raw: &b, scales: ScaleSlice::F32(&ones), block: k },
+        );
         let got = dot(ra, rb, &DotConfig::new(acc10, Promotion::Never));
         assert!(half_sum.is_finite());
         assert_eq!(got, half_sum.to_f32());

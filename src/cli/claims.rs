@@ -4,7 +4,7 @@
 use crate::claims::{self, render, Catalogue, Inputs};
 use crate::report::merge;
 use crate::results::write_atomic;
-use crate::Result;
+use crate::{Error, Result};
 use std::path::PathBuf;
 
 #[derive(Debug, clap::Args)]
@@ -36,6 +36,10 @@ pub fn exec(args: Args) -> Result<()> {
             vec![]
         }
     } else {
+        // A named input that is not there is a missing input (exit 3), not a warning.
+        if let Some(p) = args.results.iter().find(|p| !p.exists()) {
+            return Err(Error::io(p, std::io::Error::from(std::io::ErrorKind::NotFound)));
+        }
         args.results.clone()
     };
     let loaded = merge::load(&paths);

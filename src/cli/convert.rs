@@ -26,7 +26,7 @@ clamp to 2^-127 (0x00) or 2^127 (0xfe), and 0, negative values, inf and NaN have
 encoding and give the NaN code 0xff. --saturate does not change e8m0.
 
 Examples:
-  chipbench convert --to e4m3fn 1 0.1 -3.5 448 500 -- -inf
+  chipbench convert --to e4m3fn 1 0.1 -3.5 448 500 -inf
   chipbench convert --to e5m2 --saturate --json 0x477fe000 inf
   echo '0.3 1e-3 1e6' | chipbench convert --to e8m0";
 
@@ -46,7 +46,7 @@ pub struct Args {
     #[arg(long)]
     pub json: bool,
     /// Numbers to encode (decimal or 0x f32 bits); read from stdin when none are given.
-    /// Negative numbers such as -1.5 work as they are; put -inf and -nan after `--`.
+    /// Negative numbers, -inf and -nan are values, not flags (no `--` needed).
     #[arg(value_name = "VALUES", allow_negative_numbers = true)]
     pub values: Vec<String>,
 }
@@ -142,7 +142,12 @@ pub fn exec(args: Args) -> Result<()> {
         None => return Err(Error::invalid("--to", "(missing)", Target::ALLOWED)),
     };
     let overflow = if args.saturate { Overflow::Saturate } else { Overflow::Cast };
-    let inputs = if args.values.is_empty() { read_stdin()? } else { args.values };
+    let inputs = if args.values.is_empty() {
+        read_stdin()?
+    } else {
+        // Undo `protect_negative_words`.
+        args.values.into_iter().map(|v| v.strip_prefix(' ').map_or(v.clone(), str::to_string)).collect()
+    };
     let rows = convert_all(target, overflow, &inputs)?;
     match write_rows(&rows, args.json) {
         // A closed pipe (`| head`) is the reader's choice, not an error.
@@ -248,4 +253,25 @@ mod tests {
             }
         }
     }
+}
+
+/// clap reads `-inf` and `-nan` as unknown flags (`allow_negative_numbers` covers digits only,
+/// and `allow_hyphen_values` on the values would swallow the flags after them). So, for the
+/// `convert` subcommand, such words before any `--` get a leading space that clap treats as a
+/// value and [`exec`] removes.
+pub fn protect_negative_words(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_none_or(|a| a != "convert") {
+        return args;
+    }
+    let mut escaped = false;
+    args.into_iter()
+        .map(|a| {
+            escaped |= a == "--";
+            let word = a.to_str().map(str::to_ascii_lowercase);
+            match word.as_deref() {
+                Some("-inf" | "-infinity" | "-nan") if !escaped => format!(" {}", a.to_string_lossy()).into(),
+                _ => a,
+            }
+        })
+        .collect()
 }

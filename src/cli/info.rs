@@ -66,7 +66,11 @@ pub fn exec(args: Args) -> Result<()> {
         match b {
             Ok(b) => {
                 let d = b.device();
-                println!("  {:<7} {} ({}), {} threads", k.name(), d.name, d.kind, b.threads());
+                let threads = match b.threads() {
+                    1 => "1 thread".to_string(),
+                    n => format!("{n} threads"),
+                };
+                println!("  {:<7} {} ({}), {threads}", k.name(), d.name, d.kind);
             }
             Err(e) => println!("  {:<7} not available: {e}", k.name()),
         }

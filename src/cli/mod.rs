@@ -51,7 +51,7 @@ pub enum Command {
 
 /// Parse arguments and run; returns the process exit code.
 pub fn main() -> i32 {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_from(convert::protect_negative_words(std::env::args_os().collect())) {
         Ok(cli) => cli,
         Err(e) => return clap_error(e),
     };

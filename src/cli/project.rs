@@ -47,21 +47,37 @@ pub struct Args {
     pub hop_latency_us: f64,
 }
 
-/// The most recently modified `*.json` in `dir`.
+/// The most recently modified `*.json` in `dir` that is a run with something to project (valid
+/// GEMM/GEMV or collective records). Newer files that are not (a `study accumulation` run, a
+/// foreign JSON) are skipped with a note on stderr naming them, so the file used is never a
+/// surprise.
 pub fn newest_results(dir: &Path) -> Result<PathBuf> {
     let rd = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
-    rd.filter_map(|e| e.ok())
+    let mut files: Vec<_> = rd
+        .filter_map(|e| e.ok())
         .filter(|e| e.path().extension().is_some_and(|x| x == "json"))
         .filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path())))
-        .max()
-        .map(|(_, p)| p)
-        .ok_or_else(|| {
-            Error::config(
-                dir,
-                "results",
-                "no *.json results file; run `chipbench run` or pass --results FILE",
-            )
-        })
+        .collect();
+    files.sort_by(|a, b| b.cmp(a));
+    for (_, path) in &files {
+        let why = match Run::load(path) {
+            Ok(run) if run.records.iter().any(|r| projectable(r) || is_collective(r)) => {
+                return Ok(path.clone());
+            }
+            Ok(run) => format!("run {} has no valid gemm/gemv or collective records", run.run_id),
+            Err(e) => e.to_string(),
+        };
+        eprintln!("chipbench: note: skipped {} ({why})", path.display());
+    }
+    Err(Error::config(
+        dir,
+        "results",
+        if files.is_empty() {
+            "no *.json results file; run `chipbench run` or pass --results FILE"
+        } else {
+            "no *.json file holds a run with gemm/gemv or collective records; run `chipbench run` or pass --results FILE"
+        },
+    ))
 }
 
 pub fn exec(args: Args) -> Result<()> {
@@ -70,7 +86,8 @@ pub fn exec(args: Args) -> Result<()> {
         None => newest_results(Path::new("results"))?,
     };
     let run = Run::load(&path)?;
-    println!("results: {} (run {}, {} records)", path.display(), run.run_id, run.records.len());
+    let newest = if args.results.is_none() { ", the newest run in results/" } else { "" };
+    println!("results: {} (run {}, {} records{newest})", path.display(), run.run_id, run.records.len());
     if !(args.hop_latency_us >= 0.0 && args.hop_latency_us.is_finite()) {
         return Err(Error::invalid("--hop-latency-us", &args.hop_latency_us.to_string(), "a number ≥ 0"));
     }

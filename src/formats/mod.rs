@@ -9,7 +9,7 @@ pub mod fp8;
 pub mod scaling;
 
 pub use fp8::{Fp8Spec, Overflow, E4M3, E5M2};
-pub use scaling::{BlockShape, QuantizedMatrix, ScaleFormat, Scaling};
+pub use scaling::{BlockShape, QuantizedMatrix, ScaleFormat, ScaleSlice, Scales, Scaling};
 
 use serde::{Deserialize, Serialize};
 use std::fmt;

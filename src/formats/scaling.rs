@@ -247,6 +247,100 @@ pub struct LogicalBytes {
     pub total: u64,
 }
 
+/// The block scales of a matrix as held in memory: f32 values, or one E8M0 code per scale
+/// (UE8M0 and MX scales are powers of two), so a matrix holds what its format says it stores.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scales {
+    F32(Vec<f32>),
+    /// E8M0 codes: scale = 2^(code - 127).
+    E8M0(Vec<u8>),
+}
+
+impl From<Vec<f32>> for Scales {
+    fn from(v: Vec<f32>) -> Self {
+        Scales::F32(v)
+    }
+}
+
+impl Scales {
+    pub fn len(&self) -> usize {
+        self.view().len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+    /// The value of scale `i`.
+    #[inline]
+    pub fn get(&self, i: usize) -> f32 {
+        self.view().get(i)
+    }
+    /// A borrowed view of every scale.
+    #[inline]
+    pub fn view(&self) -> ScaleSlice<'_> {
+        match self {
+            Scales::F32(v) => ScaleSlice::F32(v),
+            Scales::E8M0(v) => ScaleSlice::E8M0(v),
+        }
+    }
+    /// A borrowed view of scales `range`.
+    #[inline]
+    pub fn slice(&self, range: std::ops::Range<usize>) -> ScaleSlice<'_> {
+        self.view().slice(range)
+    }
+    /// Every scale's value, in order.
+    pub fn iter(&self) -> impl Iterator<Item = f32> + '_ {
+        let v = self.view();
+        (0..v.len()).map(move |i| v.get(i))
+    }
+    /// Every scale's value as f32 (for devices that take f32 scales).
+    pub fn to_f32(&self) -> Vec<f32> {
+        self.iter().collect()
+    }
+    /// Bytes held in memory by the scales.
+    pub fn held_bytes(&self) -> u64 {
+        match self {
+            Scales::F32(v) => (v.len() * 4) as u64,
+            Scales::E8M0(v) => v.len() as u64,
+        }
+    }
+}
+
+/// A borrowed run of scales (a row of the scale grid, say), as the kernels read them.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ScaleSlice<'a> {
+    F32(&'a [f32]),
+    E8M0(&'a [u8]),
+}
+
+impl<'a> ScaleSlice<'a> {
+    #[inline]
+    pub fn len(self) -> usize {
+        match self {
+            ScaleSlice::F32(v) => v.len(),
+            ScaleSlice::E8M0(v) => v.len(),
+        }
+    }
+    #[inline]
+    pub fn is_empty(self) -> bool {
+        self.len() == 0
+    }
+    /// The value of scale `i`; an E8M0 code decodes by placing it in the f32 exponent field.
+    #[inline]
+    pub fn get(self, i: usize) -> f32 {
+        match self {
+            ScaleSlice::F32(v) => v[i],
+            ScaleSlice::E8M0(v) => e8m0::decode(v[i]),
+        }
+    }
+    #[inline]
+    pub fn slice(self, range: std::ops::Range<usize>) -> ScaleSlice<'a> {
+        match self {
+            ScaleSlice::F32(v) => ScaleSlice::F32(&v[range]),
+            ScaleSlice::E8M0(v) => ScaleSlice::E8M0(&v[range]),
+        }
+    }
+}
+
 /// A row-major `rows × cols` matrix stored in one format, with the scales of its blocks.
 /// `value[r][c] = decode(codes[r*cols + c]) · scales[block(r, c)]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -256,9 +350,9 @@ pub struct QuantizedMatrix {
     pub codes: Codes,
     pub scaling: Scaling,
     pub block: BlockShape,
-    /// One scale per block, row-major over the block grid (`block_rows() × block_cols()`),
-    /// as the f32 value the scale stands for (exactly representable in its scale format).
-    pub scales: Vec<f32>,
+    /// One scale per block, row-major over the block grid (`block_rows() × block_cols()`), held
+    /// in its scale format: f32, or E8M0 codes for power-of-two scales.
+    pub scales: Scales,
 }
 
 impl QuantizedMatrix {
@@ -294,10 +388,10 @@ impl QuantizedMatrix {
                 codes: Codes::encode(format, values),
                 scaling,
                 block,
-                scales: vec![1.0; br * bc],
+                scales: Scales::F32(vec![1.0; br * bc]),
             });
         }
-        let mut scales = vec![0f32; br * bc];
+        let mut values_of_scales = vec![0f32; br * bc];
         let mut scaled = vec![0f32; values.len()];
         for bi in 0..br {
             for bj in 0..bc {
@@ -312,7 +406,7 @@ impl QuantizedMatrix {
                     }
                 }
                 let s = block_scale(amax, format, scaling.scale_format);
-                scales[bi * bc + bj] = s;
+                values_of_scales[bi * bc + bj] = s;
                 for r in r0..r1 {
                     for c in c0..c1 {
                         scaled[r * cols + c] = values[r * cols + c] / s;
@@ -320,6 +414,13 @@ impl QuantizedMatrix {
                 }
             }
         }
+        let scales = match scaling.scale_format {
+            ScaleFormat::F32 => Scales::F32(values_of_scales),
+            // Power-of-two scales: the code is exact (decode(encode(s)) == s).
+            ScaleFormat::Ue8m0Up | ScaleFormat::E8m0Down => {
+                Scales::E8M0(values_of_scales.iter().map(|&s| e8m0::encode(s)).collect())
+            }
+        };
         Ok(QuantizedMatrix { rows, cols, codes: Codes::encode(format, &scaled), scaling, block, scales })
     }
 
@@ -336,7 +437,15 @@ impl QuantizedMatrix {
     #[inline]
     pub fn scale_at(&self, r: usize, c: usize) -> f32 {
         let (_, bc) = self.scale_grid();
-        self.scales[(r / self.block.rows) * bc + c / self.block.cols]
+        self.scales.get((r / self.block.rows) * bc + c / self.block.cols)
+    }
+
+    /// The scales of block row `r / block.rows` (one per K segment of row `r`).
+    #[inline]
+    pub fn row_scales(&self, r: usize) -> ScaleSlice<'_> {
+        let (_, bc) = self.scale_grid();
+        let b0 = (r / self.block.rows) * bc;
+        self.scales.slice(b0..b0 + bc)
     }
 
     /// A copy whose block `(bi, bj)` carries the scale of block `source(bi, bj)` of this matrix:
@@ -368,9 +477,10 @@ impl QuantizedMatrix {
 
     /// The scales as stored: f32 little-endian bytes, or one E8M0 code per scale.
     pub fn stored_scales(&self) -> Vec<u8> {
-        match self.scaling.scale_format {
-            ScaleFormat::F32 => self.scales.iter().flat_map(|s| s.to_le_bytes()).collect(),
-            _ => self.scales.iter().map(|&s| e8m0::encode(s)).collect(),
+        match (&self.scales, self.scaling.scale_format) {
+            (Scales::E8M0(codes), _) => codes.clone(),
+            (Scales::F32(v), ScaleFormat::F32) => v.iter().flat_map(|s| s.to_le_bytes()).collect(),
+            (Scales::F32(v), _) => v.iter().map(|&s| e8m0::encode(s)).collect(),
         }
     }
 
@@ -450,7 +560,7 @@ mod tests {
             codes: Codes::E4M3(vec![E4m3(0); n * n]),
             scaling: Scaling::DEEPSEEK,
             block: Scaling::DEEPSEEK.block(Role::Weights, n, n),
-            scales: vec![1.0; 32 * 32],
+            scales: Scales::F32(vec![1.0; 32 * 32]),
         };
         let b = q.logical_bytes();
         assert_eq!(b.codes, 16 << 20);

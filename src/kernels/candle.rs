@@ -93,7 +93,7 @@ fn upload(q: &QuantizedMatrix, device: &Device) -> Result<(Tensor, Scales)> {
     .map_err(candle_err)?;
     let scales = match q.scaling.scheme {
         Scheme::None => Scales::None,
-        Scheme::PerTensor => Scales::Scalar(q.scales[0] as f64),
+        Scheme::PerTensor => Scales::Scalar(q.scales.get(0) as f64),
         // candle has no block-scaled op: expand the block scales to one per element (naive).
         Scheme::DeepSeek | Scheme::Mx32 => {
             let s: Vec<f32> = (0..q.rows * q.cols).map(|i| q.scale_at(i / q.cols, i % q.cols)).collect();

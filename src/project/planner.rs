@@ -248,17 +248,46 @@ fn need<T>(v: Option<T>, chip: &Chip, what: &str) -> Result<T> {
     v.ok_or_else(|| Error::Unsupported(format!("chip {}: {what} is not sourced; cannot plan", chip.id)))
 }
 
+/// The ranges a real plan's options can take; anything outside is refused with its range (a
+/// 10^12-token context would otherwise plan hundreds of thousands of chips for a petabyte cache).
+/// Context: the longest any model offers is 10 M tokens.
+pub const CONTEXT_MAX: u64 = 10_000_000;
+/// Sequences per decode step or per chip per training micro-batch.
+pub const BATCH_MAX: u64 = 65_536;
+/// Chips in a training ring / expert-parallel group (the largest clusters are ~10^5).
+pub const TRAIN_CHIPS_MAX: u64 = 1_000_000;
+/// Fraction of chip memory for weights + KV cache.
+pub const USABLE_MEMORY_MIN: f64 = 0.01;
+
+impl PlanOptions {
+    /// Refuse an option outside the range a real plan can have, naming the range.
+    pub fn check(&self) -> Result<()> {
+        let int = |name: &str, v: u64, max: u64, unit: &str| {
+            if (1..=max).contains(&v) {
+                Ok(())
+            } else {
+                Err(Error::invalid(name, &v.to_string(), &format!("1 to {max} {unit}")))
+            }
+        };
+        int("--context", self.context, CONTEXT_MAX, "tokens")?;
+        int("--batch", self.batch, BATCH_MAX, "sequences")?;
+        if let Some(n) = self.train_chips {
+            int("--train-chips", n, TRAIN_CHIPS_MAX, "chips")?;
+        }
+        if !(self.usable_memory >= USABLE_MEMORY_MIN && self.usable_memory <= 1.0) {
+            return Err(Error::invalid(
+                "--usable-memory",
+                &self.usable_memory.to_string(),
+                &format!("a fraction from {USABLE_MEMORY_MIN} to 1"),
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Plan `model` on `chip`.
 pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
-    if o.context == 0 {
-        return Err(Error::invalid("--context", "0", "1 or more tokens"));
-    }
-    if o.batch == 0 {
-        return Err(Error::invalid("--batch", "0", "1 or more sequences"));
-    }
-    if !(o.usable_memory > 0.0 && o.usable_memory <= 1.0) {
-        return Err(Error::invalid("--usable-memory", &o.usable_memory.to_string(), "a fraction in (0, 1]"));
-    }
+    o.check()?;
     let counts = model.param_counts();
     let weights = weight_bytes(model, o.precision, None);
     let kv_bytes_per_token = model.kv_elements(1) as f64 * KV_BYTES;

@@ -94,14 +94,17 @@ pub fn plot_data(title: &str, series: &[RidgeSeries], cal: Option<&Calibration>)
                 ),
                 peak_gflops: peak,
                 bandwidth_gbs: cal.read_gbs,
+                color: Some(0),
             });
         }
     }
-    for s in series {
+    // A series and its measured ceiling share a colour (index 0 is the calibration's).
+    for (j, s) in series.iter().enumerate() {
         ceilings.push(Ceiling {
             name: format!("measured {} {}: ridge {:.1} FLOP/B", s.backend, s.format, s.measured_ridge),
             peak_gflops: s.measured_peak_gflops,
             bandwidth_gbs: s.measured_bw_gbs,
+            color: Some(1 + j),
         });
     }
     RooflinePlot {
@@ -109,9 +112,11 @@ pub fn plot_data(title: &str, series: &[RidgeSeries], cal: Option<&Calibration>)
         ceilings,
         series: series
             .iter()
-            .map(|s| PlotSeries {
+            .enumerate()
+            .map(|(j, s)| PlotSeries {
                 name: format!("{} {}", s.backend, s.format),
                 points: s.points.iter().map(|p| (p.intensity, p.gflops)).collect(),
+                color: Some(1 + j),
             })
             .collect(),
     }

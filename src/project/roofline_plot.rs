@@ -2,6 +2,7 @@
 //! `min(peak, bandwidth · intensity)` lines, measured points over them. Other modules (report,
 //! claims) can call [`render_svg`] with their own data.
 
+use crate::report::svg::palette;
 use crate::{Error, Result};
 use plotters::coord::combinators::IntoLogRange;
 use plotters::prelude::*;
@@ -12,6 +13,8 @@ pub struct Ceiling {
     pub name: String,
     pub peak_gflops: f64,
     pub bandwidth_gbs: f64,
+    /// Palette index ([`crate::report::svg::palette`]); `None`: by position.
+    pub color: Option<usize>,
 }
 
 /// Measured points `(FLOP/byte, GFLOP/s)`.
@@ -19,6 +22,8 @@ pub struct Ceiling {
 pub struct PlotSeries {
     pub name: String,
     pub points: Vec<(f64, f64)>,
+    /// Palette index ([`crate::report::svg::palette`]); `None`: after the ceilings' positions.
+    pub color: Option<usize>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -70,7 +75,7 @@ pub fn render_svg(plot: &RooflinePlot) -> Result<String> {
             .draw()
             .map_err(err)?;
         for (i, c) in plot.ceilings.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
+            let color = palette(c.color.unwrap_or(i));
             let ridge = c.peak_gflops / c.bandwidth_gbs;
             let line = vec![(x0, c.bandwidth_gbs * x0), (ridge, c.peak_gflops), (x1, c.peak_gflops)];
             chart
@@ -80,7 +85,7 @@ pub fn render_svg(plot: &RooflinePlot) -> Result<String> {
                 .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], color.stroke_width(2)));
         }
         for (i, s) in plot.series.iter().enumerate() {
-            let color = Palette99::pick(i + plot.ceilings.len()).to_rgba();
+            let color = palette(s.color.unwrap_or(i + plot.ceilings.len()));
             chart
                 .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, color.filled())))
                 .map_err(err)?

@@ -143,10 +143,37 @@ fn read_ceiling(lr: &LoadedRun) -> Option<f64> {
     lr.run.calibration.as_ref().map(|c| c.read_gbs).filter(|g| *g > 0.0)
 }
 
+/// The report's one backend → colour mapping: every (host, backend) of the runs gets a palette
+/// index, in sorted order, used by every chart; series that are not backends (weight shapes,
+/// roofs, ceilings) take the indices after them.
+pub struct Colors {
+    backends: Vec<(String, String)>,
+}
+
+impl Colors {
+    pub fn of(runs: &[LoadedRun]) -> Self {
+        let set: BTreeSet<(String, String)> = runs
+            .iter()
+            .flat_map(|lr| lr.run.records.iter().map(|r| (lr.run.env.host.clone(), r.backend.clone())))
+            .collect();
+        Colors { backends: set.into_iter().collect() }
+    }
+    /// The palette index of `backend` on `host`.
+    pub fn backend(&self, host: &str, backend: &str) -> usize {
+        let i = self.backends.iter().position(|(h, b)| h == host && b == backend);
+        i.unwrap_or(self.backends.len())
+    }
+    /// The palette index of the `j`-th series that is not a backend.
+    pub fn other(&self, j: usize) -> usize {
+        self.backends.len() + 1 + j
+    }
+}
+
 /// Build the report for `runs`; charts are named `<stem>-<chart>.svg`.
 pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Report> {
     let mut md = String::from("# chipbench report\n\n");
     let mut svgs = Vec::new();
+    let colors = Colors::of(runs);
     let records: usize = runs.iter().map(|r| r.run.records.len()).sum();
     let valid: usize = runs.iter().map(|r| r.run.records.iter().filter(|x| x.valid).count()).sum();
     let hosts: BTreeSet<&str> = runs.iter().map(|r| r.run.env.host.as_str()).collect();
@@ -192,6 +219,7 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
                             .map(|(_, e)| if op == "gemm" { e.1.gflops } else { e.1.gbs })
                     })
                     .collect(),
+                color: Some(colors.backend(&k.host, &k.backend)),
             })
             .collect();
         let cats: Vec<String> = fmts.iter().map(|f| f.to_string()).collect();
@@ -225,9 +253,9 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
     }
 
     // Memory: weight bytes (codes + scales) per format, with what backends allocated.
-    md.push_str(&memory_section(&gemv, &gemm, stem, &mut svgs)?);
-    md.push_str(&gemv_ceiling_section(runs, &gemv, stem, &mut svgs)?);
-    md.push_str(&roofline_section(runs, stem, &mut svgs)?);
+    md.push_str(&memory_section(&gemv, &gemm, stem, &colors, &mut svgs)?);
+    md.push_str(&gemv_ceiling_section(runs, &gemv, stem, &colors, &mut svgs)?);
+    md.push_str(&roofline_section(runs, stem, &colors, &mut svgs)?);
     md.push_str(&collectives_section(runs));
 
     // Claims.
@@ -282,7 +310,13 @@ fn runs_table(runs: &[LoadedRun]) -> String {
     md
 }
 
-fn memory_section(gemv: &Best, gemm: &Best, stem: &str, svgs: &mut Vec<(String, String)>) -> Result<String> {
+fn memory_section(
+    gemv: &Best,
+    gemm: &Best,
+    stem: &str,
+    colors: &Colors,
+    svgs: &mut Vec<(String, String)>,
+) -> Result<String> {
     let mut md = String::from("## Memory by format\n\nWeight bytes are codes plus scales as each backend reported them; buffers are what the prepared kernel allocated (weights + scales + workspace).\n\n");
     // One row set per (host, backend, device, n, k): GEMV and GEMM of the same weights agree.
     let mut seen = BTreeSet::new();
@@ -310,9 +344,11 @@ fn memory_section(gemv: &Best, gemm: &Best, stem: &str, svgs: &mut Vec<(String, 
     keys.truncate(4);
     let series: Vec<BarSeries> = keys
         .iter()
-        .map(|nk| BarSeries {
+        .enumerate()
+        .map(|(j, nk)| BarSeries {
             name: format!("weights {}x{}", nk.0, nk.1),
             values: fmts.iter().map(|f| shapes[nk].get(f).map(|b| *b as f64 / (1u64 << 20) as f64)).collect(),
+            color: Some(colors.other(j)),
         })
         .collect();
     let name = format!("{stem}-memory.svg");
@@ -356,6 +392,7 @@ fn gemv_ceiling_section(
     runs: &[LoadedRun],
     gemv: &Best,
     stem: &str,
+    colors: &Colors,
     svgs: &mut Vec<(String, String)>,
 ) -> Result<String> {
     let mut md = String::from("## GEMV bandwidth against the measured ceiling\n\nGEMV (one token of decoding) reads every weight once, so its bytes per second are bounded by the machine's read bandwidth (`calibration.read_gbs`, a sum over a large buffer).\n\n");
@@ -370,6 +407,7 @@ fn gemv_ceiling_section(
         .map(|(k, b)| BarSeries {
             name: format!("{} {} {}", k.host, k.backend, shape(k)),
             values: fmts.iter().map(|f| b.iter().find(|(g, _)| g == f).map(|(_, e)| e.1.gbs)).collect(),
+            color: Some(colors.backend(&k.host, &k.backend)),
         })
         .collect();
     let mut lines: Vec<RefLine> = Vec::new();
@@ -377,7 +415,8 @@ fn gemv_ceiling_section(
         if let Some(g) = read_ceiling(lr) {
             let name = format!("{} read ceiling {} GB/s", lr.run.env.host, sig3(g));
             if !lines.iter().any(|l| l.name == name) {
-                lines.push(RefLine { name, value: g });
+                let color = Some(colors.other(lines.len()));
+                lines.push(RefLine { name, value: g, color });
             }
         }
     }
@@ -409,16 +448,22 @@ fn gemv_ceiling_section(
     Ok(md)
 }
 
-fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, String)>) -> Result<String> {
+fn roofline_section(
+    runs: &[LoadedRun],
+    stem: &str,
+    colors: &Colors,
+    svgs: &mut Vec<(String, String)>,
+) -> Result<String> {
     let mut md = String::from("## Roofline\n\nEach point is one validated GEMM/GEMV record at its arithmetic intensity (2·m·n·k FLOPs over the bytes it moves); each roof is a machine's measured FMA peak and read bandwidth.\n\n");
-    let mut series: BTreeMap<String, Vec<(f64, f64)>> = BTreeMap::new();
+    let mut series: BTreeMap<(String, usize), Vec<(f64, f64)>> = BTreeMap::new();
     for (k, recs) in groups(runs, None) {
         for (_, r) in recs {
             if r.bytes.total == 0 || r.gflops <= 0.0 {
                 continue;
             }
             let ai = 2.0 * (r.m * r.n * r.k) as f64 / r.bytes.total as f64;
-            series.entry(format!("{} {}", k.host, k.backend)).or_default().push((ai, r.gflops));
+            let key = (format!("{} {}", k.host, k.backend), colors.backend(&k.host, &k.backend));
+            series.entry(key).or_default().push((ai, r.gflops));
         }
     }
     let mut roofs: Vec<Ceiling> = Vec::new();
@@ -433,6 +478,7 @@ fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, Stri
                 name: format!("{} roof ({} GFLOP/s, {} GB/s)", lr.run.env.host, sig3(peak), sig3(c.read_gbs)),
                 peak_gflops: peak,
                 bandwidth_gbs: c.read_gbs,
+                color: Some(colors.other(roofs.len())),
             });
         }
     }
@@ -440,8 +486,10 @@ fn roofline_section(runs: &[LoadedRun], stem: &str, svgs: &mut Vec<(String, Stri
         md.push_str("No validated records.\n\n");
         return Ok(md);
     }
-    let series: Vec<PlotSeries> =
-        series.into_iter().map(|(name, points)| PlotSeries { name, points }).collect();
+    let series: Vec<PlotSeries> = series
+        .into_iter()
+        .map(|((name, color), points)| PlotSeries { name, points, color: Some(color) })
+        .collect();
     let name = format!("{stem}-roofline.svg");
     let title = "Roofline: measured points under each machine's roofs";
     // The projection module's roofline renderer, so every roofline in the project looks alike.

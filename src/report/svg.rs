@@ -9,11 +9,20 @@ use plotters::prelude::*;
 
 const SIZE: (u32, u32) = (960, 520);
 
+/// Colour `i` of the one palette every chart of the project draws from. A report assigns each
+/// backend (host + backend) one index and passes it to every chart, so a backend keeps its
+/// colour across all the SVGs of the report.
+pub fn palette(i: usize) -> RGBAColor {
+    Palette99::pick(i).to_rgba()
+}
+
 /// One coloured series of a bar chart: a value per category (`None` leaves a gap).
 #[derive(Debug, Clone, PartialEq)]
 pub struct BarSeries {
     pub name: String,
     pub values: Vec<Option<f64>>,
+    /// Palette index; `None`: by position among the series.
+    pub color: Option<usize>,
 }
 
 /// A labelled horizontal reference line (a measured ceiling).
@@ -21,6 +30,8 @@ pub struct BarSeries {
 pub struct RefLine {
     pub name: String,
     pub value: f64,
+    /// Palette index; `None`: after the series' positions.
+    pub color: Option<usize>,
 }
 
 /// Grouped bars: one cluster per category, one bar per series inside it.
@@ -69,7 +80,7 @@ pub fn bar_chart(
         let ns = series.len().max(1);
         let width = 0.8 / ns as f64;
         for (j, s) in series.iter().enumerate() {
-            let color = Palette99::pick(j).to_rgba();
+            let color = palette(s.color.unwrap_or(j));
             let bars = s.values.iter().enumerate().filter_map(|(i, v)| {
                 v.map(|v| {
                     let x0 = i as f64 - 0.4 + j as f64 * width;
@@ -83,7 +94,7 @@ pub fn bar_chart(
                 .legend(move |(x, y)| Rectangle::new([(x, y - 5), (x + 12, y + 5)], color.filled()));
         }
         for (j, l) in lines.iter().enumerate() {
-            let color = Palette99::pick(ns + j).to_rgba();
+            let color = palette(l.color.unwrap_or(ns + j));
             let style = ShapeStyle { color, filled: false, stroke_width: 2 };
             chart
                 .draw_series(LineSeries::new([(-0.5, l.value), (nc as f64 - 0.5, l.value)], style))

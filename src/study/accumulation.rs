@@ -36,7 +36,7 @@
 //! - With f32 block scales the scaled-product path rounds each product once to f32; power-of-two
 //!   scales (UE8M0, MX) make that step exact.
 
-use crate::formats::QuantizedMatrix;
+use crate::formats::{QuantizedMatrix, ScaleSlice};
 use crate::{Error, Result};
 use std::fmt;
 use std::str::FromStr;
@@ -254,25 +254,19 @@ impl DotConfig {
 #[derive(Debug, Clone, Copy)]
 pub struct ScaledRow<'a> {
     pub raw: &'a [f32],
-    pub scales: &'a [f32],
+    pub scales: ScaleSlice<'a>,
     pub block: usize,
 }
 
 impl<'a> ScaledRow<'a> {
     /// Row `r` of `q`, whose codes were decoded (unscaled) into `raw` (`q.codes.decode()`).
     pub fn of(q: &'a QuantizedMatrix, raw: &'a [f32], r: usize) -> Self {
-        let (_, bc) = q.scale_grid();
-        let b0 = (r / q.block.rows) * bc;
-        ScaledRow {
-            raw: &raw[r * q.cols..(r + 1) * q.cols],
-            scales: &q.scales[b0..b0 + bc],
-            block: q.block.cols,
-        }
+        ScaledRow { raw: &raw[r * q.cols..(r + 1) * q.cols], scales: q.row_scales(r), block: q.block.cols }
     }
 
     #[inline]
     fn scale(&self, c: usize) -> f32 {
-        self.scales[c / self.block]
+        self.scales.get(c / self.block)
     }
 
     pub fn len(&self) -> usize {

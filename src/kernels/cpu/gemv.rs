@@ -19,7 +19,7 @@
 use super::isa::Isa;
 use super::pack::decode_row_scaled;
 use super::Pool;
-use crate::formats::{Element, Format, QuantizedMatrix};
+use crate::formats::{Element, Format, QuantizedMatrix, ScaleSlice};
 use crate::with_codes;
 use rayon::prelude::*;
 
@@ -52,8 +52,8 @@ pub(crate) fn reduce16(t: &[f32; LANES]) -> f32 {
 /// One group of up to [`ROWS`] rows: `out[r] = Σ_k w[r][k] · x[k]` with the row's segment scales.
 pub(crate) struct Rows<'a, E> {
     pub w: [&'a [E]; ROWS],
-    /// Per row: its scale per K segment.
-    pub scales: [&'a [f32]; ROWS],
+    /// Per row: its scale per K segment (f32, or E8M0 codes decoded per segment).
+    pub scales: [ScaleSlice<'a>; ROWS],
     /// How many of the [`ROWS`] rows are real (the rest repeat the first and are ignored).
     pub count: usize,
     /// No code of these rows is NaN: the SIMD E4M3 decode may then skip its NaN fix-up (same
@@ -96,7 +96,7 @@ pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, f
                     *p = wv.mul_add(xv, *p);
                 }
             }
-            let sf = scales[s] * factor;
+            let sf = scales.get(s) * factor;
             for (t, p) in total.iter_mut().zip(part) {
                 *t = p.mul_add(sf, *t);
             }
@@ -142,7 +142,6 @@ pub(crate) fn run(
     with_codes!(&a.codes, |codes| decode_row_scaled(codes, a, 0, 0, x_buf));
     let x = &*x_buf;
     let seg = w.block.cols.min(k).max(1);
-    let (_, bc) = w.scale_grid();
     let factor = raw_factor(w.format());
     let threads = pool.threads();
     // Small chunks (a multiple of ROWS) let rayon balance; each row's result does not depend on
@@ -153,14 +152,10 @@ pub(crate) fn run(
             let row0 = ci * chunk;
             for (g, out) in ys.chunks_mut(ROWS).enumerate() {
                 let r0 = row0 + g * ROWS;
-                let row = |i: usize| {
-                    let j = r0 + i.min(out.len() - 1);
-                    let sb = (j / w.block.rows) * bc;
-                    (&codes[j * k..(j + 1) * k], &w.scales[sb..sb + bc])
-                };
+                let row = |i: usize| r0 + i.min(out.len() - 1);
                 let rows = Rows {
-                    w: std::array::from_fn(|i| row(i).0),
-                    scales: std::array::from_fn(|i| row(i).1),
+                    w: std::array::from_fn(|i| &codes[row(i) * k..(row(i) + 1) * k]),
+                    scales: std::array::from_fn(|i| w.row_scales(row(i))),
                     count: out.len(),
                     nan_free,
                 };

@@ -196,8 +196,8 @@ impl Prepared for CpuPrepared<'_> {
         };
         BufferBytes {
             weights: w.codes,
-            // Scales are held as f32 in memory whatever their stored format.
-            scales: ((self.problem.a.scales.len() + self.problem.w.scales.len()) * 4) as u64,
+            // As held: f32, or one byte per E8M0 scale.
+            scales: self.problem.a.scales.held_bytes() + self.problem.w.scales.held_bytes(),
             activations: a.codes,
             outputs: (self.out.len() * 4) as u64,
             workspace,

@@ -177,7 +177,7 @@ unsafe fn rows_body<E: Element, const NAN: bool>(
                 c += LANES;
             }
             for r in 0..ROWS {
-                let sf = vdupq_n_f32(rows.scales[r][s] * factor);
+                let sf = vdupq_n_f32(rows.scales[r].get(s) * factor);
                 for q in 0..4 {
                     total[r][q] = vfmaq_f32(total[r][q], part[r][q], sf);
                 }

@@ -3,7 +3,7 @@
 use super::gemm::{microkernel_for_test, portable_microkernel};
 use super::gemv::{raw_factor, rows_portable, Rows, ROWS};
 use super::isa::Isa;
-use crate::formats::{E4m3, E5m2, Element};
+use crate::formats::{E4m3, E5m2, Element, ScaleSlice};
 use half::{bf16, f16};
 
 /// `decode16` (a SIMD decode of 16 codes into raw f32 lanes) gives, for every code, the scalar
@@ -111,12 +111,19 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
         let x: Vec<f32> = (0..k).map(|i| ((i * 31) % 17) as f32 * 0.25 - 2.0).collect();
         let nseg = k.div_ceil(seg);
         let scales: Vec<f32> = (0..ROWS * nseg).map(|i| 0.5 + i as f32 * 0.125).collect();
+        // E8M0 codes around 2^0 (MX and UE8M0 scales as held), including the extremes 2^-127
+        // (a subnormal) and 2^127.
+        let codes8: Vec<u8> = (0..ROWS * nseg).map(|i| [120, 127, 130, 0, 254][i % 5]).collect();
         let factor = raw_factor(E::FORMAT);
         let mut want = [0f32; ROWS];
-        for nan_free in [false, true] {
+        for (nan_free, e8m0) in [(false, false), (true, false), (false, true), (true, true)] {
+            let seg_scales = |r: usize| match e8m0 {
+                false => ScaleSlice::F32(&scales[r * nseg..(r + 1) * nseg]),
+                true => ScaleSlice::E8M0(&codes8[r * nseg..(r + 1) * nseg]),
+            };
             let rows = Rows {
                 w: std::array::from_fn(|r| &codes[r * k..(r + 1) * k]),
-                scales: std::array::from_fn(|r| &scales[r * nseg..(r + 1) * nseg]),
+                scales: std::array::from_fn(seg_scales),
                 count: ROWS,
                 nan_free,
             };
@@ -124,7 +131,7 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
             for isa in Isa::available() {
                 let mut got = [0f32; ROWS];
                 super::gemv::rows_kernel(isa, &rows, &x, seg, factor, &mut got);
-                let what = format!("{} {isa} k={k} seg={seg} nan_free={nan_free}", E::FORMAT);
+                let what = format!("{} {isa} k={k} seg={seg} nan_free={nan_free} e8m0={e8m0}", E::FORMAT);
                 assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
             }
         }

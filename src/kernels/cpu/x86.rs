@@ -352,7 +352,7 @@ unsafe fn gemv_rows_avx512_body<E: Element, const NAN: bool>(
             }
         }
         for r in 0..ROWS {
-            total[r] = _mm512_fmadd_ps(part[r], _mm512_set1_ps(rows.scales[r][s] * factor), total[r]);
+            total[r] = _mm512_fmadd_ps(part[r], _mm512_set1_ps(rows.scales[r].get(s) * factor), total[r]);
         }
         start = end;
         s += 1;
@@ -444,7 +444,7 @@ unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool>(
             }
         }
         for r in 0..ROWS {
-            let sf = _mm256_set1_ps(rows.scales[r][s] * factor);
+            let sf = _mm256_set1_ps(rows.scales[r].get(s) * factor);
             total[r] =
                 [_mm256_fmadd_ps(part[r][0], sf, total[r][0]), _mm256_fmadd_ps(part[r][1], sf, total[r][1])];
         }

@@ -64,19 +64,44 @@ impl std::fmt::Debug for WgpuBackend {
     }
 }
 
-fn instance() -> ::wgpu::Instance {
-    // WGPU_BACKEND etc. from the environment are honoured.
-    ::wgpu::Instance::new(::wgpu::InstanceDescriptor::new_without_display_handle_from_env())
+/// Mesa's implicit Vulkan layer `VK_LAYER_MESA_device_select` asks the Wayland display which
+/// GPU is the default; on a headless machine (no usable XDG_RUNTIME_DIR) libwayland then prints
+/// "error: XDG_RUNTIME_DIR is invalid or not set in the environment." for every instance,
+/// though nothing failed. Without a display the layer has nothing to choose by, so it is
+/// switched off there with its own `NODEVICE_SELECT` variable, unless the user set that or
+/// chose a device with `MESA_VK_DEVICE_SELECT`. Done once, before the first instance (the
+/// Vulkan loader reads the environment when an instance is created).
+fn quiet_headless_vulkan() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let var = std::env::var_os;
+        let runtime_dir = var("XDG_RUNTIME_DIR").is_some_and(|d| std::path::Path::new(&d).is_dir());
+        let chosen = var("NODEVICE_SELECT").is_some() || var("MESA_VK_DEVICE_SELECT").is_some();
+        if !runtime_dir && var("WAYLAND_SOCKET").is_none() && !chosen {
+            std::env::set_var("NODEVICE_SELECT", "1");
+        }
+    });
+}
+
+/// An instance of `backends` (narrowed further by WGPU_BACKEND etc. from the environment).
+fn instance(backends: ::wgpu::Backends) -> ::wgpu::Instance {
+    quiet_headless_vulkan();
+    let mut desc = ::wgpu::InstanceDescriptor::new_without_display_handle_from_env();
+    desc.backends &= backends;
+    ::wgpu::Instance::new(desc)
 }
 
 /// Adapters of the primary APIs (Vulkan, Metal, DX12) first, then GL: this order is what
-/// `--adapter N` indexes. With `gl_if_needed`, GL is only asked when no primary adapter exists
-/// (probing GL opens EGL, which is slow and noisy on headless machines).
-fn adapters(instance: &::wgpu::Instance, gl_if_needed: bool) -> Vec<::wgpu::Adapter> {
-    let mut v = pollster::block_on(instance.enumerate_adapters(::wgpu::Backends::PRIMARY));
+/// `--adapter N` indexes. With `gl_if_needed`, GL is only asked when no primary adapter exists.
+/// GL gets an instance of its own, created only then: creating a GL instance opens EGL, which
+/// is slow and, on a headless machine, prints "error: XDG_RUNTIME_DIR is invalid ..." lines
+/// from the display libraries though nothing failed.
+fn adapters(gl_if_needed: bool) -> Vec<::wgpu::Adapter> {
+    let primary = ::wgpu::Backends::PRIMARY;
+    let mut v = pollster::block_on(instance(primary).enumerate_adapters(primary));
     if !gl_if_needed || v.is_empty() {
-        let rest = ::wgpu::Backends::all() - ::wgpu::Backends::PRIMARY;
-        v.extend(pollster::block_on(instance.enumerate_adapters(rest)));
+        let rest = ::wgpu::Backends::all() - primary;
+        v.extend(pollster::block_on(instance(rest).enumerate_adapters(rest)));
     }
     v
 }
@@ -150,9 +175,11 @@ fn rank(adapter: &::wgpu::Adapter) -> (u8, u8) {
     (u8::from(info.backend == ::wgpu::Backend::Gl), kind)
 }
 
-/// Every adapter wgpu can see, in the order `--adapter N` indexes them.
+/// The adapters wgpu can see, in the order `--adapter N` indexes them; GL adapters only when
+/// no Vulkan/Metal/DX12 adapter exists (they would follow the primary ones; `WGPU_BACKEND=gl`
+/// lists them).
 pub fn list_adapters() -> Vec<DeviceInfo> {
-    adapters(&instance(), false).iter().map(device_info).collect()
+    adapters(true).iter().map(device_info).collect()
 }
 
 impl WgpuBackend {
@@ -162,8 +189,10 @@ impl WgpuBackend {
     }
 
     pub fn with_options(adapter: Option<usize>, options: WgpuOptions) -> Result<Self> {
-        let instance = instance();
-        let mut all = adapters(&instance, adapter.is_none());
+        let mut all = adapters(true);
+        if adapter.is_some_and(|i| i >= all.len()) {
+            all = adapters(false); // an index past the primary adapters names a GL one
+        }
         if all.is_empty() {
             return Err(Error::device(
                 "wgpu",

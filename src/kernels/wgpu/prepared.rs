@@ -78,8 +78,10 @@ impl<'a> WgpuPrepared<'a> {
         let oom = device.push_error_scope(::wgpu::ErrorFilter::OutOfMemory);
         let a_codes = buffers::pack_rows(&problem.a);
         let w_codes = buffers::pack_rows(&problem.w);
-        let a_scales: &[u8] = bytemuck::cast_slice(&problem.a.scales);
-        let w_scales: &[u8] = bytemuck::cast_slice(&problem.w.scales);
+        // The shaders read f32 scales: E8M0 codes are widened on upload.
+        let (a_scales, w_scales) = (problem.a.scales.to_f32(), problem.w.scales.to_f32());
+        let a_scales: &[u8] = bytemuck::cast_slice(&a_scales);
+        let w_scales: &[u8] = bytemuck::cast_slice(&w_scales);
         let output_bytes = (m * n * 4) as u64;
         let a_buf = buffers::storage_buffer(device, limits, "activations", &a_codes)?;
         let as_buf = buffers::storage_buffer(device, limits, "activation scales", a_scales)?;
