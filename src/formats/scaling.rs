@@ -453,14 +453,16 @@ impl QuantizedMatrix {
     /// its output). `source` must return a block inside the grid.
     pub fn with_scales_from(&self, source: impl Fn(usize, usize) -> (usize, usize)) -> QuantizedMatrix {
         let (br, bc) = self.scale_grid();
+        let from = |i: usize| {
+            let (si, sj) = source(i / bc, i % bc);
+            assert!(si < br && sj < bc, "block ({si}, {sj}) outside the {br}×{bc} scale grid");
+            si * bc + sj
+        };
         let mut q = self.clone();
-        for bi in 0..br {
-            for bj in 0..bc {
-                let (si, sj) = source(bi, bj);
-                assert!(si < br && sj < bc, "block ({si}, {sj}) outside the {br}×{bc} scale grid");
-                q.scales[bi * bc + bj] = self.scales[si * bc + sj];
-            }
-        }
+        q.scales = match &self.scales {
+            Scales::F32(v) => Scales::F32((0..br * bc).map(|i| v[from(i)]).collect()),
+            Scales::E8M0(v) => Scales::E8M0((0..br * bc).map(|i| v[from(i)]).collect()),
+        };
         q
     }
 
