@@ -21,11 +21,16 @@
 //!    products' own roundings, because each addition rounds a partial sum ~√t·RMS(p) large).
 //!    A blocked or pairwise sum makes less error; the output's rounding (a 16-bit output) adds
 //!    its own term. Measured on correct kernels (cpu, candle, wgpu on lavapipe, every format ×
-//!    scaling of the backend suites) the RMS error is at most ~0.4·e; the check requires
+//!    scaling of the backend suites, and the `--quick` default suite) the RMS error is at most 0.48·e
+//!    (0.75·e on a single output), the aggregate 1.8 √(Σ e²) (0.26 of its unit below) and the peak
+//!    2.1; the check
+//!    requires
 //!    - RMS over the whole output: `√(Σ d²/Σ e²) ≤ RMS_FACTOR` (widened as `√(SMALL_SAMPLE/N)` for
 //!      outputs of fewer than `SMALL_SAMPLE` elements, where an RMS of a few values is noisy);
-//!    - aggregate: `|Σ d_i·sign(ref_i)| / √(Σ e²) ≤ AGGREGATE_FACTOR` — independent rounding errors
-//!      add like a random walk, a systematic one (a wrong scale, truncation) adds up linearly;
+//!    - aggregate: `|Σ d_i·sign(ref_i)| / (√(Σ e²) + 2u·Σ|ref_i|) ≤ AGGREGATE_FACTOR` — independent
+//!      rounding errors add like a random walk, a systematic one (a wrong scale, truncation) adds
+//!      up linearly; the `2u·Σ|ref|` term admits the one systematic error a correct kernel makes,
+//!      each code's fixed rounding when decoded times its scale;
 //!    - per element: `|d_i| ≤ PEAK_FACTOR·e_i`, which catches an error confined to a few outputs
 //!      (an edge tile, a row off by one) that an RMS over a large output would dilute.
 //!
@@ -44,8 +49,14 @@ pub const EXTRA_ROUNDINGS: f64 = 8.0;
 pub const RMS_FACTOR: f64 = 1.0;
 /// Below this many outputs the RMS limit widens by `√(SMALL_SAMPLE / N)`.
 pub const SMALL_SAMPLE: usize = 32;
-/// Limit on the aggregate signed error over the whole output, in units of `√(Σ e²)`.
+/// Limit on the aggregate signed error over the whole output, in units of its expected size
+/// `√(Σ e²) + SYSTEMATIC_ROUNDINGS·u·Σ|ref|`.
 pub const AGGREGATE_FACTOR: f64 = 4.0;
+/// Roundings whose relative error is the same on every use, so they add up coherently over the
+/// output: decoding a code times its scale to f32 gives each code one fixed relative error (per
+/// operand), i.e. a scale off by up to ~u. A correct GEMM 256³ E4M3 per-tensor showed
+/// Σ d·sign(ref) = 1.8·√(Σ e²), 8σ for independent errors; larger outputs grow it as √N.
+pub const SYSTEMATIC_ROUNDINGS: f64 = 2.0;
 /// Limit on any one element's error, in units of its expected error.
 pub const PEAK_FACTOR: f64 = 16.0;
 /// f32's smallest subnormal: an absolute floor on what one rounding can be off by.
@@ -163,7 +174,7 @@ pub fn rms_limit(n: usize) -> f64 {
 pub fn error_check(output: &[f32], reference: &Reference, rounding: OutputRounding) -> ErrorCheck {
     let gamma = rigorous_gamma(reference.k, rounding);
     let (mut bound_used, mut peak) = (0f64, 0f64);
-    let (mut dd, mut ee, mut signed) = (0f64, 0f64, 0f64);
+    let (mut dd, mut ee, mut signed, mut abs_ref) = (0f64, 0f64, 0f64, 0f64);
     for (i, (&o, &r)) in output.iter().zip(&reference.values).enumerate() {
         let d = o as f64 - r;
         let bound = gamma * reference.abs_sums[i] + 1e-30;
@@ -175,13 +186,14 @@ pub fn error_check(output: &[f32], reference: &Reference, rounding: OutputRoundi
         dd += d * d;
         ee += e * e;
         signed += if r < 0.0 { -d } else { d };
+        abs_ref += r.abs();
     }
     let ee = ee.max(f64::MIN_POSITIVE);
     ErrorCheck {
         bound_used,
         rms_ratio: (dd / ee).sqrt(),
         rms_limit: rms_limit(output.len()),
-        aggregate_ratio: signed.abs() / ee.sqrt(),
+        aggregate_ratio: signed.abs() / (ee.sqrt() + SYSTEMATIC_ROUNDINGS * U_ACC * abs_ref),
         peak_ratio: peak,
     }
 }
@@ -230,7 +242,7 @@ pub fn validate_rounded(output: &[f32], reference: &Reference, rounding: OutputR
     }
     if check.aggregate_ratio > AGGREGATE_FACTOR {
         let reason = format!(
-            "aggregate error Σ d·sign(ref) is {:.3}× the expected √(Σ e²) (limit {AGGREGATE_FACTOR}): \
+            "aggregate error Σ d·sign(ref) is {:.3}× its expected size (limit {AGGREGATE_FACTOR}): \
              a systematic error, not rounding",
             check.aggregate_ratio
         );
