@@ -28,6 +28,7 @@ fn record(payload: &str, bytes: u64, time: f64) -> Record {
         algbw_gbs: Some(bytes as f64 / time / 1e9),
         busbw_gbs: Some(bytes as f64 / time / 2e9),
         payload: Some(payload.into()),
+        ..Default::default()
     }
 }
 
