@@ -51,6 +51,50 @@ pub struct Env {
     /// Every device a backend used or saw (GPU adapters with API and driver).
     #[serde(default)]
     pub devices: Vec<DeviceInfo>,
+    /// CPU vendor (`AuthenticAMD`, `GenuineIntel`; the implementer code on aarch64).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cpu_vendor: String,
+    /// x86 family / model / stepping (decimal, as /proc/cpuinfo gives them), which tell
+    /// microarchitectures apart where the model name does not ("AMD EPYC" under a hypervisor).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_family: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_model_number: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cpu_stepping: Option<u32>,
+    /// Base clock in MHz and where it came from (`base_frequency` in sysfs, or the `cpu MHz` of
+    /// /proc/cpuinfo, which under a hypervisor is the host's TSC rate).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_clock_mhz: Option<f64>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub base_clock_source: String,
+    /// Clock measured by a timed chain of dependent integer adds (one cycle each), MHz: what a
+    /// core actually ran at for those few milliseconds (turbo, throttling, a busy host).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured_clock_mhz: Option<f64>,
+    /// Load average and steal time before the run's first measurement and after its last.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_before: Option<HostLoad>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load_after: Option<HostLoad>,
+}
+
+/// A snapshot of how busy the host is (/proc/loadavg, the `cpu` line of /proc/stat).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct HostLoad {
+    /// 1, 5 and 15 minute load averages.
+    pub loadavg: [f64; 3],
+    /// Cumulative ticks all CPUs spent stolen by the hypervisor, and in total, since boot.
+    pub steal_ticks: u64,
+    pub total_ticks: u64,
+}
+
+impl HostLoad {
+    /// Share of CPU time stolen between `self` and a later snapshot (`None` if no ticks passed).
+    pub fn steal_fraction_until(&self, later: &HostLoad) -> Option<f64> {
+        let total = later.total_ticks.checked_sub(self.total_ticks).filter(|t| *t > 0)?;
+        Some(later.steal_ticks.saturating_sub(self.steal_ticks) as f64 / total as f64)
+    }
 }
 
 /// Local peaks that projections use.
@@ -60,9 +104,45 @@ pub struct Calibration {
     pub fma_peak_gflops: Vec<ThreadPeak>,
     /// STREAM-like kernels, best of several trials, GB/s.
     pub stream_gbs: Stream,
-    /// Read-only bandwidth (sum reduction over a large buffer), GB/s: the GEMV ceiling.
+    /// The read ceiling, GB/s: the best of the read microbenchmarks (`read_variants`) over a
+    /// buffer of `read_buffer_bytes`, raised by any re-measurement that beat it. The GEMV
+    /// ceiling: a valid record above it by more than 5 % is flagged.
     pub read_gbs: f64,
     pub threads: usize,
+    /// The read microbenchmark that set `read_gbs`, e.g. `avx2-4s-pf2048` (ISA, streams per
+    /// thread, prefetch distance in bytes). Empty in files written before the key existed.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub read_variant: String,
+    /// Best GB/s of every read microbenchmark.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub read_variants: Vec<ReadVariantGbs>,
+    /// [min, max] GB/s of the read ceiling over the first measurement and every re-measurement
+    /// between blocks of records (the winning variant).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read_gbs_range: Option<[f64; 2]>,
+    /// How many re-measurements `read_gbs_range` includes besides the first.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_remeasures: usize,
+    /// Size of the buffer the read ceiling streams through (≥ 4× `llc_bytes`).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub read_buffer_bytes: u64,
+    /// Last-level cache of CPU 0, bytes, where the OS reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub llc_bytes: Option<u64>,
+    /// Whether every read worker thread was pinned to its own CPU.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub read_pinned: bool,
+}
+
+fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
+    *v == T::default()
+}
+
+/// One read microbenchmark's best figure.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReadVariantGbs {
+    pub variant: String,
+    pub gbs: f64,
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]
@@ -113,10 +193,6 @@ pub struct Time {
     /// timed the same way: the part of `median_s` that is not the kernel's work.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub call_overhead_s: Option<f64>,
-}
-
-fn is_zero(v: &usize) -> bool {
-    *v == 0
 }
 
 impl Time {
@@ -244,6 +320,11 @@ pub struct Record {
     pub busbw_gbs: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<String>,
+    /// What makes the figure suspect: `above-read-ceiling` (bytes/s more than 5 % above
+    /// `calibration.read_gbs`), `above-compute-peak` (FLOP/s more than 5 % above the FMA peak at
+    /// its thread count). A flagged record is never evidence for a claim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
 }
 
 impl Run {

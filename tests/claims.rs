@@ -147,6 +147,30 @@ fn invalid_records_never_count() {
 }
 
 #[test]
+fn flagged_records_never_count() {
+    // A record above its read ceiling or FMA peak is an artefact (cache reuse, a wrong byte
+    // count), so it must not carry a claim, flagged in the file or not.
+    let cat = Catalogue::embedded().unwrap();
+    let mut runs = fixture_runs();
+    for lr in &mut runs {
+        for r in &mut lr.run.records {
+            r.flags = vec![chipbench::measure::ceilings::ABOVE_READ.into()];
+        }
+    }
+    let v = claims::assess(&cat, &Inputs { runs });
+    assert_eq!(v.iter().find(|a| a.id == "fp8-more-throughput").unwrap().verdict, Verdict::NoData);
+    let mut runs = fixture_runs();
+    for lr in &mut runs {
+        // Every CPU record is now far above the (pretend) read ceiling. GPU records have their
+        // own memory: the CPU's ceiling does not bound them, so they are left out here.
+        lr.run.calibration.get_or_insert_with(Default::default).read_gbs = 1e-3;
+        lr.run.records.retain(|r| r.backend != "wgpu");
+    }
+    let v = claims::assess(&cat, &Inputs { runs });
+    assert_eq!(v.iter().find(|a| a.id == "fp8-more-throughput").unwrap().verdict, Verdict::NoData);
+}
+
+#[test]
 fn claims_table_snapshot() {
     let cat = Catalogue::embedded().unwrap();
     let assessed = claims::assess(&cat, &Inputs { runs: fixture_runs() });

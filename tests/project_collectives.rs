@@ -234,7 +234,7 @@ fn measured_kernel_ceiling_replaces_the_bytes_only_roofline() {
     let records: Vec<&Record> = run.records.iter().collect();
     let key = kernel_roofs::Key::of(records[0]);
     let roof = kernel_roofs::calibrate(&key, &timer, Statistic::Min).unwrap();
-    let roofs = LocalRoofs { kernels: vec![(key, roof)], stream_bw: vec![(1, 1e15)] };
+    let roofs = LocalRoofs { kernels: vec![(key, roof)] };
     let before = check_local_with(&run, Method::Roofline, Statistic::Min).unwrap();
     let after = check_local_with(&run, Method::Measured(&roofs), Statistic::Min).unwrap();
     // Absurd calibration peaks make the bytes-only roofline predict almost no time.

@@ -129,6 +129,7 @@ fn run_tiny() -> Run {
             stream_gbs: Stream { copy: 1.0, scale: 1.0, add: 1.0, triad: 1.0 },
             read_gbs: 1.0,
             threads: 1,
+            ..Default::default()
         }),
         records: out.records,
         complete: true,
@@ -330,6 +331,19 @@ fn fixed_run() -> Run {
             git_revision: "abc123".into(),
             chipbench_version: "0.0.0".into(),
             devices: vec![],
+            cpu_vendor: "AuthenticAMD".into(),
+            cpu_family: Some(25),
+            cpu_model_number: Some(1),
+            cpu_stepping: Some(1),
+            base_clock_mhz: Some(2445.4),
+            base_clock_source: "cpuinfo cpu MHz".into(),
+            measured_clock_mhz: Some(3501.0),
+            load_before: Some(HostLoad {
+                loadavg: [0.5, 0.25, 0.125],
+                steal_ticks: 100,
+                total_ticks: 10_000,
+            }),
+            load_after: Some(HostLoad { loadavg: [2.0, 1.0, 0.5], steal_ticks: 150, total_ticks: 11_000 }),
         },
         calibration: Some(Calibration {
             fma_peak_gflops: vec![
@@ -339,8 +353,20 @@ fn fixed_run() -> Run {
             stream_gbs: Stream { copy: 10.0, scale: 10.5, add: 11.0, triad: 11.5 },
             read_gbs: 12.0,
             threads: 2,
+            read_variant: "avx2-4s".into(),
+            read_variants: vec![
+                ReadVariantGbs { variant: "portable-1s".into(), gbs: 9.0 },
+                ReadVariantGbs { variant: "avx2-4s".into(), gbs: 12.0 },
+            ],
+            read_gbs_range: Some([11.0, 12.0]),
+            read_remeasures: 3,
+            read_buffer_bytes: 128 << 20,
+            llc_bytes: Some(32 << 20),
+            read_pinned: true,
         }),
         records: vec![
+            // 16 MiB in 1 ms = 16.8 GB/s, 40 % above the 12 GB/s read ceiling: flagged.
+            rec("cpu", "e4m3", "deepseek", 1e-3, true),
             rec("cpu", "bf16", "none", 4e-3, true),
             rec("cpu", "e4m3", "per-tensor", 2e-3, true),
             rec("cpu", "e5m2", "per-tensor", 0.0, false),
@@ -365,4 +391,17 @@ fn markdown_report_matches_snapshot() {
     assert!(got.contains("| e4m3   | per-tensor |      1.0000 |"), "{got}");
     assert!(got.contains("2.00×") && got.contains("15.00×"), "{got}");
     assert!(got.contains("| NO ") && got.contains("Incomplete run"), "{got}");
+    // The record above the read ceiling, the ceiling's provenance and the host identification.
+    assert!(
+        got.contains("| FLAGGED |") && got.contains("16.8 GB/s is above the 12.0 GB/s read ceiling"),
+        "{got}"
+    );
+    assert!(
+        got.contains("read ceiling: 12.0 GB/s (avx2-4s, best of 2") && got.contains("11.0–12.0 GB/s"),
+        "{got}"
+    );
+    assert!(
+        got.contains("family 25 model 1 stepping 1") && got.contains("steal time during the run 5.0 %"),
+        "{got}"
+    );
 }

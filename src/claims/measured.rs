@@ -1,10 +1,13 @@
 //! Checks on measured records (the results JSON of `chipbench run`, from one machine or many).
 //!
 //! Records are compared only within a group that differs in nothing but the weight format: same
-//! host, backend, device, op, shape and thread count. Only validated records count.
+//! host, backend, device, op, shape and thread count. Only validated records count, and never one
+//! above its ceiling (read bandwidth or FMA peak, see `measure::ceilings`): such a figure is an
+//! artefact, not evidence.
 
 use super::{median, sig3, Finding, LoadedRun, Verdict};
 use crate::formats::Format;
+use crate::measure::ceilings::above_ceiling;
 use crate::results::Record;
 use std::collections::BTreeMap;
 
@@ -29,13 +32,16 @@ impl GroupKey {
 
 pub type Entry<'a> = (&'a LoadedRun, &'a Record);
 
-/// Valid, timed GEMM/GEMV records grouped by everything but the format (`op` filters).
+/// Valid, timed GEMM/GEMV records not above their ceiling, grouped by everything but the format (`op` filters).
 pub fn groups<'a>(runs: &'a [LoadedRun], op: Option<&str>) -> BTreeMap<GroupKey, Vec<Entry<'a>>> {
     let mut out: BTreeMap<GroupKey, Vec<Entry<'a>>> = BTreeMap::new();
     for lr in runs {
         for r in &lr.run.records {
             let matrix_op = r.op == "gemm" || r.op == "gemv";
             if !matrix_op || !r.valid || r.time.median_s <= 0.0 || op.is_some_and(|o| o != r.op) {
+                continue;
+            }
+            if above_ceiling(r, &lr.run) {
                 continue;
             }
             let key = GroupKey {

@@ -184,6 +184,8 @@ pub fn exec(args: Args) -> Result<()> {
     }
     let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
 
+    // How busy the host is before the first measurement (the env records it again at the end).
+    let load_before = crate::results::HostLoad::read();
     let calibration = if args.no_calibration {
         None
     } else {
@@ -277,18 +279,27 @@ pub fn exec(args: Args) -> Result<()> {
     if args.quick {
         notes.push(format!("--quick: dimensions divided by {}, short time budget", suite.quick_divisor));
     }
-    let run = Run {
+    let mut run = Run {
         schema_version: SCHEMA_VERSION,
         run_id,
         created,
         tool: format!("chipbench {}", env!("CARGO_PKG_VERSION")),
         suite: suite.name.clone(),
-        env: env::collect(max_threads, devices),
+        env: env::collect_with_load(max_threads, devices, load_before),
         calibration,
         records: outcome.records,
         complete: !outcome.interrupted,
         notes,
     };
+    let flagged = crate::measure::ceilings::flag_run(&mut run);
+    if flagged > 0 {
+        let line = format!(
+            "ceilings: {flagged} valid record(s) above the read ceiling or the FMA peak by more than 5 % \
+             (flagged, not evidence: cache reuse or a wrong byte count)"
+        );
+        eprintln!("{line}");
+        run.notes.push(line);
+    }
     print!("{}", report::markdown::tables(&run));
     if run.records.is_empty() {
         eprintln!("no records: every case was skipped (see the lines above)");

@@ -336,5 +336,6 @@ fn local_env() -> Env {
         git_revision: String::new(),
         chipbench_version: env!("CARGO_PKG_VERSION").into(),
         devices: Vec::new(),
+        ..Env::default()
     }
 }

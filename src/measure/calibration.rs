@@ -1,13 +1,15 @@
-//! Local peaks the projections scale by: the FMA compute peak (GFLOP/s per thread count) and a
-//! STREAM-like memory bandwidth (copy, scale, add, triad, and a read-only sum — the GEMV
-//! ceiling). Each figure is the best of several trials: interference only ever slows a trial
-//! down, so the best one is the closest to what the hardware can do.
+//! Local peaks the projections scale by: the FMA compute peak (GFLOP/s per thread count), a
+//! STREAM-like memory bandwidth (copy, scale, add, triad) and the read ceiling (the best of the
+//! read microbenchmarks of [`super::read_bw`] — the GEMV ceiling). Each figure is the best of
+//! several trials: interference only ever slows a trial down, so the best one is the closest to
+//! what the hardware can do.
 //!
 //! Bytes follow STREAM's convention (copy/scale move 2 words per element, add/triad 3; write
 //! allocation is not counted).
 
 use super::fma;
-use crate::results::{Calibration, Stream, ThreadPeak};
+use super::read_bw::{self, ReadProbe, ReadVariant};
+use crate::results::{Calibration, ReadVariantGbs, Stream, ThreadPeak};
 use std::time::{Duration, Instant};
 
 /// How hard to calibrate.
@@ -22,6 +24,10 @@ pub struct CalibrationConfig {
     /// Elements (f64) per STREAM array; should be several times the last-level cache.
     pub stream_len: usize,
     pub trials: usize,
+    /// Bytes of the read-ceiling buffer; `None`: 4× the last-level cache, at least 64 MiB.
+    pub read_bytes: Option<u64>,
+    /// Passes over the read buffer per timed trial.
+    pub read_passes: usize,
 }
 
 impl CalibrationConfig {
@@ -33,6 +39,8 @@ impl CalibrationConfig {
             fma_trial: Duration::from_millis(100),
             stream_len: 1 << 24, // 128 MiB per array
             trials: 5,
+            read_bytes: None,
+            read_passes: 8,
         }
     }
 
@@ -44,6 +52,8 @@ impl CalibrationConfig {
             fma_trial: Duration::from_millis(20),
             stream_len: 1 << 21, // 16 MiB per array
             trials: 2,
+            read_bytes: None,
+            read_passes: 2,
         }
     }
 }
@@ -60,8 +70,61 @@ pub fn thread_ladder(max: usize) -> Vec<usize> {
 pub fn calibrate(cfg: &CalibrationConfig) -> Calibration {
     let fma_peak_gflops =
         cfg.thread_counts.iter().map(|&t| ThreadPeak { threads: t, gflops: fma_peak(t, cfg) }).collect();
-    let (stream_gbs, read_gbs) = stream(cfg);
-    Calibration { fma_peak_gflops, stream_gbs, read_gbs, threads: cfg.threads }
+    let stream_gbs = stream(cfg);
+    let mut cal = Calibration { fma_peak_gflops, stream_gbs, threads: cfg.threads, ..Default::default() };
+    read_ceiling(&mut cal, cfg);
+    cal
+}
+
+/// The read buffer `cfg` asks for on this machine.
+pub fn read_buffer_bytes(cfg: &CalibrationConfig) -> u64 {
+    cfg.read_bytes.unwrap_or_else(|| read_bw::buffer_bytes(read_bw::llc_bytes(), 64 << 20))
+}
+
+/// Measure every read variant and store the ceiling (the best) in `cal`: `read_gbs`,
+/// `read_variant`, `read_variants`, `read_gbs_range`, `read_buffer_bytes`, `llc_bytes`,
+/// `read_pinned`.
+pub fn read_ceiling(cal: &mut Calibration, cfg: &CalibrationConfig) {
+    let probe = ReadProbe::new(read_buffer_bytes(cfg), cfg.threads);
+    let r = probe.measure(&read_bw::variants(), cfg.trials, cfg.read_passes);
+    let best = r.best().cloned();
+    cal.read_gbs = best.as_ref().map_or(0.0, |b| b.gbs);
+    cal.read_variant = best.map(|b| b.variant.name()).unwrap_or_default();
+    cal.read_variants =
+        r.variants.iter().map(|v| ReadVariantGbs { variant: v.variant.name(), gbs: v.gbs }).collect();
+    cal.read_gbs_range = Some([cal.read_gbs, cal.read_gbs]);
+    cal.read_buffer_bytes = probe.bytes();
+    cal.llc_bytes = read_bw::llc_bytes();
+    cal.read_pinned = r.pinned;
+}
+
+/// A probe for [`remeasure`] shaped like the one `cfg` calibrated with (allocate it once and
+/// keep it between blocks of records).
+pub fn read_probe(cfg: &CalibrationConfig) -> ReadProbe {
+    ReadProbe::new(read_buffer_bytes(cfg), cfg.threads)
+}
+
+/// Re-measure the read ceiling between blocks of records: the winning variant only, 2 trials of
+/// 4 passes (about 0.1 s on a 128 MiB buffer). Widens `cal.read_gbs_range` to include the new
+/// figure, raises `cal.read_gbs` if the ceiling was beaten (it is a ceiling: the best ever
+/// seen), and counts the re-measurement. Returns the new figure, `None` when `cal` has no
+/// winning variant (a calibration from before the key existed).
+pub fn remeasure(cal: &mut Calibration, probe: &ReadProbe) -> Option<f64> {
+    let variant = ReadVariant::parse(&cal.read_variant).filter(|v| v.isa.available())?;
+    let gbs = probe.measure(&[variant], 2, 4).best()?.gbs;
+    note_remeasure(cal, gbs);
+    Some(gbs)
+}
+
+/// Fold one re-measured read figure into `cal` (see [`remeasure`]).
+pub fn note_remeasure(cal: &mut Calibration, gbs: f64) {
+    if !(gbs.is_finite() && gbs > 0.0) {
+        return;
+    }
+    let [lo, hi] = cal.read_gbs_range.unwrap_or([gbs, gbs]);
+    cal.read_gbs_range = Some([lo.min(gbs), hi.max(gbs)]);
+    cal.read_gbs = cal.read_gbs.max(gbs);
+    cal.read_remeasures += 1;
 }
 
 /// GFLOP/s of `threads` threads each running the FMA loop, best of `cfg.trials`.
@@ -101,31 +164,8 @@ where
     });
 }
 
-fn read_sum(threads: usize, a: &[f64]) -> f64 {
-    let chunk = a.len().div_ceil(threads.max(1)).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = a
-            .chunks(chunk)
-            .map(|a| {
-                s.spawn(move || {
-                    // Eight independent sums so the loop vectorises and is bound by loads.
-                    let mut acc = [0f64; 8];
-                    let mut it = a.chunks_exact(8);
-                    for c in &mut it {
-                        for (s, v) in acc.iter_mut().zip(c) {
-                            *s += v;
-                        }
-                    }
-                    acc.iter().sum::<f64>() + it.remainder().iter().sum::<f64>()
-                })
-            })
-            .collect();
-        handles.into_iter().map(|h| h.join().expect("read thread")).sum()
-    })
-}
-
-/// STREAM copy/scale/add/triad and read bandwidth in GB/s, best of `cfg.trials`.
-pub fn stream(cfg: &CalibrationConfig) -> (Stream, f64) {
+/// STREAM copy/scale/add/triad in GB/s, best of `cfg.trials`.
+pub fn stream(cfg: &CalibrationConfig) -> Stream {
     let n = cfg.stream_len.max(1024);
     let t = cfg.threads.max(1);
     let (mut a, mut b, mut c) = (vec![0f64; n], vec![0f64; n], vec![0f64; n]);
@@ -135,7 +175,6 @@ pub fn stream(cfg: &CalibrationConfig) -> (Stream, f64) {
     let q = std::hint::black_box(3.0f64);
     let words = (n * 8) as f64;
     let mut best = Stream::default();
-    let mut read = 0f64;
     let timed = |f: &mut dyn FnMut()| {
         let t0 = Instant::now();
         f();
@@ -164,12 +203,8 @@ pub fn stream(cfg: &CalibrationConfig) -> (Stream, f64) {
             })
         });
         best.triad = best.triad.max(3.0 * words / s / 1e9);
-        let s = timed(&mut || {
-            std::hint::black_box(read_sum(t, &a));
-        });
-        read = read.max(words / s / 1e9);
     }
-    (best, read)
+    best
 }
 
 #[cfg(test)]
@@ -188,6 +223,7 @@ mod tests {
     fn calibration_produces_sane_numbers() {
         let mut cfg = CalibrationConfig::quick(1);
         cfg.stream_len = 1 << 16;
+        cfg.read_bytes = Some(1 << 20);
         cfg.fma_trial = Duration::from_millis(5);
         let c = calibrate(&cfg);
         assert_eq!(c.fma_peak_gflops.len(), 1);
@@ -202,8 +238,37 @@ mod tests {
     }
 
     #[test]
-    fn read_sum_is_exact_on_small_integers() {
-        let a: Vec<f64> = (0..1001).map(|i| i as f64).collect();
-        assert_eq!(read_sum(3, &a), 1000.0 * 1001.0 / 2.0);
+    fn calibration_records_the_read_variants() {
+        let mut cfg = CalibrationConfig::quick(2);
+        cfg.read_bytes = Some(1 << 20);
+        let mut cal = Calibration::default();
+        read_ceiling(&mut cal, &cfg);
+        assert_eq!(cal.read_variants.len(), read_bw::variants().len());
+        let best = cal.read_variants.iter().map(|v| v.gbs).fold(0.0, f64::max);
+        assert_eq!(cal.read_gbs, best);
+        assert!(cal.read_variants.iter().any(|v| v.variant == cal.read_variant && v.gbs == best));
+        assert_eq!(cal.read_gbs_range, Some([best, best]));
+        assert!(cal.read_buffer_bytes >= 1 << 20 && cal.read_buffer_bytes < 2 << 20);
+        // A re-measurement widens the range; the ceiling only rises.
+        let probe = read_probe(&cfg);
+        let g = remeasure(&mut cal, &probe).unwrap();
+        let [lo, hi] = cal.read_gbs_range.unwrap();
+        assert!(lo <= g && g <= hi && lo <= best && hi >= best && cal.read_gbs == hi, "{cal:?}");
+        assert_eq!(cal.read_remeasures, 1);
+    }
+
+    #[test]
+    fn remeasurements_widen_the_range() {
+        let mut cal =
+            Calibration { read_gbs: 40.0, read_gbs_range: Some([40.0, 40.0]), ..Default::default() };
+        note_remeasure(&mut cal, 35.0);
+        note_remeasure(&mut cal, f64::NAN);
+        note_remeasure(&mut cal, 42.0);
+        assert_eq!(cal.read_gbs_range, Some([35.0, 42.0]));
+        assert_eq!(cal.read_gbs, 42.0);
+        assert_eq!(cal.read_remeasures, 2);
+        // No winning variant (an old calibration): nothing to re-measure.
+        let mut old = Calibration { read_gbs: 30.0, ..Default::default() };
+        assert_eq!(remeasure(&mut old, &ReadProbe::new(1 << 16, 1)), None);
     }
 }

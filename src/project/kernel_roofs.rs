@@ -9,11 +9,14 @@
 //! - GEMV: weight elements per second of the backend's own GEMV on a cache-resident matrix
 //!   ([`GEMV_SHAPE`], 4 Mi elements, inside the L3), so DRAM does not limit it. Projected GEMV time = `max(bytes / read bandwidth, n·k / rate)`.
 //! - GEMM: the FLOP rate the backend's GEMM reaches on [`GEMM_SHAPE`] (packing and decode
-//!   included). Projected GEMM time = `max(flops / rate, bytes / streaming bandwidth)`.
-//! - Memory: the streaming bandwidth of the f32 GEMV on a DRAM-resident matrix ([`STREAM_SHAPE`],
-//!   252 MB, 8× the L3), timed like the records (median of samples), where the run's calibration
-//!   reports the best trial of a read-only sum: the records are medians on a shared machine, so
-//!   a best-of ceiling over-predicts every memory-bound record by the contention it escaped.
+//!   included). Projected GEMM time = `max(flops / rate, bytes / read ceiling)`.
+//! - Memory: the read ceiling of the run's calibration (a microbenchmark, `measure::read_bw`).
+//!   An earlier version used the f32 GEMV itself on a DRAM-resident matrix, which then scored
+//!   the F32 GEMVs against themselves (issue 19): removed.
+//!
+//! These roofs are a *model* of the kernels, measured on the kernels' own code: they are not
+//! independent of the records they score, so `project --chip local` prints them only with
+//! `--kernel-roofs`, beside (never instead of) the check on independent ceilings.
 //!
 //! The calibration shapes are none of the suite's (default or `--quick`), so scoring the suite
 //! with them is a prediction, not a fit to the scored records. Each output is validated against
@@ -38,8 +41,6 @@ use std::time::Duration;
 pub const GEMV_SHAPE: (usize, usize) = (2048, 2048);
 /// GEMM calibration shape (m, n, k).
 pub const GEMM_SHAPE: (usize, usize, usize) = (512, 768, 1024);
-/// DRAM-resident f32 GEMV shape (n, k) for the streaming bandwidth.
-pub const STREAM_SHAPE: (usize, usize) = (5120, 12288);
 
 /// What a kernel configuration is keyed by.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -173,54 +174,26 @@ pub fn calibrate(key: &Key, timer: &TimerConfig, stat: Statistic) -> Result<Roof
     }
 }
 
-/// The measured local ceilings: per-configuration kernel roofs and the streaming bandwidth per
-/// thread count (bytes/s).
+/// The measured kernel ceilings, per configuration.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct LocalRoofs {
     pub kernels: Vec<(Key, Roof)>,
-    pub stream_bw: Vec<(usize, f64)>,
 }
 
 impl LocalRoofs {
     pub fn kernel(&self, key: &Key) -> Option<&Roof> {
         self.kernels.iter().find(|(k, _)| k == key).map(|(_, r)| r)
     }
-    pub fn stream(&self, threads: usize) -> Option<f64> {
-        self.stream_bw.iter().find(|(t, _)| *t == threads).map(|(_, b)| *b)
-    }
 }
 
-/// Streaming bandwidth (bytes/s) of the f32 GEMV on [`STREAM_SHAPE`] at `threads` threads.
-pub fn stream_bandwidth(threads: usize, timer: &TimerConfig, stat: Statistic) -> Result<f64> {
-    let key = Key {
-        op: "gemv".into(),
-        format: "f32".into(),
-        scaling: "none".into(),
-        act_format: "f32".into(),
-        threads,
-    };
-    let (n, k) = STREAM_SHAPE;
-    let t = measure(&key, 1, n, k, timer, stat)?;
-    Ok(((n * k + k + n) * 4) as f64 / t)
-}
-
-/// Roofs for every distinct configuration among `records` (CPU backend only), and the streaming
-/// bandwidth at each of their thread counts.
+/// Roofs for every distinct configuration among `records` (CPU backend only).
 pub fn calibrate_for(records: &[&Record], timer: &TimerConfig, stat: Statistic) -> Result<LocalRoofs> {
     let mut keys: Vec<Key> = records.iter().filter(|r| r.backend == "cpu").map(|r| Key::of(r)).collect();
     keys.sort();
     keys.dedup();
-    let mut threads: Vec<usize> = keys.iter().map(|k| k.threads).collect();
-    threads.dedup();
-    threads.sort();
-    threads.dedup();
-    let stream_bw = threads
-        .into_iter()
-        .map(|t| stream_bandwidth(t, timer, stat).map(|b| (t, b)))
-        .collect::<Result<_>>()?;
     let kernels =
         keys.into_iter().map(|k| calibrate(&k, timer, stat).map(|r| (k, r))).collect::<Result<_>>()?;
-    Ok(LocalRoofs { kernels, stream_bw })
+    Ok(LocalRoofs { kernels })
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@
 
 use super::Exporter;
 use crate::formats::Format;
-use crate::results::{Record, Run};
+use crate::measure::ceilings::{self, above_ceiling};
+use crate::results::{Calibration, Env, HostLoad, Record, Run};
 use crate::Result;
 use std::fmt::Write;
 
@@ -37,6 +38,12 @@ pub fn render(run: &Run) -> String {
         e.cores,
         e.memory_bytes as f64 / (MIB * 1024.0)
     );
+    if let Some(line) = host_id_line(e) {
+        let _ = writeln!(s, "{line}");
+    }
+    if let Some(line) = load_line(e) {
+        let _ = writeln!(s, "{line}");
+    }
     let _ = writeln!(
         s,
         "- CPU features: {}",
@@ -61,6 +68,9 @@ pub fn render(run: &Run) -> String {
             c.stream_gbs.triad,
             c.read_gbs
         );
+        if let Some(line) = read_ceiling_line(c) {
+            let _ = writeln!(s, "{line}");
+        }
     }
     if !run.complete {
         let _ = writeln!(
@@ -89,7 +99,8 @@ the workload in a fresh child process minus a baseline child that opened the bac
 is the median of the samples (each sample repeats the call for at least 1 ms and is divided back); ±95% is the \
 half-width of the bootstrap 95 % confidence interval of that median, relative to it; rate is GFLOP/s for GEMM and billions of weights per second (Gw/s) for GEMV; \
 GB/s counts logical bytes of all operands; error is the max error relative to the largest |reference| value, \
-against an f64 reference on the same quantized inputs; operands says whether the samples read cold operands \
+against an f64 reference on the same quantized inputs; valid FLAGGED: above the read ceiling or the FMA peak by \
+more than 5 %, so not evidence for anything; operands says whether the samples read cold operands \
 (rotating copies past 4× the last-level cache; the MiB are the rotated working set), warm ones (partly cached) or \
 cache-resident ones; compute names the units that ran the arithmetic; vs candle is candle's median time over this one's \
 (above 1 = faster than candle).";
@@ -145,11 +156,12 @@ pub fn tables(run: &Run) -> String {
         ];
         let rows: Vec<Vec<String>> = g.iter().map(|r| row(run, r)).collect();
         let _ = write!(s, "{}", table(&header, &rows));
-        let notes: Vec<String> = g
+        let mut notes: Vec<String> = g
             .iter()
             .filter(|r| !r.note.is_empty())
             .map(|r| format!("- {}: {}", format_label(r), r.note))
             .collect();
+        notes.extend(g.iter().filter(|r| above_ceiling(r, run)).map(|r| flag_note(run, r)));
         if !notes.is_empty() {
             let _ = writeln!(s, "\n{}", notes.join("\n"));
         }
@@ -221,9 +233,110 @@ fn row(run: &Run, r: &Record) -> Vec<String> {
         } else {
             "-".into()
         },
-        if r.valid { "yes".into() } else { "NO".into() },
+        if !r.valid {
+            "NO".into()
+        } else if above_ceiling(r, run) {
+            "FLAGGED".into()
+        } else {
+            "yes".into()
+        },
         vs_candle(run, r),
     ]
+}
+
+/// The read ceiling's provenance: which microbenchmark won, its range over re-measurements, the
+/// buffer against the LLC. `None` for calibrations written before these keys existed.
+fn read_ceiling_line(c: &Calibration) -> Option<String> {
+    if c.read_variant.is_empty() {
+        return None;
+    }
+    let mut line = format!(
+        "- read ceiling: {:.1} GB/s ({}, best of {} read microbenchmarks",
+        c.read_gbs,
+        c.read_variant,
+        c.read_variants.len()
+    );
+    if let Some([lo, hi]) = c.read_gbs_range {
+        let _ = write!(line, "; {lo:.1}–{hi:.1} GB/s over {} re-measurements", c.read_remeasures);
+    }
+    let _ = write!(line, "; buffer {:.0} MiB", c.read_buffer_bytes as f64 / MIB);
+    if let Some(llc) = c.llc_bytes.filter(|l| *l > 0) {
+        let _ = write!(
+            line,
+            " = {:.1}× the {:.0} MiB LLC",
+            c.read_buffer_bytes as f64 / llc as f64,
+            llc as f64 / MIB
+        );
+    }
+    line += if c.read_pinned { "; threads pinned)" } else { "; threads not pinned)" };
+    Some(line)
+}
+
+/// Vendor, family/model/stepping and clocks; `None` for files written before these keys.
+fn host_id_line(e: &Env) -> Option<String> {
+    let mut parts = Vec::new();
+    if !e.cpu_vendor.is_empty() {
+        parts.push(e.cpu_vendor.clone());
+    }
+    if let (Some(f), Some(m)) = (e.cpu_family, e.cpu_model_number) {
+        let step = e.cpu_stepping.map(|s| format!(" stepping {s}")).unwrap_or_default();
+        parts.push(format!("family {f} model {m}{step}"));
+    }
+    if let Some(b) = e.base_clock_mhz {
+        parts.push(format!("base clock {b:.0} MHz ({})", e.base_clock_source));
+    }
+    if let Some(c) = e.measured_clock_mhz {
+        parts.push(format!("measured clock {c:.0} MHz (dependent adds)"));
+    }
+    (!parts.is_empty()).then(|| format!("- CPU id: {}", parts.join(", ")))
+}
+
+/// Load average before and after, and the share of CPU time stolen by the hypervisor between.
+fn load_line(e: &Env) -> Option<String> {
+    let avg = |l: &HostLoad| format!("{:.2} {:.2} {:.2}", l.loadavg[0], l.loadavg[1], l.loadavg[2]);
+    let mut parts = Vec::new();
+    if let Some(b) = &e.load_before {
+        parts.push(format!("load average before {}", avg(b)));
+    }
+    if let Some(a) = &e.load_after {
+        parts.push(format!("after {}", avg(a)));
+    }
+    if let Some(f) =
+        e.load_before.as_ref().zip(e.load_after.as_ref()).and_then(|(b, a)| b.steal_fraction_until(a))
+    {
+        parts.push(format!("steal time during the run {:.1} %", f * 100.0));
+    }
+    (!parts.is_empty()).then(|| format!("- host load: {}", parts.join("; ")))
+}
+
+/// Why a record is flagged, with the numbers.
+fn flag_note(run: &Run, r: &Record) -> String {
+    let tol = 100.0 * ceilings::TOLERANCE;
+    let mut why = Vec::new();
+    if let Some(c) = &run.calibration {
+        if r.gbs > c.read_gbs * (1.0 + ceilings::TOLERANCE) {
+            why.push(format!(
+                "{:.1} GB/s is above the {:.1} GB/s read ceiling by more than {tol:.0} %",
+                r.gbs, c.read_gbs
+            ));
+        }
+        if let Some(p) = c.fma_peak_gflops.iter().find(|p| p.threads == r.threads) {
+            if r.gflops > p.gflops * (1.0 + ceilings::TOLERANCE) {
+                why.push(format!(
+                    "{:.1} GFLOP/s is above the {:.1} GFLOP/s FMA peak by more than {tol:.0} %",
+                    r.gflops, p.gflops
+                ));
+            }
+        }
+    }
+    if why.is_empty() {
+        why.push(format!("flagged: {}", r.flags.join(", ")));
+    }
+    format!(
+        "- {}: FLAGGED, not evidence: {} (cache reuse or a wrong byte count)",
+        format_label(r),
+        why.join("; ")
+    )
 }
 
 fn vs_candle(run: &Run, r: &Record) -> String {
