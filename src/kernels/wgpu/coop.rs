@@ -173,12 +173,15 @@ pub(crate) struct Coop {
 }
 
 impl Coop {
-    /// Whether K tile `t` of `k_tiles` ends a scale block (the shader's `{{BLOCK_END}}`).
+    /// Whether K tile `t` of `k_tiles` ends a scale block (the shader's `{{BLOCK_END}}`; the
+    /// Rust twin the emulation test walks with).
+    #[cfg(test)]
     pub(crate) fn block_end(self, t: u32, k_tiles: u32) -> bool {
         t + 1 == k_tiles || (self.promote_tiles != 0 && (t + 1) % self.promote_tiles == 0)
     }
 
     /// First K element of the scale block holding K tile `t` (the shader's `{{BLOCK_START}}`).
+    #[cfg(test)]
     pub(crate) fn block_start(self, t: u32) -> u32 {
         if self.promote_tiles == 0 {
             0
