@@ -61,37 +61,7 @@ fn main(
 {{OUT_STORE}}
 }
 
-// Decode group `i` of the A tile for K tile `t` into a_sh (zero outside the matrix).
-fn stage_a(row0: u32, t: u32, i: u32) {
-    let r = i / BKG;
-    let g = i % BKG;
-    let kg = t * BKG + g;
-    var v = vec4<f16>();
-    if (row0 + r < params.m && kg < params.kg) {
-        v = vec4<f16>(decode_a(a_codes[(row0 + r) * params.kg + kg]));
-    }
-    let o = r * BK + 4u * g;
-    a_sh[o] = v.x;
-    a_sh[o + 1u] = v.y;
-    a_sh[o + 2u] = v.z;
-    a_sh[o + 3u] = v.w;
-}
-
-fn stage_w(row0: u32, t: u32, i: u32) {
-    let r = i / BKG;
-    let g = i % BKG;
-    let kg = t * BKG + g;
-    var v = vec4<f16>();
-    if (row0 + r < params.n && kg < params.kg) {
-        v = vec4<f16>(decode_w(w_codes[(row0 + r) * params.kg + kg]));
-    }
-    let o = r * BK + 4u * g;
-    w_sh[o] = v.x;
-    w_sh[o + 1u] = v.y;
-    w_sh[o + 2u] = v.z;
-    w_sh[o + 3u] = v.w;
-}
-
+{{STAGE}}
 // Tile element `e`'s partial sum of the block starting at element `kb` along K, scaled.
 fn promoted(row0: u32, col0: u32, e: u32, kb: u32) -> f32 {
     let r = e / BN;
