@@ -91,10 +91,17 @@ fn f16_is_native_with_shader_f16_and_labelled_emulated_without() {
 
 /// `C = [1] · Wᵀ` with W a column of every code of the format: the output is each code's value,
 /// decoded on the device; it must match the CPU codec bit for bit (NaN as NaN, ±inf, subnormals).
-fn every_code_decodes_exactly<E: Element>(b: &WgpuBackend, codes: Vec<E>, wrap: fn(Vec<E>) -> Codes) {
+/// With F16 activations an FP8 or F16 GEMM runs on the cooperative-matrix path where the device
+/// has it (codes decoded to f16 in workgroup memory, multiplied on tensor cores).
+fn every_code_decodes_exactly<E: Element>(
+    b: &WgpuBackend,
+    codes: Vec<E>,
+    wrap: fn(Vec<E>) -> Codes,
+    act: Format,
+) {
     let n = codes.len();
     let expected: Vec<f32> = codes.iter().map(|c| c.decode()).collect();
-    let a = QuantizedMatrix::quantize(&[1.0], 1, 1, Format::F32, Scaling::NONE, Role::Activations).unwrap();
+    let a = QuantizedMatrix::quantize(&[1.0], 1, 1, act, Scaling::NONE, Role::Activations).unwrap();
     let w = QuantizedMatrix {
         rows: n,
         cols: 1,
@@ -125,10 +132,17 @@ fn every_fp8_f16_bf16_code_decodes_exactly_on_the_device() {
     use half::{bf16, f16};
     for options in [WgpuOptions::default(), WgpuOptions { no_shader_f16: true, ..Default::default() }] {
         let Some(b) = open(options) else { return };
-        every_code_decodes_exactly(&b, (0..=255u8).map(E4m3).collect(), Codes::E4M3);
-        every_code_decodes_exactly(&b, (0..=255u8).map(E5m2).collect(), Codes::E5M2);
-        every_code_decodes_exactly(&b, (0..=u16::MAX).map(f16::from_bits).collect(), Codes::F16);
-        every_code_decodes_exactly(&b, (0..=u16::MAX).map(bf16::from_bits).collect(), Codes::BF16);
+        for act in [Format::F32, Format::F16] {
+            every_code_decodes_exactly(&b, (0..=255u8).map(E4m3).collect(), Codes::E4M3, act);
+            every_code_decodes_exactly(&b, (0..=255u8).map(E5m2).collect(), Codes::E5M2, act);
+            every_code_decodes_exactly(&b, (0..=u16::MAX).map(f16::from_bits).collect(), Codes::F16, act);
+        }
+        every_code_decodes_exactly(
+            &b,
+            (0..=u16::MAX).map(bf16::from_bits).collect(),
+            Codes::BF16,
+            Format::F32,
+        );
     }
 }
 
@@ -150,6 +164,59 @@ fn both_tilings_match_the_reference() {
             }
         }
     }
+}
+
+/// Every (activation, weight) pair the cooperative-matrix path takes, with each kind of scale
+/// look-up (none, per-tensor, DeepSeek 1×128/128×128 blocks promoted every 128 along K, MX 1×32),
+/// at odd shapes with a ragged K tail, against the f64 reference. Where the adapter lists a
+/// 16×16×16 f16→f32 configuration these run on tensor cores (asserted through `compute`); on
+/// lavapipe they run the shader f32 kernels and say so.
+#[test]
+fn coop_matrix_formats_match_the_reference() {
+    let Some(b) = open(WgpuOptions::default()) else { return };
+    let path = b.device().coop_matrix_path;
+    println!("cooperative-matrix path: {path}");
+    assert!(path.starts_with("on: ") || path.starts_with("off: "), "{path}");
+    assert_eq!(path.starts_with("on: "), b.coop_matrix().is_ok());
+    let cases = [
+        (Format::F16, Format::F16, Scaling::NONE),
+        (Format::F16, Format::E4M3, Scaling::DEEPSEEK),
+        (Format::E4M3, Format::E4M3, Scaling::DEEPSEEK),
+        (Format::E5M2, Format::E5M2, Scaling::MX32),
+        (Format::F16, Format::E5M2, Scaling::PER_TENSOR),
+    ];
+    for (act, w, scaling) in cases {
+        for (m, n, k) in [(1, 17, 33), (70, 67, 300)] {
+            let p = ProblemSpec::new(Op::Gemm, m, n, k, w, scaling).with_act_format(act).build().unwrap();
+            let mut prepared = b.prepare(&p).unwrap();
+            prepared.run().unwrap();
+            let label = format!("a={act} w={w} {scaling} {m}×{n}×{k}");
+            let expected =
+                if b.coop_matrix().is_ok() { "coop-matrix 16x16x16 f16->f32" } else { "shader f32 fma" };
+            assert_eq!(prepared.compute(), expected, "{label}");
+            let v = validate(&prepared.output().unwrap(), &Reference::compute(&p), b.output_roundoff(&p));
+            assert!(v.valid, "{label} on {}: {}", prepared.compute(), v.reason);
+        }
+    }
+}
+
+/// BF16, F32 and GEMV never take the path, and turning it off says so.
+#[test]
+fn the_shader_kernels_run_where_the_path_does_not_apply() {
+    let Some(b) = open(WgpuOptions::default()) else { return };
+    let shader = |b: &WgpuBackend, op, act, w| {
+        let p = ProblemSpec::new(op, 3, 5, 40, w, Scaling::NONE).with_act_format(act).build().unwrap();
+        let mut prepared = b.prepare(&p).unwrap();
+        prepared.run().unwrap();
+        prepared.compute()
+    };
+    assert_eq!(shader(&b, Op::Gemm, Format::BF16, Format::BF16), "shader f32 fma");
+    assert_eq!(shader(&b, Op::Gemm, Format::F32, Format::F16), "shader f32 fma");
+    assert_eq!(shader(&b, Op::Gemv, Format::F16, Format::F16), "shader f32 fma");
+    let Some(off) = open(WgpuOptions { no_coop_matrix: true, ..Default::default() }) else { return };
+    assert_eq!(off.device().coop_matrix_path, "off: turned off by the caller (no_coop_matrix)");
+    assert!(off.coop_matrix().is_err());
+    assert_eq!(shader(&off, Op::Gemm, Format::F16, Format::F16), "shader f32 fma");
 }
 
 #[test]

@@ -59,7 +59,10 @@ pub fn exec(args: Args) -> Result<()> {
                 a.api,
                 if a.driver.is_empty() { "-" } else { &a.driver }
             );
+            let coop = if a.coop_matrix.is_empty() { "none".to_string() } else { a.coop_matrix.join(", ") };
+            println!("      cooperative matrices: {coop}");
         }
+        println!("  {COOP_NOTE}");
     }
     println!("\nBackends:");
     for (k, b) in &backends {
@@ -71,6 +74,9 @@ pub fn exec(args: Args) -> Result<()> {
                     n => format!("{n} threads"),
                 };
                 println!("  {:<7} {} ({}), {threads}", k.name(), d.name, d.kind);
+                if !d.coop_matrix_path.is_empty() {
+                    println!("          GEMM on cooperative matrices: {}", d.coop_matrix_path);
+                }
             }
             Err(e) => println!("  {:<7} not available: {e}", k.name()),
         }
@@ -103,6 +109,11 @@ pub fn exec(args: Args) -> Result<()> {
     }
     Ok(())
 }
+
+/// What the adapters' cooperative-matrix lists leave out (wgpu 30 gives no raw Vulkan list).
+const COOP_NOTE: &str = "(cooperative matrices as wgpu 30 lists them: subgroup scope, M/N/K of 8 or 16, \
+     f16/f32/i32/u32 types only; the driver's FP8, BF16 and int8 configurations are filtered out \
+     before chipbench can see them)";
 
 /// "emulated [2]", with the reason listed once below the table.
 fn footnote(notes: &mut Vec<String>, what: &str, backend: &str, why: &str) -> String {

@@ -134,6 +134,13 @@ pub struct DeviceInfo {
     pub driver: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub features: Vec<String>,
+    /// wgpu: the adapter's cooperative-matrix (tensor-core) configurations as wgpu lists them,
+    /// e.g. "16x16x16 f16*f16->f32 subgroup".
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub coop_matrix: Vec<String>,
+    /// wgpu: whether GEMMs run on cooperative matrices ("on: ...") or why not ("off: ...").
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub coop_matrix_path: String,
 }
 
 /// Bytes of the buffers a prepared kernel actually allocated.

@@ -12,12 +12,14 @@
 //! instead of wgpu's default panic: an uncaptured-error handler and a device-lost callback record
 //! them and every submission checks.
 //!
-//! Cooperative matrices: wgpu 30's `EXPERIMENTAL_COOPERATIVE_MATRIX` exposes only 8×8 f32
-//! matrices (on Vulkan it requires an 8×8×8 f32 configuration, which NVIDIA's tensor cores do not
-//! offer: they take f16/bf16/fp8 inputs), so there is no f16 tensor-core path to build on it yet.
-//! The adapter feature is still reported in the device's feature list.
+//! - coop.rs: tensor cores through wgpu's experimental cooperative matrices: a GEMM on
+//!   16×16×16 f16 × f16 → f32 subgroup matrices for F16, E4M3 and E5M2 operands, taken when the
+//!   adapter lists that configuration (NVIDIA's Vulkan drivers do); otherwise, and for BF16/F32
+//!   and GEMV, the shader f32 kernels run. Why the path is off is in the device's
+//!   `coop_matrix_path` (shown by `chipbench info`).
 
 mod buffers;
+mod coop;
 mod prepared;
 mod shader;
 
@@ -40,6 +42,8 @@ pub struct WgpuOptions {
     pub max_buffer_bytes: Option<u64>,
     /// GEMM tiling; by default [`Tile::SMALL`] on CPU adapters and [`Tile::LARGE`] on GPUs.
     pub tile: Option<Tile>,
+    /// Never use cooperative matrices even where the adapter has them (the shader f32 GEMM runs).
+    pub no_coop_matrix: bool,
 }
 
 /// The wgpu backend: one adapter, one device, a cache of compiled pipelines.
@@ -51,6 +55,8 @@ pub struct WgpuBackend {
     native_f16: bool,
     timestamps: bool,
     tile: Tile,
+    /// The cooperative-matrix GEMM's device parameters, or why GEMMs run on the shader kernels.
+    coop: std::result::Result<coop::CoopDevice, String>,
     layout: ::wgpu::BindGroupLayout,
     pipeline_layout: ::wgpu::PipelineLayout,
     pipelines: Mutex<HashMap<ShaderKey, Arc<::wgpu::ComputePipeline>>>,
@@ -158,6 +164,8 @@ fn device_info(adapter: &::wgpu::Adapter) -> DeviceInfo {
         api: api_name(info.backend).into(),
         driver,
         features: feature_names(adapter.features(), &adapter.limits()),
+        coop_matrix: adapter.cooperative_matrix_properties().iter().map(coop::describe).collect(),
+        ..Default::default()
     }
 }
 
@@ -237,16 +245,53 @@ impl WgpuBackend {
             limits.max_storage_buffer_binding_size = limits.max_storage_buffer_binding_size.min(cap);
             limits.max_buffer_size = limits.max_buffer_size.min(cap);
         }
-        let (device, queue) = pollster::block_on(adapter.request_device(&::wgpu::DeviceDescriptor {
-            label: Some("chipbench"),
-            required_features: features,
-            required_limits: limits.clone(),
-            memory_hints: ::wgpu::MemoryHints::Performance,
-            ..Default::default()
-        }))
-        .map_err(|e| {
+        let mut facts = coop::DeviceFacts::of(&adapter);
+        if options.no_coop_matrix {
+            facts.disabled = Some("turned off by the caller (no_coop_matrix)");
+        } else if options.no_shader_f16 {
+            facts.disabled = Some("turned off with SHADER_F16 (no_shader_f16)");
+        }
+        let mut coop = coop::device_plan(&facts);
+        let request = |features: ::wgpu::Features| {
+            let experimental_features =
+                if features.contains(::wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
+                    // SAFETY: wgpu's token for its experimental features says they may hold bugs; the
+                    // cooperative-matrix kernel is only taken when the adapter lists its exact
+                    // configuration, and its results are checked against the f64 reference like every
+                    // kernel's (tests/backend_wgpu.rs on a GPU that has the path).
+                    unsafe { ::wgpu::ExperimentalFeatures::enabled() }
+                } else {
+                    ::wgpu::ExperimentalFeatures::disabled()
+                };
+            pollster::block_on(adapter.request_device(&::wgpu::DeviceDescriptor {
+                label: Some("chipbench"),
+                required_features: features,
+                required_limits: limits.clone(),
+                experimental_features,
+                memory_hints: ::wgpu::MemoryHints::Performance,
+                ..Default::default()
+            }))
+        };
+        let opened = match &coop {
+            Ok(_) => match request(features | coop::required_features()) {
+                Ok(pair) => Ok(pair),
+                Err(e) => {
+                    coop = Err(format!(
+                        "opening the device with cooperative matrices failed: {}",
+                        buffers::one_line(&e.to_string())
+                    ));
+                    request(features)
+                }
+            },
+            Err(_) => request(features),
+        };
+        let (device, queue) = opened.map_err(|e| {
             Error::device("wgpu", format!("opening '{}': {}", info.name, buffers::one_line(&e.to_string())))
         })?;
+        info.coop_matrix_path = match &coop {
+            Ok(_) => format!("on: GEMM a/w in F16, E4M3, E5M2 runs {}", coop::COMPUTE),
+            Err(why) => format!("off: {why}"),
+        };
 
         let errors = Arc::new(Mutex::new(Vec::new()));
         let sink = errors.clone();
@@ -309,6 +354,7 @@ impl WgpuBackend {
             device,
             queue,
             tile,
+            coop,
             layout,
             pipeline_layout,
             pipelines: Mutex::new(HashMap::new()),
@@ -319,6 +365,12 @@ impl WgpuBackend {
     /// Whether F16 runs through the `f16` shader type (`SHADER_F16`) or is emulated.
     pub fn native_f16(&self) -> bool {
         self.native_f16
+    }
+
+    /// The cooperative-matrix configuration GEMMs use (`Ok`), or why they run on the shader
+    /// f32 kernels.
+    pub fn coop_matrix(&self) -> std::result::Result<&'static str, &str> {
+        self.coop.as_ref().map(|_| coop::COMPUTE).map_err(|e| e.as_str())
     }
 
     /// Whether runs are timed with GPU timestamp queries.

@@ -19,6 +19,9 @@ struct Timestamps {
     period_ns: f64,
 }
 
+/// `compute` of the shader kernels: every operand decoded to f32, f32 multiply-adds.
+pub(crate) const SHADER_COMPUTE: &str = "shader f32 fma";
+
 pub(crate) struct WgpuPrepared<'a> {
     backend: &'a WgpuBackend,
     pipeline: std::sync::Arc<::wgpu::ComputePipeline>,
@@ -30,6 +33,8 @@ pub(crate) struct WgpuPrepared<'a> {
     timestamps: Option<Timestamps>,
     bytes: BufferBytes,
     ran: bool,
+    /// What the record's `compute` says.
+    compute: &'static str,
 }
 
 /// The uniform block of both templates.
@@ -161,6 +166,7 @@ impl<'a> WgpuPrepared<'a> {
             timestamps,
             bytes,
             ran: false,
+            compute: if key.coop.is_some() { super::coop::COMPUTE } else { SHADER_COMPUTE },
         })
     }
 }
@@ -169,6 +175,9 @@ impl<'a> WgpuPrepared<'a> {
 fn dispatch(backend: &WgpuBackend, key: &ShaderKey, m: usize, n: usize) -> Result<((u32, u32), u32)> {
     let max = backend.limits.max_compute_workgroups_per_dimension as usize;
     let (x, y) = match key.op {
+        Op::Gemm if key.coop.is_some() => {
+            (n.div_ceil(super::coop::BN as usize), m.div_ceil(super::coop::BM as usize))
+        }
         Op::Gemm => (n.div_ceil(key.tile.cols() as usize), m.div_ceil(key.tile.rows() as usize)),
         Op::Gemv => {
             let x = n.clamp(1, max);
@@ -248,8 +257,7 @@ impl Prepared for WgpuPrepared<'_> {
     }
 
     fn compute(&self) -> String {
-        // Both templates decode every operand to f32 and accumulate with f32 multiply-adds.
-        "shader f32 fma".into()
+        self.compute.into()
     }
 
     fn timing_method(&self) -> &'static str {
@@ -275,6 +283,20 @@ impl WgpuBackend {
             }
         }
         let op = problem.op;
-        Ok(ShaderKey { op, a: decode(&problem.a), w: decode(&problem.w), a_scale, w_scale, tile: self.tile })
+        let coop = match (op, &self.coop) {
+            (Op::Gemm, Ok(device)) => {
+                super::coop::plan(*device, problem.a.format(), problem.w.format(), a_scale, w_scale).ok()
+            }
+            _ => None,
+        };
+        Ok(ShaderKey {
+            op,
+            a: decode(&problem.a),
+            w: decode(&problem.w),
+            a_scale,
+            w_scale,
+            tile: self.tile,
+            coop,
+        })
     }
 }

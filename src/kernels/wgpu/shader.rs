@@ -7,6 +7,7 @@
 //! (BF16, emulated F16: two 16-bit codes per u32), `vec4<f16>` (F16 with `SHADER_F16`) and `u32`
 //! (FP8: four codes per u32). Decoding a group yields a `vec4<f32>`.
 
+use super::coop::Coop;
 use crate::formats::{Format, Fp8Spec, QuantizedMatrix, E4M3, E5M2};
 use crate::kernels::Op;
 
@@ -227,11 +228,14 @@ pub(crate) struct ShaderKey {
     pub a_scale: ScaleLookup,
     pub w_scale: ScaleLookup,
     pub tile: Tile,
+    /// GEMM on cooperative matrices (tensor cores) instead of f32 multiply-adds.
+    pub coop: Option<Coop>,
 }
 
 impl ShaderKey {
     pub fn label(&self) -> String {
-        format!("chipbench {} a={} w={}", self.op, self.a.format, self.w.format)
+        let path = if self.coop.is_some() { " coop-matrix" } else { "" };
+        format!("chipbench {}{path} a={} w={}", self.op, self.a.format, self.w.format)
     }
 
     /// GEMV groups a thread loads before it uses any: 16 bytes of weights in flight per thread
@@ -260,11 +264,17 @@ impl ShaderKey {
             self.tile.tm.is_multiple_of(4) && self.tile.tn.is_multiple_of(4),
             "GEMM register blocks are made of 4×4 sub-blocks"
         );
-        let template = match self.op {
-            Op::Gemm => GEMM,
-            Op::Gemv => GEMV,
+        let template = match (self.op, self.coop) {
+            (Op::Gemm, Some(coop)) => super::coop::template(coop),
+            (Op::Gemm, None) => GEMM.to_string(),
+            (Op::Gemv, _) => GEMV.to_string(),
         };
         let needs_f16 = [self.a, self.w].iter().any(|d| d.format == Format::F16 && d.native_f16);
+        let enables = match self.coop {
+            Some(_) => "enable f16;\nenable wgpu_cooperative_matrix;\n",
+            None if needs_f16 => "enable f16;\n",
+            None => "",
+        };
         let (a_loads, w_loads) = match self.op {
             Op::Gemm => (
                 self.tile.operand_loads("a", self.tile.rows()),
@@ -273,7 +283,7 @@ impl ShaderKey {
             Op::Gemv => Default::default(),
         };
         format!("{COMMON}{template}")
-            .replace("{{ENABLES}}", if needs_f16 { "enable f16;\n" } else { "" })
+            .replace("{{ENABLES}}", enables)
             .replace("{{A_STORE}}", self.a.store())
             .replace("{{W_STORE}}", self.w.store())
             .replace("{{DECODE_A}}", &self.a.function("decode_a"))
@@ -316,30 +326,93 @@ mod tests {
             a_scale: ScaleLookup::One,
             w_scale: ScaleLookup::Block { rows: 128, cols: 128 },
             tile: Tile::SMALL,
+            coop: None,
         }
     }
 
-    /// Every generated source parses and validates with naga (no adapter needed).
+    /// Parse and validate `key`'s source with the naga validator wgpu builds for a device with
+    /// `features` (no adapter needed), and write SPIR-V from it, as wgpu does for Vulkan.
+    pub(crate) fn validate(key: &ShaderKey, features: ::wgpu::Features) {
+        use ::wgpu::naga;
+        let what =
+            format!("{} a={} w={} {:?} {:?}", key.op, key.a.format, key.w.format, key.a_scale, key.w_scale);
+        let src = key.source();
+        assert!(!src.contains("{{"), "unfilled slot in {what}");
+        let module = naga::front::wgsl::parse_str(&src)
+            .unwrap_or_else(|e| panic!("{what}: {}\n{src}", e.emit_to_string(&src)));
+        let flags = naga::valid::ValidationFlags::all();
+        let info = wgpu_naga_bridge::create_validator(features, ::wgpu::DownlevelFlags::all(), flags)
+            .validate(&module)
+            .unwrap_or_else(|e| panic!("{what}: {}", e.emit_to_string(&src)));
+        let options =
+            naga::back::spv::Options { lang_version: (1, 3), capabilities: None, ..Default::default() };
+        naga::back::spv::write_vec(&module, &info, &options, None)
+            .unwrap_or_else(|e| panic!("{what}: SPIR-V: {e}"));
+    }
+
+    /// Every generated source of the shader f32 kernels validates (what a device without
+    /// cooperative matrices runs: no feature beyond SHADER_F16 where f16 is native).
     #[test]
     fn every_generated_shader_validates() {
         for op in [Op::Gemm, Op::Gemv] {
             for a in Format::ALL {
                 for w in Format::ALL {
                     for native in [false, true] {
-                        let src = key(op, a, w, native).source();
-                        assert!(!src.contains("{{"), "unfilled slot in {op} {a} {w}");
-                        let module = ::wgpu::naga::front::wgsl::parse_str(&src)
-                            .unwrap_or_else(|e| panic!("{op} a={a} w={w}: {}", e.emit_to_string(&src)));
-                        ::wgpu::naga::valid::Validator::new(
-                            ::wgpu::naga::valid::ValidationFlags::all(),
-                            ::wgpu::naga::valid::Capabilities::all(),
-                        )
-                        .validate(&module)
-                        .unwrap_or_else(|e| panic!("{op} a={a} w={w}: {e:?}"));
+                        let features =
+                            if native { ::wgpu::Features::SHADER_F16 } else { ::wgpu::Features::empty() };
+                        validate(&key(op, a, w, native), features);
                     }
                 }
             }
         }
+    }
+
+    /// Every cooperative-matrix GEMM (every format pair the path takes, every kind of scale
+    /// look-up, three subgroup sizes) validates with exactly the capabilities a device created
+    /// with the path's features has, and becomes SPIR-V: a shader a GPU would reject fails here.
+    #[test]
+    fn every_coop_matrix_shader_validates() {
+        let features = super::super::coop::required_features();
+        let scales = [
+            ScaleLookup::One,
+            ScaleLookup::Single,
+            ScaleLookup::Block { rows: 1, cols: 128 },
+            ScaleLookup::Block { rows: 128, cols: 128 },
+            ScaleLookup::Block { rows: 1, cols: 32 },
+        ];
+        let formats = [Format::F16, Format::E4M3, Format::E5M2];
+        let mut n = 0;
+        for a in formats {
+            for w in formats {
+                for (a_scale, w_scale) in [
+                    (scales[0], scales[0]),
+                    (scales[1], scales[1]),
+                    (scales[2], scales[3]),
+                    (scales[4], scales[4]),
+                ] {
+                    for subgroup in [16, 32, 64] {
+                        let device = super::super::coop::CoopDevice { subgroup };
+                        let coop = super::super::coop::plan(device, a, w, a_scale, w_scale).unwrap();
+                        let mut k = key(Op::Gemm, a, w, true);
+                        (k.a_scale, k.w_scale, k.coop) = (a_scale, w_scale, Some(coop));
+                        validate(&k, features);
+                        n += 1;
+                    }
+                }
+            }
+        }
+        assert_eq!(n, 3 * 3 * 4 * 3);
+        // Without the cooperative-matrix capability naga refuses it: the capability is checked.
+        let mut k = key(Op::Gemm, Format::F16, Format::E4M3, true);
+        k.coop = Some(super::super::coop::Coop { subgroup: 32, promote_tiles: 4 });
+        let module = ::wgpu::naga::front::wgsl::parse_str(&k.source()).unwrap();
+        let refused = wgpu_naga_bridge::create_validator(
+            features - ::wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,
+            ::wgpu::DownlevelFlags::all(),
+            ::wgpu::naga::valid::ValidationFlags::all(),
+        )
+        .validate(&module);
+        assert!(refused.is_err(), "validated without COOPERATIVE_MATRIX");
     }
 
     #[test]
