@@ -60,6 +60,20 @@ pub struct Args {
     /// Skip the FMA/bandwidth calibration.
     #[arg(long)]
     pub no_calibration: bool,
+    /// Measure whole model steps instead of a suite: model ids of configs/models, comma-separated
+    /// (see docs/model-step.md). `--format` then takes step formats (e4m3 = e4m3:deepseek, bf16,
+    /// f32, e4m3:mx32, ...).
+    #[arg(long, value_name = "ID[,ID...]", conflicts_with_all = ["suite", "scaling"])]
+    pub model: Option<String>,
+    /// Model steps: sequences per decode step.
+    #[arg(long, default_value_t = 1, requires = "model")]
+    pub batch: u64,
+    /// Model steps: prompt tokens of the prefill step.
+    #[arg(long, default_value_t = 512, requires = "model")]
+    pub prompt: u64,
+    /// Model steps: cached tokens each decoded token attends to.
+    #[arg(long, default_value_t = 4096, requires = "model")]
+    pub context: u64,
     /// Internal: run one RSS measurement job (JSON) and report the peak.
     #[arg(long, hide = true, value_name = "JOB")]
     pub child_rss: Option<String>,
@@ -79,6 +93,9 @@ pub fn exec(args: Args) -> Result<()> {
             .map_err(|e| Error::invalid("--child-rss", job, &format!("a measurement job in JSON ({e})")))?;
         memory::child_main(&job)?;
         return Ok(());
+    }
+    if args.model.is_some() {
+        return super::model_step::exec(&args);
     }
     if let Some(n) = args.adapter {
         // An environment variable, so the child processes that measure RSS open the same adapter.
@@ -256,7 +273,7 @@ pub fn exec(args: Args) -> Result<()> {
     Ok(())
 }
 
-fn sanitize(name: &str) -> String {
+pub(crate) fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
@@ -269,7 +286,7 @@ fn sanitize(name: &str) -> String {
 }
 
 /// First Ctrl-C: ask the runner to stop after the current record. Second: exit now.
-fn install_sigint(stop: Arc<AtomicBool>) {
+pub(crate) fn install_sigint(stop: Arc<AtomicBool>) {
     let result = ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted twice: exiting without writing results");
