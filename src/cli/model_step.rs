@@ -3,11 +3,10 @@
 //! beside the planner's prediction for this machine, written as a results file whose records
 //! carry `model_step`.
 
-use super::run::{install_sigint, sanitize, Args, EXIT_INTERRUPTED};
+use super::run::{calibrate_opened, install_sigint, progress_bar, sanitize, Args, EXIT_INTERRUPTED};
 use crate::kernels::registry::{self, BackendKind};
-use crate::measure::calibration::{self, CalibrationConfig};
 use crate::measure::runner::{Event, RunOptions};
-use crate::measure::{env, fma, memory};
+use crate::measure::{env, memory};
 use crate::modelstep::{self, Phase, Sampling, StepFormat, StepShape};
 use crate::profiles;
 use crate::report::{self, json::Json, markdown::Markdown, Exporter};
@@ -88,41 +87,9 @@ pub fn exec(args: &Args) -> Result<()> {
     install_sigint(stop.clone());
     let opened = registry::open_all(&backends, &threads);
     let mut notes: Vec<String> = Vec::new();
-    for s in &opened.skipped {
-        eprintln!("{s}");
-        notes.push(s.clone());
-    }
-    if opened.backends.is_empty() {
-        return Err(Error::device("run", "no backend could be opened (see the lines above)"));
-    }
-    let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
-    let calibration = if args.no_calibration {
-        None
-    } else {
-        eprintln!("calibrating (FMA peak, memory bandwidth) ...");
-        let cfg = if args.quick {
-            CalibrationConfig::quick(max_threads)
-        } else {
-            CalibrationConfig::full(max_threads)
-        };
-        notes.push(format!("calibration: FMA loop on {}", fma::isa()));
-        Some(calibration::calibrate(&cfg))
-    };
-    let mut devices = Vec::new();
-    for b in &opened.backends {
-        let d = b.device();
-        if !devices.contains(&d) {
-            devices.push(d);
-        }
-    }
+    let (max_threads, calibration, devices) = calibrate_opened(&opened, args, &mut notes)?;
     let opts = RunOptions { timing: sampling.timing, rss: None, stop: stop.clone() };
-    let cases = modelstep::measure::cases(&planned).len() * opened.backends.len();
-    let bar = indicatif::ProgressBar::new(cases as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(modelstep::measure::cases(&planned).len() * opened.backends.len());
     let mut layer = String::new();
     let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut |ev| match ev {
         Event::Measuring { label } if label.starts_with(modelstep::STEP_LABEL) => {

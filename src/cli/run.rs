@@ -162,35 +162,7 @@ pub fn exec(args: Args) -> Result<()> {
             !software
         });
     }
-    for s in &opened.skipped {
-        eprintln!("{s}");
-        notes.push(s.clone());
-    }
-    if opened.backends.is_empty() {
-        return Err(Error::device("run", "no backend could be opened (see the lines above)"));
-    }
-    let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
-
-    let calibration = if args.no_calibration {
-        None
-    } else {
-        eprintln!("calibrating (FMA peak, memory bandwidth) ...");
-        let cfg = if args.quick {
-            CalibrationConfig::quick(max_threads)
-        } else {
-            CalibrationConfig::full(max_threads)
-        };
-        notes.push(format!("calibration: FMA loop on {}", fma::isa()));
-        Some(calibration::calibrate(&cfg))
-    };
-
-    let mut devices: Vec<crate::kernels::DeviceInfo> = Vec::new();
-    for b in &opened.backends {
-        let d = b.device();
-        if !devices.contains(&d) {
-            devices.push(d);
-        }
-    }
+    let (max_threads, calibration, mut devices) = calibrate_opened(&opened, &args, &mut notes)?;
     if suite.backends.contains(&BackendKind::Wgpu) {
         for d in crate::kernels::wgpu::list_adapters() {
             if !devices.contains(&d) {
@@ -214,13 +186,7 @@ pub fn exec(args: Args) -> Result<()> {
     };
     let opts = RunOptions { timing: suite.timing, rss, stop: stop.clone() };
 
-    let total = suite.cases.len() * opened.backends.len();
-    let bar = indicatif::ProgressBar::new(total as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(suite.cases.len() * opened.backends.len());
     let done = AtomicUsize::new(0);
     let outcome = runner::run_cases(&suite.cases, &opened.backends, &opts, &mut |ev| match ev {
         Event::Measuring { label } => bar.set_message(label.to_string()),
@@ -271,6 +237,54 @@ pub fn exec(args: Args) -> Result<()> {
     }
     eprintln!("wrote {}", names.join(" and "));
     Ok(())
+}
+
+/// Report the backends that did not open, refuse a run with none, calibrate (unless
+/// `--no-calibration`) and list the devices used: `(max threads, calibration, devices)`.
+pub(crate) fn calibrate_opened(
+    opened: &registry::Opened,
+    args: &Args,
+    notes: &mut Vec<String>,
+) -> Result<(usize, Option<crate::results::Calibration>, Vec<crate::kernels::DeviceInfo>)> {
+    for s in &opened.skipped {
+        eprintln!("{s}");
+        notes.push(s.clone());
+    }
+    if opened.backends.is_empty() {
+        return Err(Error::device("run", "no backend could be opened (see the lines above)"));
+    }
+    let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
+    let calibration = if args.no_calibration {
+        None
+    } else {
+        eprintln!("calibrating (FMA peak, memory bandwidth) ...");
+        let cfg = if args.quick {
+            CalibrationConfig::quick(max_threads)
+        } else {
+            CalibrationConfig::full(max_threads)
+        };
+        notes.push(format!("calibration: FMA loop on {}", fma::isa()));
+        Some(calibration::calibrate(&cfg))
+    };
+    let mut devices: Vec<crate::kernels::DeviceInfo> = Vec::new();
+    for b in &opened.backends {
+        let d = b.device();
+        if !devices.contains(&d) {
+            devices.push(d);
+        }
+    }
+    Ok((max_threads, calibration, devices))
+}
+
+/// The run's progress bar over `total` measurements.
+pub(crate) fn progress_bar(total: usize) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
 }
 
 pub(crate) fn sanitize(name: &str) -> String {

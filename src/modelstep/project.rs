@@ -163,7 +163,18 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
             _ => None,
         };
         for chip in chips {
-            let p = project(st, &local, chip)?;
+            let p = match project(st, &local, chip) {
+                Ok(p) => p,
+                Err(e) => {
+                    // A chip without the figure this step needs (no FP32 peak on the 910C): say so.
+                    let mut row =
+                        vec![chip.id.clone(), st.step_format.clone(), st.test(), human_time(st.seconds())];
+                    row.push(format!("not projected: {e}"));
+                    row.extend(std::iter::repeat_n("-".to_string(), 4));
+                    rows.push(row);
+                    continue;
+                }
+            };
             let paper = precision.and_then(|precision| {
                 let context = match st.phase {
                     super::Phase::Decode => st.context,
