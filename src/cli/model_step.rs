@@ -3,13 +3,13 @@
 //! beside the planner's prediction for this machine, written as a results file whose records
 //! carry `model_step`.
 
-use super::run::{calibrate_opened, install_sigint, progress_bar, sanitize, Args, EXIT_INTERRUPTED};
+use super::run::{calibrate_opened, install_sigint, progress_bar, sanitize, write_and_finish, Args};
 use crate::kernels::registry::{self, BackendKind};
 use crate::measure::runner::{Event, RunOptions};
 use crate::measure::{env, memory};
 use crate::modelstep::{self, Phase, Sampling, StepFormat, StepShape};
 use crate::profiles;
-use crate::report::{self, json::Json, markdown::Markdown, Exporter};
+use crate::report::{json::Json, markdown::Markdown, Exporter};
 use crate::results::{Run, SCHEMA_VERSION};
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
@@ -132,16 +132,5 @@ pub fn exec(args: &Args) -> Result<()> {
         notes,
     };
     print!("{}", modelstep::steps::render(&run));
-    let paths = report::write_run(&run, &args.out, &[&Json, &Markdown], args.force)?;
-    let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    if outcome.interrupted {
-        eprintln!(
-            "interrupted: wrote the {} completed records to {}",
-            run.records.len(),
-            names.join(" and ")
-        );
-        std::process::exit(EXIT_INTERRUPTED);
-    }
-    eprintln!("wrote {}", names.join(" and "));
-    Ok(())
+    write_and_finish(&run, args)
 }

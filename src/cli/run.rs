@@ -225,9 +225,15 @@ pub fn exec(args: Args) -> Result<()> {
     if run.records.is_empty() {
         eprintln!("no records: every case was skipped (see the lines above)");
     }
-    let paths = report::write_run(&run, &args.out, &[&Json, &Markdown], args.force)?;
+    write_and_finish(&run, &args)
+}
+
+/// Write the run's JSON and Markdown atomically; exit with [`EXIT_INTERRUPTED`] after writing
+/// when the run was interrupted (`complete: false`).
+pub(crate) fn write_and_finish(run: &Run, args: &Args) -> Result<()> {
+    let paths = report::write_run(run, &args.out, &[&Json, &Markdown], args.force)?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    if outcome.interrupted {
+    if !run.complete {
         eprintln!(
             "interrupted: wrote the {} completed records to {} (complete: false)",
             run.records.len(),
