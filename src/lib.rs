@@ -17,6 +17,7 @@ pub mod error;
 pub mod formats;
 pub mod kernels;
 pub mod measure;
+pub mod modelstep;
 pub mod profiles;
 pub mod project;
 pub mod report;

@@ -325,6 +325,46 @@ pub struct Record {
     /// its thread count). A flagged record is never evidence for a claim.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flags: Vec<String>,
+    /// Model steps only (`run --model`): which product of which step this record measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_step: Option<ModelStep>,
+}
+
+/// One matrix product of a model's decoder step (`chipbench run --model`). The record's `m`,
+/// `n`, `k` are what was measured (a slice, or stacked copies, of the real product); `m`, `n`,
+/// `k` here are the real product, and the step spends `time.median_s × scale × count` on it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelStep {
+    /// Model id (configs/models).
+    pub model: String,
+    /// "decode" or "prefill".
+    pub phase: String,
+    /// The step's weight format as `format:scaling` (e.g. "e4m3:deepseek", "bf16:none").
+    pub step_format: String,
+    /// Layer kind: "all layers", "dense layers", "moe layers", "output".
+    pub layer: String,
+    /// The product, e.g. "kv_a (wkv_a)".
+    pub product: String,
+    /// "attn-proj", "attn-kv", "ffn" or "head".
+    pub part: String,
+    /// Times one step runs the product (fractional for routed experts and causal attention).
+    pub count: f64,
+    pub m: usize,
+    pub n: usize,
+    pub k: usize,
+    /// Real work over measured work, `(m·n) / (m_measured·n_measured)`.
+    pub scale: f64,
+    /// Sequences per decode step, prompt tokens, context tokens of the step.
+    pub batch: u64,
+    pub prompt: u64,
+    pub context: u64,
+}
+
+impl ModelStep {
+    /// Seconds the step spends on this product, from the record's median.
+    pub fn seconds(&self, r: &Record) -> f64 {
+        r.time.median_s * self.scale * self.count
+    }
 }
 
 impl Run {

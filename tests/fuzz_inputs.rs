@@ -299,6 +299,13 @@ fn model_target(bytes: &[u8], source: &str) -> Result<(), Error> {
     let _ = counts.active_as_published(&model);
     for ctx in [1u64, 4096, 131_072] {
         let _ = (model.kv_elements(ctx), model.attention_flops_per_token(ctx));
+        // The model step's products (run --model) of any accepted profile.
+        for phase in [chipbench::modelstep::Phase::Decode, chipbench::modelstep::Phase::Prefill] {
+            let s = chipbench::modelstep::StepShape { phase, batch: 7, prompt: 512, context: ctx };
+            for p in chipbench::modelstep::shapes::products(&model, &s) {
+                assert!(p.m >= 1 && p.count > 0.0 && p.flops().is_finite(), "{p:?}");
+            }
+        }
     }
     Ok(())
 }

@@ -5,6 +5,7 @@ pub mod claims;
 pub mod collectives;
 pub mod convert;
 pub mod info;
+pub mod model_step;
 pub mod models;
 pub mod plan;
 pub mod project;

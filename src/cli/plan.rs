@@ -38,6 +38,10 @@ pub struct Args {
     /// with its measured curves and the FP8/BF16 all-to-all ratios.
     #[arg(long)]
     pub collectives: Option<PathBuf>,
+    /// A results file of `chipbench run --model`: adds the measured step of --model scaled part by
+    /// part onto each chip (see docs/model-step.md).
+    #[arg(long, value_name = "FILE")]
+    pub from_results: Option<PathBuf>,
     /// Directory with chips/ and models/ profiles (default: the embedded ones).
     #[arg(long)]
     pub config_dir: Option<PathBuf>,
@@ -75,6 +79,15 @@ pub fn exec(args: Args) -> Result<()> {
         let cals: Vec<_> = plans.iter().map(|p| plan_collectives::calibrate(p, hidden, &link)).collect();
         println!("collectives file: {} ({} records)", path.display(), run.records.len());
         print!("{}", plan_table::render_calibrated(&plans, &cals, &link));
+    }
+    if let Some(path) = &args.from_results {
+        let run = Run::load(path)?;
+        let chip_list = keys.iter().map(|k| profiles::find_chip(&chips, k)).collect::<Result<Vec<_>>>()?;
+        let table = crate::modelstep::project::render(&run, model, &chip_list).map_err(|e| match e {
+            Error::Config { field, message, .. } => Error::config(path, field, message),
+            other => other,
+        })?;
+        print!("\n{table}");
     }
     Ok(())
 }

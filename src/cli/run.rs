@@ -68,6 +68,20 @@ pub struct Args {
     /// cache (GEMVs that fit in cache are then labelled cache-resident). Default in --quick.
     #[arg(long)]
     pub warm: bool,
+    /// Measure whole model steps instead of a suite: model ids of configs/models, comma-separated
+    /// (see docs/model-step.md). `--format` then takes step formats (e4m3 = e4m3:deepseek, bf16,
+    /// f32, e4m3:mx32, ...).
+    #[arg(long, value_name = "ID[,ID...]", conflicts_with_all = ["suite", "scaling"])]
+    pub model: Option<String>,
+    /// Model steps: sequences per decode step.
+    #[arg(long, default_value_t = 1, requires = "model")]
+    pub batch: u64,
+    /// Model steps: prompt tokens of the prefill step.
+    #[arg(long, default_value_t = 512, requires = "model")]
+    pub prompt: u64,
+    /// Model steps: cached tokens each decoded token attends to.
+    #[arg(long, default_value_t = 4096, requires = "model")]
+    pub context: u64,
     /// Internal: run one RSS measurement job (JSON) and report the peak.
     #[arg(long, hide = true, value_name = "JOB")]
     pub child_rss: Option<String>,
@@ -87,6 +101,9 @@ pub fn exec(args: Args) -> Result<()> {
             .map_err(|e| Error::invalid("--child-rss", job, &format!("a measurement job in JSON ({e})")))?;
         memory::child_main(&job)?;
         return Ok(());
+    }
+    if args.model.is_some() {
+        return super::model_step::exec(&args);
     }
     if let Some(n) = args.adapter {
         // An environment variable, so the child processes that measure RSS open the same adapter.
@@ -175,37 +192,9 @@ pub fn exec(args: Args) -> Result<()> {
             !software
         });
     }
-    for s in &opened.skipped {
-        eprintln!("{s}");
-        notes.push(s.clone());
-    }
-    if opened.backends.is_empty() {
-        return Err(Error::device("run", "no backend could be opened (see the lines above)"));
-    }
-    let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
-
     // How busy the host is before the first measurement (the env records it again at the end).
     let load_before = crate::results::HostLoad::read();
-    let calibration = if args.no_calibration {
-        None
-    } else {
-        eprintln!("calibrating (FMA peak, memory bandwidth) ...");
-        let cfg = if args.quick {
-            CalibrationConfig::quick(max_threads)
-        } else {
-            CalibrationConfig::full(max_threads)
-        };
-        notes.push(format!("calibration: FMA loop on {}", fma::isa()));
-        Some(calibration::calibrate(&cfg))
-    };
-
-    let mut devices: Vec<crate::kernels::DeviceInfo> = Vec::new();
-    for b in &opened.backends {
-        let d = b.device();
-        if !devices.contains(&d) {
-            devices.push(d);
-        }
-    }
+    let (max_threads, calibration, mut devices) = calibrate_opened(&opened, &args, &mut notes)?;
     if suite.backends.contains(&BackendKind::Wgpu) {
         for d in crate::kernels::wgpu::list_adapters() {
             if !devices.contains(&d) {
@@ -248,12 +237,7 @@ pub fn exec(args: Args) -> Result<()> {
     let turns = (opts.rounds.max(1) * opts.repeat.max(1)) as u64;
     let total = (suite.cases.len() * opened.backends.len()) as u64 * turns;
     eprintln!("{}", operand_note(cold, llc, args.quick));
-    let bar = indicatif::ProgressBar::new(total);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
-            .expect("valid template")
-            .progress_chars("=> "),
-    );
+    let bar = progress_bar(total);
     let done = AtomicUsize::new(0);
     let outcome = runner::run_cases(&suite.cases, &opened.backends, &opts, &mut |ev| match ev {
         Event::Measuring { label } => {
@@ -304,9 +288,15 @@ pub fn exec(args: Args) -> Result<()> {
     if run.records.is_empty() {
         eprintln!("no records: every case was skipped (see the lines above)");
     }
-    let paths = report::write_run(&run, &args.out, &[&Json, &Markdown], args.force)?;
+    write_and_finish(&run, &args)
+}
+
+/// Write the run's JSON and Markdown atomically; exit with [`EXIT_INTERRUPTED`] after writing
+/// when the run was interrupted (`complete: false`).
+pub(crate) fn write_and_finish(run: &Run, args: &Args) -> Result<()> {
+    let paths = report::write_run(run, &args.out, &[&Json, &Markdown], args.force)?;
     let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
-    if outcome.interrupted {
+    if !run.complete {
         eprintln!(
             "interrupted: wrote the {} completed records to {} (complete: false)",
             run.records.len(),
@@ -335,7 +325,55 @@ fn operand_note(cold: bool, llc: u64, quick: bool) -> String {
     }
 }
 
-fn sanitize(name: &str) -> String {
+/// Report the backends that did not open, refuse a run with none, calibrate (unless
+/// `--no-calibration`) and list the devices used: `(max threads, calibration, devices)`.
+pub(crate) fn calibrate_opened(
+    opened: &registry::Opened,
+    args: &Args,
+    notes: &mut Vec<String>,
+) -> Result<(usize, Option<crate::results::Calibration>, Vec<crate::kernels::DeviceInfo>)> {
+    for s in &opened.skipped {
+        eprintln!("{s}");
+        notes.push(s.clone());
+    }
+    if opened.backends.is_empty() {
+        return Err(Error::device("run", "no backend could be opened (see the lines above)"));
+    }
+    let max_threads = opened.backends.iter().map(|b| b.threads()).max().unwrap_or(1);
+    let calibration = if args.no_calibration {
+        None
+    } else {
+        eprintln!("calibrating (FMA peak, memory bandwidth) ...");
+        let cfg = if args.quick {
+            CalibrationConfig::quick(max_threads)
+        } else {
+            CalibrationConfig::full(max_threads)
+        };
+        notes.push(format!("calibration: FMA loop on {}", fma::isa()));
+        Some(calibration::calibrate(&cfg))
+    };
+    let mut devices: Vec<crate::kernels::DeviceInfo> = Vec::new();
+    for b in &opened.backends {
+        let d = b.device();
+        if !devices.contains(&d) {
+            devices.push(d);
+        }
+    }
+    Ok((max_threads, calibration, devices))
+}
+
+/// The run's progress bar over `total` measurements.
+pub(crate) fn progress_bar(total: u64) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{elapsed_precise} [{bar:30}] {pos}/{len} {wide_msg}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
+pub(crate) fn sanitize(name: &str) -> String {
     let s: String = name
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '-' })
@@ -348,7 +386,7 @@ fn sanitize(name: &str) -> String {
 }
 
 /// First Ctrl-C: ask the runner to stop after the current record. Second: exit now.
-fn install_sigint(stop: Arc<AtomicBool>) {
+pub(crate) fn install_sigint(stop: Arc<AtomicBool>) {
     let result = ctrlc::set_handler(move || {
         if stop.swap(true, Ordering::SeqCst) {
             eprintln!("\ninterrupted twice: exiting without writing results");

@@ -35,4 +35,6 @@ pub const MODELS: &[(&str, &str)] = embed![
     "models" / "qwen2.5-72b.toml",
     "models" / "mixtral-8x7b.toml",
     "models" / "gpt-oss-120b.toml",
+    "models" / "qwen3-235b-a22b.toml",
+    "models" / "qwen3-30b-a3b.toml",
 ];

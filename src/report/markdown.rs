@@ -120,7 +120,7 @@ fn groups(run: &Run) -> Vec<Vec<&Record>> {
 
 /// The tables only (what `chipbench run` prints).
 pub fn tables(run: &Run) -> String {
-    let mut s = String::new();
+    let mut s = crate::modelstep::steps::render(run);
     for g in groups(run) {
         let r0 = g[0];
         let _ = writeln!(

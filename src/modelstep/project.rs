@@ -1,0 +1,229 @@
+//! `plan --model ID --chip X --from-results FILE`: the measured step moved onto a chip part by
+//! part, each part by its own bound. A part's roofline time is `max(bytes / bandwidth,
+//! FLOPs / peak)` — bytes of its weights, scales and KV cache; FLOPs at the peak for the step's
+//! format — on this machine (the run's calibration) and on the chip; the measured time is scaled
+//! by their ratio. Decode parts are bytes-bound, prefill parts FLOP-bound, and a part that is
+//! not (MLA's attention over a long cache is FLOP-bound even in decode) is scaled by what bounds
+//! it. The efficiency the kernels reached here is carried over; the paper plan assumes 100 %.
+
+use super::shapes::Part;
+use super::steps::{PartSum, Step};
+use crate::formats::Format;
+use crate::profiles::Chip;
+use crate::project::roofline::{calibration_peak, peak_for};
+use crate::results::Calibration;
+use crate::{Error, Result};
+
+/// Bandwidth (bytes/s) and peak (FLOP/s) of a machine for one step format.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roof {
+    pub bandwidth: f64,
+    pub flops_s: f64,
+    /// Which peak, in words.
+    pub peak: String,
+}
+
+impl Roof {
+    /// Roofline seconds of one part.
+    pub fn seconds(&self, p: &PartSum) -> f64 {
+        (p.bytes / self.bandwidth).max(p.flops / self.flops_s)
+    }
+    /// Whether the part is bound by bytes on this roof.
+    pub fn memory_bound(&self, p: &PartSum) -> bool {
+        p.bytes / self.bandwidth >= p.flops / self.flops_s
+    }
+
+    /// This machine, from a run's calibration (FMA peak at the step's threads: the CPU kernels
+    /// compute every format in f32).
+    pub fn local(cal: &Calibration, threads: usize) -> Result<Roof> {
+        if cal.read_gbs.is_nan() || cal.read_gbs <= 0.0 {
+            return Err(Error::config("results", "calibration.read_gbs", "no read bandwidth measured"));
+        }
+        let (t, g) = calibration_peak(cal, threads)
+            .ok_or_else(|| Error::config("results", "calibration.fma_peak_gflops", "no FMA peak measured"))?;
+        Ok(Roof {
+            bandwidth: cal.read_gbs * 1e9,
+            flops_s: g * 1e9,
+            peak: format!("measured FMA peak ({t} threads)"),
+        })
+    }
+
+    /// A chip profile for a step whose weights are stored in `format`.
+    pub fn chip(chip: &Chip, format: Format) -> Result<Roof> {
+        let bandwidth = chip.memory_bw_bytes_s().ok_or_else(|| {
+            Error::Unsupported(format!("chip {}: memory_bw is not sourced; cannot project", chip.id))
+        })?;
+        let peak = peak_for(chip, format)?;
+        Ok(Roof { bandwidth, flops_s: peak.flops_s, peak: peak.label })
+    }
+}
+
+/// One step projected onto one chip.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Projected {
+    pub chip: String,
+    /// Seconds per part on the chip, indexed like [`Part::ALL`].
+    pub parts: [f64; 4],
+    pub roof: Roof,
+}
+
+impl Projected {
+    pub fn seconds(&self) -> f64 {
+        self.parts.iter().sum()
+    }
+}
+
+/// The weight format of a step (`e4m3:deepseek` → E4M3).
+pub fn step_weight_format(step: &Step) -> Result<Format> {
+    let f = step.step_format.split(':').next().unwrap_or("");
+    f.parse().map_err(|_| {
+        Error::invalid("model_step.step_format", &step.step_format, "f32, bf16, f16, e4m3, e5m2")
+    })
+}
+
+/// Project a measured step onto `chip`.
+pub fn project(step: &Step, local: &Roof, chip: &Chip) -> Result<Projected> {
+    let roof = Roof::chip(chip, step_weight_format(step)?)?;
+    let mut parts = [0.0; 4];
+    for i in 0..Part::ALL.len() {
+        let p = &step.parts[i];
+        let here = local.seconds(p);
+        parts[i] = if here > 0.0 { p.seconds * roof.seconds(p) / here } else { 0.0 };
+    }
+    Ok(Projected { chip: chip.id.clone(), parts, roof })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modelstep::Phase;
+
+    fn step(parts: [PartSum; 4]) -> Step {
+        Step {
+            model: "m".into(),
+            phase: Phase::Decode,
+            step_format: "bf16:none".into(),
+            backend: "cpu".into(),
+            threads: 2,
+            batch: 1,
+            prompt: 512,
+            context: 128,
+            parts,
+            valid: 4,
+            expected: 4,
+            invalid: 0,
+        }
+    }
+
+    #[test]
+    fn each_part_scales_by_its_own_bound() {
+        let local = Roof { bandwidth: 10e9, flops_s: 100e9, peak: "x".into() };
+        // Part 0 bytes-bound (1 GB, 1 GFLOP), part 1 FLOP-bound (1 MB, 100 GFLOP).
+        let parts = [
+            PartSum { seconds: 0.2, bytes: 1e9, flops: 1e9 },
+            PartSum { seconds: 2.0, bytes: 1e6, flops: 100e9 },
+            PartSum::default(),
+            PartSum::default(),
+        ];
+        assert!(local.memory_bound(&parts[0]) && !local.memory_bound(&parts[1]));
+        let chip = crate::profiles::chip("h20").unwrap();
+        let p = project(&step(parts), &local, &chip).unwrap();
+        let bw = chip.memory_bw_bytes_s().unwrap();
+        let peak = peak_for(&chip, Format::BF16).unwrap().flops_s;
+        // 0.2 s measured against a 0.1 s roofline here: half efficiency carried to the chip.
+        assert!((p.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.1).abs() < 1e-12);
+        assert!((p.parts[1] - 2.0 * (1e6 / bw).max(100e9 / peak) / 1.0).abs() < 1e-12);
+        assert_eq!(p.parts[2], 0.0);
+    }
+}
+
+/// The `plan --from-results` table: for every measured step of `model` in `run`, each chip's
+/// projected step beside the paper plan (the planner at 100 % of the chip's roof).
+pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: &[&Chip]) -> Result<String> {
+    use crate::project::planner::{self, PlanOptions, WeightPrecision};
+    use crate::report::markdown::{human_time, table};
+    let cal = run.calibration.as_ref().ok_or_else(|| {
+        Error::config("results", "calibration", "missing: the run was made with --no-calibration")
+    })?;
+    let steps: Vec<Step> =
+        super::steps::steps(run).into_iter().filter(|s| s.model == model.id && s.complete()).collect();
+    if steps.is_empty() {
+        return Err(Error::config(
+            "results",
+            "records",
+            format!("no complete model step of {} (run `chipbench run --model {}`)", model.id, model.id),
+        ));
+    }
+    let mut rows = Vec::new();
+    for st in &steps {
+        let local = Roof::local(cal, st.threads)?;
+        let precision = match step_weight_format(st)? {
+            Format::BF16 => Some(WeightPrecision::Bf16),
+            f if f.is_fp8() => Some(WeightPrecision::Fp8),
+            _ => None,
+        };
+        for chip in chips {
+            let p = match project(st, &local, chip) {
+                Ok(p) => p,
+                Err(e) => {
+                    // A chip without the figure this step needs (no FP32 peak on the 910C): say so.
+                    let mut row =
+                        vec![chip.id.clone(), st.step_format.clone(), st.test(), human_time(st.seconds())];
+                    row.push(format!("not projected: {e}"));
+                    row.extend(std::iter::repeat_n("-".to_string(), 4));
+                    rows.push(row);
+                    continue;
+                }
+            };
+            let paper = precision.and_then(|precision| {
+                let context = match st.phase {
+                    super::Phase::Decode => st.context,
+                    super::Phase::Prefill => st.prompt,
+                };
+                let o = PlanOptions { precision, context, batch: st.batch, ..PlanOptions::default() };
+                let plan = planner::plan(model, chip, &o).ok()?;
+                Some(match st.phase {
+                    super::Phase::Decode => plan.decode.per_chip,
+                    super::Phase::Prefill => plan.prefill.per_chip,
+                })
+            });
+            let tps = st.tokens() as f64 / p.seconds();
+            let shares: Vec<String> =
+                p.parts.iter().map(|x| format!("{:.0} %", 100.0 * x / p.seconds())).collect();
+            rows.push(vec![
+                chip.id.clone(),
+                st.step_format.clone(),
+                st.test(),
+                human_time(st.seconds()),
+                human_time(p.seconds()),
+                format!("{tps:.1}"),
+                shares.join(" / "),
+                paper.map_or("-".into(), |x| format!("{x:.1}")),
+                paper.map_or("-".into(), |x| format!("{:.2}", tps / x)),
+            ]);
+        }
+    }
+    let header = [
+        "chip",
+        "format",
+        "test",
+        "step here",
+        "step on chip",
+        "t/s on chip",
+        "attn proj / KV / FFN / head",
+        "paper plan t/s",
+        "measured-scaled / paper",
+    ];
+    Ok(format!(
+        "## {} measured here ({}), scaled part by part onto each chip\n\n{}\nEach part's measured time × its \
+         roofline time on the chip / its roofline time here (bytes at the memory bandwidth or FLOPs at the \
+         format's peak, whichever bounds it; here: {:.1} GB/s read, {:.1} GFLOP/s FMA). The paper plan \
+         assumes 100 % of the roof on one chip; the chips needed to hold the model are not applied to \
+         either column.\n",
+        model.name,
+        run.run_id,
+        table(&header, &rows),
+        cal.read_gbs,
+        calibration_peak(cal, steps[0].threads).map_or(0.0, |x| x.1),
+    ))
+}

@@ -1,0 +1,283 @@
+//! Whole steps back from records: every record carrying a `model_step` contributes
+//! `median × scale × count` seconds to its step's part; the table reads like llama-bench's
+//! (`pp512`, `tg1 @ d4096`, tokens/s) with the planner's roofline prediction for this machine
+//! (`--chip local`: the run's calibration) beside it.
+
+use super::measure::StepFormat;
+use super::shapes::{self, Part, Phase, StepShape};
+use crate::profiles;
+use crate::project::roofline::calibration_peak;
+use crate::report::markdown::{human_time, table};
+use crate::results::{Calibration, ModelStep, Record, Run};
+use std::fmt::Write;
+
+/// Seconds, roofline bytes and FLOPs of one part of a step.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct PartSum {
+    pub seconds: f64,
+    /// Weight-operand bytes of the real products (weights, scales, KV cache), per step.
+    pub bytes: f64,
+    pub flops: f64,
+}
+
+/// One measured step: model × phase × step format × backend.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    pub model: String,
+    pub phase: Phase,
+    pub step_format: String,
+    pub backend: String,
+    pub threads: usize,
+    pub batch: u64,
+    pub prompt: u64,
+    pub context: u64,
+    /// Indexed like [`Part::ALL`].
+    pub parts: [PartSum; 4],
+    /// Valid records that contributed.
+    pub valid: usize,
+    /// Products the model's step has (0 when the profile is not embedded).
+    pub expected: usize,
+    /// Records of this step that failed validation.
+    pub invalid: usize,
+}
+
+fn part_index(name: &str) -> Option<usize> {
+    Part::ALL.iter().position(|p| p.name() == name)
+}
+
+fn phase_of(name: &str) -> Option<Phase> {
+    match name {
+        "decode" => Some(Phase::Decode),
+        "prefill" => Some(Phase::Prefill),
+        _ => None,
+    }
+}
+
+impl Step {
+    pub fn seconds(&self) -> f64 {
+        self.parts.iter().map(|p| p.seconds).sum()
+    }
+    pub fn bytes(&self) -> f64 {
+        self.parts.iter().map(|p| p.bytes).sum()
+    }
+    pub fn flops(&self) -> f64 {
+        self.parts.iter().map(|p| p.flops).sum()
+    }
+    /// Tokens one step produces (decode: one per sequence) or consumes (prefill: the prompt).
+    pub fn tokens(&self) -> u64 {
+        match self.phase {
+            Phase::Decode => self.batch,
+            Phase::Prefill => self.prompt,
+        }
+    }
+    pub fn tokens_s(&self) -> f64 {
+        self.tokens() as f64 / self.seconds()
+    }
+    /// Every product measured and valid.
+    pub fn complete(&self) -> bool {
+        self.invalid == 0 && self.valid > 0 && (self.expected == 0 || self.valid == self.expected)
+    }
+    /// llama-bench's test name: `pp512`, `tg1 @ d4096` (tg with the batch).
+    pub fn test(&self) -> String {
+        match self.phase {
+            Phase::Prefill => format!("pp{}", self.prompt),
+            Phase::Decode => format!("tg{} @ d{}", self.batch, self.context),
+        }
+    }
+    /// The whole model's weights in this step's format, GB (10⁹ bytes).
+    pub fn weights_gb(&self) -> Option<f64> {
+        let model = profiles::model(&self.model).ok()?;
+        let sf = StepFormat::parse(&self.step_format).ok()?;
+        Some(sf.model_bytes(&model) / 1e9)
+    }
+    /// The planner's roofline for this machine: decode reads every byte once at the measured
+    /// read bandwidth; prefill runs every FLOP at the measured FMA peak (the CPU kernels compute
+    /// every format in f32, so that peak is every format's roof here).
+    pub fn predicted_s(&self, cal: &Calibration) -> Option<f64> {
+        match self.phase {
+            Phase::Decode => (cal.read_gbs > 0.0).then(|| self.bytes() / (cal.read_gbs * 1e9)),
+            Phase::Prefill => calibration_peak(cal, self.threads).map(|(_, g)| self.flops() / (g * 1e9)),
+        }
+    }
+}
+
+/// Bytes and FLOPs of the real product behind a record.
+fn roofline_of(r: &Record, s: &ModelStep) -> (f64, f64) {
+    let format = r.format.parse().unwrap_or(crate::formats::Format::F32);
+    let scaling = r.scaling.parse().unwrap_or(crate::formats::Scaling::NONE);
+    let bytes = StepFormat::weight_bytes(format, scaling, s.n as u64, s.k as u64) * s.count;
+    (bytes, 2.0 * s.m as f64 * s.n as f64 * s.k as f64 * s.count)
+}
+
+/// The steps of a run: models and formats in first-seen order, prefill before decode (as
+/// llama-bench prints pp before tg).
+pub fn steps(run: &Run) -> Vec<Step> {
+    let mut out = collect(run);
+    let first = |f: &dyn Fn(&Step) -> String| {
+        let mut seen: Vec<String> = Vec::new();
+        for s in &out {
+            if !seen.contains(&f(s)) {
+                seen.push(f(s));
+            }
+        }
+        seen
+    };
+    let models = first(&|s| s.model.clone());
+    let formats = first(&|s| s.step_format.clone());
+    let pos = |v: &[String], x: &str| v.iter().position(|y| y == x).unwrap_or(usize::MAX);
+    out.sort_by_key(|s| {
+        (pos(&models, &s.model), pos(&formats, &s.step_format), s.phase == Phase::Decode, s.backend.clone())
+    });
+    out
+}
+
+fn collect(run: &Run) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::new();
+    for r in &run.records {
+        let Some(s) = &r.model_step else { continue };
+        let (Some(phase), Some(part)) = (phase_of(&s.phase), part_index(&s.part)) else { continue };
+        let same = |x: &Step| {
+            x.model == s.model
+                && x.phase == phase
+                && x.step_format == s.step_format
+                && x.backend == r.backend
+                && x.threads == r.threads
+                && (x.batch, x.prompt, x.context) == (s.batch, s.prompt, s.context)
+        };
+        let i = match out.iter().position(same) {
+            Some(i) => i,
+            None => {
+                let shape = StepShape { phase, batch: s.batch, prompt: s.prompt, context: s.context };
+                let expected = profiles::model(&s.model).map_or(0, |m| shapes::products(&m, &shape).len());
+                out.push(Step {
+                    model: s.model.clone(),
+                    phase,
+                    step_format: s.step_format.clone(),
+                    backend: r.backend.clone(),
+                    threads: r.threads,
+                    batch: s.batch,
+                    prompt: s.prompt,
+                    context: s.context,
+                    parts: Default::default(),
+                    valid: 0,
+                    expected,
+                    invalid: 0,
+                });
+                out.len() - 1
+            }
+        };
+        let st = &mut out[i];
+        if !r.valid {
+            st.invalid += 1;
+            continue;
+        }
+        st.valid += 1;
+        let (bytes, flops) = roofline_of(r, s);
+        let p = &mut st.parts[part];
+        p.seconds += s.seconds(r);
+        p.bytes += bytes;
+        p.flops += flops;
+    }
+    out
+}
+
+/// The step table (Markdown/text), or an empty string when the run has no model steps.
+pub fn render(run: &Run) -> String {
+    let steps = steps(run);
+    if steps.is_empty() {
+        return String::new();
+    }
+    let cal = run.calibration.as_ref();
+    let mut rows = Vec::new();
+    for st in &steps {
+        let total = st.seconds();
+        let share = |i: usize| format!("{:.0} %", 100.0 * st.parts[i].seconds / total);
+        let pred = cal.and_then(|c| st.predicted_s(c));
+        let mut row = vec![
+            st.model.clone(),
+            st.step_format.clone(),
+            format!("{}/{}t", st.backend, st.threads),
+            st.weights_gb().map_or("-".into(), |g| format!("{g:.2}")),
+            st.test(),
+        ];
+        if st.complete() {
+            row.extend([
+                human_time(total),
+                format!("{:.2}", st.tokens_s()),
+                share(0),
+                share(1),
+                share(2),
+                share(3),
+                pred.map_or("-".into(), |p| format!("{:.2}", st.tokens() as f64 / p)),
+                pred.map_or("-".into(), |p| format!("{:.2}", total / p)),
+            ]);
+        } else {
+            let why = format!("incomplete: {} of {} valid", st.valid, st.expected.max(st.valid + st.invalid));
+            row.extend([
+                why,
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+                "-".into(),
+            ]);
+        }
+        rows.push(row);
+    }
+    let header = [
+        "model",
+        "format",
+        "backend",
+        "weights GB",
+        "test",
+        "step",
+        "t/s",
+        "attn proj",
+        "attn KV",
+        "FFN/experts",
+        "head",
+        "planner t/s",
+        "measured/planner",
+    ];
+    let mut s = String::from("## Model steps\n\n");
+    s += &table(&header, &rows);
+    let mut ratios = Vec::new();
+    for st in steps.iter().filter(|x| x.phase == Phase::Decode && x.complete()) {
+        for other in steps.iter().filter(|x| {
+            x.phase == Phase::Decode
+                && x.complete()
+                && x.model == st.model
+                && x.backend == st.backend
+                && x.threads == st.threads
+                && x.context == st.context
+                && x.batch == st.batch
+                && x.step_format.starts_with("bf16")
+        }) {
+            if st.step_format.starts_with("e4m3") || st.step_format.starts_with("e5m2") {
+                ratios.push(format!(
+                    "{} {}: decode t/s {} / {} = {:.2}×",
+                    st.model,
+                    st.backend,
+                    st.step_format,
+                    other.step_format,
+                    st.tokens_s() / other.tokens_s()
+                ));
+            }
+        }
+    }
+    s.push('\n');
+    for r in ratios {
+        let _ = writeln!(s, "- {r}");
+    }
+    let _ = writeln!(
+        s,
+        "\nA step is the sum over its distinct matrix products of median × (real work / measured slice) × \
+         count (see docs/model-step.md). planner: decode reads every weight and KV byte once at the \
+         calibrated read bandwidth; prefill runs every FLOP at the calibrated FMA peak. measured/planner \
+         above 1 = slower than the planner predicts. Norms, softmax, RoPE, sampling and communication \
+         are not in the step.\n"
+    );
+    s
+}

@@ -1,0 +1,191 @@
+//! Whole model steps (`run --model`): the products of real models measured end to end with the
+//! quick sampling (every slice validated against f64 before it is timed), summed back into steps,
+//! written to the results JSON and read back, projected onto chips by `plan --from-results`;
+//! model files with unknown or inconsistent fields refused with one line naming the field.
+
+use chipbench::kernels::registry::BackendKind;
+use chipbench::measure::runner::RunOptions;
+use chipbench::modelstep::{self, steps, Phase, Sampling, StepFormat, StepShape};
+use chipbench::profiles;
+use chipbench::results::{Calibration, Run, Stream, ThreadPeak};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+fn run_of(records: Vec<chipbench::results::Record>) -> Run {
+    Run {
+        schema_version: chipbench::results::SCHEMA_VERSION,
+        run_id: "t".into(),
+        created: "2026-01-01T00:00:00Z".into(),
+        tool: "test".into(),
+        suite: "model-step".into(),
+        env: Default::default(),
+        calibration: Some(Calibration {
+            fma_peak_gflops: vec![ThreadPeak { threads: 1, gflops: 20.0 }],
+            stream_gbs: Stream::default(),
+            read_gbs: 10.0,
+            threads: 1,
+            ..Default::default()
+        }),
+        records,
+        complete: true,
+        notes: vec![],
+    }
+}
+
+#[test]
+fn llama_and_deepseek_steps_measure_validate_and_read_back() {
+    let all = profiles::models().unwrap();
+    let models: Vec<_> =
+        ["llama-3.1-8b", "deepseek-v3"].iter().map(|id| profiles::find_model(&all, id).unwrap()).collect();
+    let decode = StepShape { phase: Phase::Decode, batch: 1, prompt: 24, context: 40 };
+    let prefill = StepShape { phase: Phase::Prefill, ..decode };
+    let sampling = Sampling::quick();
+    let planned = modelstep::measure::plan(&models, &[decode, prefill], &StepFormat::DEFAULTS, &sampling, 3);
+    let backends = vec![BackendKind::Cpu.open(1).unwrap()];
+    let opts = RunOptions::new(sampling.timing, None, Arc::new(AtomicBool::new(false)));
+    let mut layers = Vec::new();
+    let out = modelstep::measure(&planned, &backends, &opts, &mut |ev| {
+        if let chipbench::measure::runner::Event::Measuring { label } = ev {
+            if let Some(l) = label.strip_prefix(modelstep::STEP_LABEL) {
+                layers.push(l.to_string());
+            }
+        }
+    });
+    assert!(!out.interrupted && out.skipped.is_empty(), "{:?}", out.skipped);
+    assert_eq!(out.records.len(), planned.len());
+    for r in &out.records {
+        assert!(r.valid, "{} {} {}×{}×{}: {}", r.format, r.scaling, r.m, r.n, r.k, r.note);
+        assert!(r.model_step.is_some());
+    }
+    // Progress named every distinct product once, with its model, phase and layer kind.
+    assert_eq!(layers.len(), modelstep::measure::cases(&planned).len());
+    assert!(
+        layers.iter().any(|l| l == "deepseek-v3 prefill · moe layers: routed expert gate, up"),
+        "{layers:?}"
+    );
+
+    let run = run_of(out.records);
+    let back = Run::parse(run.to_json().as_bytes(), Path::new("t.json")).unwrap();
+    let st = steps::steps(&back);
+    assert_eq!(st.len(), 2 * 2 * 3, "{st:?}");
+    for s in &st {
+        assert!(s.complete(), "{s:?}");
+        assert!(s.seconds() > 0.0 && s.tokens_s().is_finite());
+        assert!(s.parts.iter().all(|p| p.seconds > 0.0), "{s:?}");
+        assert!(s.predicted_s(back.calibration.as_ref().unwrap()).unwrap() > 0.0);
+    }
+    // FP8 decode reads about half the BF16 bytes (head and KV stay BF16).
+    let bytes = |f: &str| {
+        st.iter()
+            .find(|s| s.model == "llama-3.1-8b" && s.phase == Phase::Decode && s.step_format == f)
+            .unwrap()
+            .bytes()
+    };
+    let r = bytes("e4m3:deepseek") / bytes("bf16:none");
+    assert!(r > 0.5 && r < 0.6, "{r}");
+    assert!((bytes("f32:none") / bytes("bf16:none") - 2.0).abs() < 1e-9);
+
+    let table = steps::render(&back);
+    for want in [
+        "## Model steps",
+        "pp24",
+        "tg1 @ d40",
+        "e4m3:deepseek",
+        "planner t/s",
+        "decode t/s e4m3:deepseek / bf16:none",
+    ] {
+        assert!(table.contains(want), "{want} not in\n{table}");
+    }
+    let md = chipbench::report::markdown::render(&back);
+    assert!(md.contains("## Model steps"));
+
+    // Projection onto chips, each part scaled by its own bound, beside the paper plan.
+    let ds = profiles::find_model(&all, "deepseek-v3").unwrap();
+    let chips: Vec<_> = ["h20", "h800"].iter().map(|c| profiles::chip(c).unwrap()).collect();
+    let refs: Vec<_> = chips.iter().collect();
+    let text = modelstep::project::render(&back, ds, &refs).unwrap();
+    assert!(text.contains("nvidia-h20") || text.contains("h20"), "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("e4m3:deepseek")).count(), 4, "{text}");
+}
+
+#[test]
+fn run_model_cli_writes_records_and_plan_reads_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args(["run", "--model", "llama-3.1-8b", "--quick", "--context", "32", "--prompt", "16"])
+        .args(["--format", "e4m3,bf16", "--threads", "1", "--out"])
+        .arg(dir.path())
+        .env_remove("CHIPBENCH_FULL")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("tg1 @ d32") && stdout.contains("pp16"), "{stdout}");
+    let json = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.extension().is_some_and(|x| x == "json"))
+        .unwrap();
+    let run = Run::load(&json).unwrap();
+    assert!(run.records.iter().all(|r| r.model_step.is_some()));
+    let out = Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args(["plan", "--model", "llama-3.1-8b", "--compare", "h20,ascend-910c", "--from-results"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("scaled part by part") && stdout.contains("paper plan"), "{stdout}");
+    // A model the file has no step for: one line naming the file.
+    let out = Command::new(env!("CARGO_BIN_EXE_chipbench"))
+        .args(["plan", "--model", "deepseek-v3", "--chip", "h20", "--from-results"])
+        .arg(&json)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+    assert!(err.contains(&*json.to_string_lossy()) && err.contains("deepseek-v3"), "{err}");
+}
+
+#[test]
+fn bad_model_options_are_one_line_errors() {
+    for (args, want) in [
+        (vec!["run", "--model", "gpt-5"], "deepseek-v3"),
+        (vec!["run", "--model", "llama-3.1-8b", "--format", "int4"], "--format"),
+        (vec!["run", "--model", "llama-3.1-8b", "--batch", "0"], "--batch"),
+        (vec!["run", "--batch", "4"], "--model"),
+        (vec!["run", "--model", "llama-3.1-8b", "--scaling", "mx32"], "--scaling"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_chipbench")).args(&args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert_eq!(err.trim().lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn model_files_with_unknown_or_inconsistent_fields_are_refused_naming_the_field() {
+    let text = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/models/qwen3-30b-a3b.toml"),
+    )
+    .unwrap();
+    assert!(profiles::Model::parse(Path::new("q.toml"), &text).is_ok());
+    for (from, to, field) in [
+        ("expert_dim = 768", "expert_dims = 768", "expert_dims"),
+        ("n_kv_heads = 4", "n_kv_heads = 5", "attention.n_kv_heads"),
+        ("experts_per_token = 8", "experts_per_token = 129", "moe.experts_per_token"),
+        ("dense_layers = 0", "dense_layers = 49", "architecture.dense_layers"),
+        ("dense_layers = 0", "dense_layers = 1", "ffn"),
+        ("kind = \"gqa\"", "kind = \"mqa\"", "attention.kind"),
+    ] {
+        assert!(text.contains(from), "{from}");
+        let e =
+            profiles::Model::parse(Path::new("q.toml"), &text.replacen(from, to, 1)).unwrap_err().to_string();
+        assert!(!e.contains('\n'), "{e}");
+        assert!(e.contains("q.toml") && e.contains(field), "{field}: {e}");
+    }
+}
