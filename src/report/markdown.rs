@@ -136,6 +136,7 @@ pub fn tables(run: &Run) -> String {
             "error",
             "valid",
             "vs candle",
+            "compute",
         ];
         let rows: Vec<Vec<String>> = g.iter().map(|r| row(run, r)).collect();
         let _ = write!(s, "{}", table(&header, &rows));
@@ -204,6 +205,7 @@ fn row(run: &Run, r: &Record) -> Vec<String> {
         },
         if r.valid { "yes".into() } else { "NO".into() },
         vs_candle(run, r),
+        if r.compute.is_empty() { "-".into() } else { r.compute.clone() },
     ]
 }
 
