@@ -129,6 +129,7 @@ fn run_tiny() -> Run {
             stream_gbs: Stream { copy: 1.0, scale: 1.0, add: 1.0, triad: 1.0 },
             read_gbs: 1.0,
             threads: 1,
+            ..Default::default()
         }),
         records: out.records,
         complete: true,
@@ -333,6 +334,7 @@ fn fixed_run() -> Run {
             stream_gbs: Stream { copy: 10.0, scale: 10.5, add: 11.0, triad: 11.5 },
             read_gbs: 12.0,
             threads: 2,
+            ..Default::default()
         }),
         records: vec![
             rec("cpu", "bf16", "none", 4e-3, true),
