@@ -8,8 +8,9 @@ use super::dot::DotVec;
 use std::arch::aarch64::*;
 use std::arch::asm;
 
-/// 6 × 16 tiles: 24 q-register accumulators, four W vectors and one broadcast per K-pair.
-const MR: usize = 6;
+/// 4 × 16 tiles: 16 q-register accumulators (BFDOT's latency needs about ten independent
+/// chains), four W vectors and one broadcast per K-pair; a multiple of the twin's 4 × 16 tile.
+const MR: usize = 4;
 const NV: usize = 4;
 
 pub(crate) fn has_bf16() -> bool {

@@ -34,6 +34,7 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
     for unit in native {
         let k = unit.kernels();
         let (mr, nr) = (k.mr, k.nr);
+        assert!(mr % twin.mr == 0 && nr % twin.nr == 0, "the twin's tiles must cover the unit's tile");
         for (pairs_n, seg_pairs) in [(1, 1), (7, 16), (64, 16), (128, 64), (100, 128), (128, 128)] {
             let nseg = usize::div_ceil(pairs_n, seg_pairs);
             let a = pairs(pairs_n * mr, 1);
