@@ -11,8 +11,9 @@
 
 use chipbench::formats::scaling::Role;
 use chipbench::formats::{Format, QuantizedMatrix, Scaling};
-use chipbench::kernels::cpu::{fma_peak_gflops, CpuBackend};
+use chipbench::kernels::cpu::CpuBackend;
 use chipbench::kernels::{Backend, Op, Problem};
+use chipbench::measure::calibration::fma_peak_gflops;
 use chipbench::measure::inputs::{random_matrix, Dist, ProblemSpec};
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
@@ -246,6 +247,83 @@ fn report() {
         );
     }
     println!("targets: GEMM f32 ≥ 90% peak, ≥ 1.0x candle; formats ≥ 0.9x own f32; GEMV f16/f32 ≥ 1.9x, fp8/f32 ≥ 2.5x; f32 GEMV ≥ 85% read bw");
+    lowp_report(&backend, threads, peak, n, k);
+}
+
+/// Low-precision activations: the GEMMs of the default suite in f32 and with BF16/E4M3/E5M2
+/// activations (DeepSeek scaling for FP8), on the BF16 dot-product units where the CPU has them
+/// (the `compute` column says which units ran), and the GEMV weights/s of BF16 against FP8.
+fn lowp_report(backend: &CpuBackend, threads: usize, fma_peak: f64, gemv_n: usize, gemv_k: usize) {
+    use chipbench::measure::calibration::{dot_peak, CalibrationConfig};
+    let cfg = CalibrationConfig {
+        fma_trial: Duration::from_millis(300),
+        trials: 1,
+        ..CalibrationConfig::quick(threads)
+    };
+    let dot = dot_peak(threads, &cfg);
+    let roof = dot.unwrap_or(fma_peak);
+    match dot {
+        Some(g) => println!("\nBF16 dot-product peak (register-only loop): {g:.1} GFLOP/s"),
+        None => println!("\nBF16 dot-product units: absent on this CPU (or CHIPBENCH_NO_BF16_DOT=1): low-precision activations run on f32 FMAs"),
+    }
+    println!(
+        "{:>16} {:>12} {:>10} {:>8} {:>8} {:>8}  compute",
+        "m×n×k", "format (a)", "GFLOP/s", "/ roof", "/ f32", "/ bf16"
+    );
+    for (m, n, k) in [(2048, 2048, 2048), (256, 2048, 7168)] {
+        let (mut f32_rate, mut bf16_rate) = (0.0, 0.0);
+        for format in [Format::F32, Format::BF16, Format::E4M3, Format::E5M2] {
+            let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
+            let p = ProblemSpec::new(Op::Gemm, m, n, k, format, scaling)
+                .with_act_format(format)
+                .with_seed(3)
+                .build()
+                .unwrap();
+            let compute = backend.prepare(&p).unwrap().compute();
+            let g = our_gemm(backend, &p, 5);
+            if format == Format::F32 {
+                f32_rate = g;
+            }
+            if format == Format::BF16 {
+                bf16_rate = g;
+            }
+            let vs_bf16 = if bf16_rate > 0.0 { format!("{:.2}x", g / bf16_rate) } else { "-".into() };
+            let roof_here = if compute.starts_with("bf16-dot") { roof } else { fma_peak };
+            println!(
+                "{:>16} {:>12} {g:>10.1} {:>7.1}% {:>7.2}x {vs_bf16:>8}  {compute}",
+                format!("{m}×{n}×{k}"),
+                format!("{format} ({format})"),
+                100.0 * g / roof_here,
+                g / f32_rate
+            );
+        }
+    }
+    let (n, k) = (gemv_n, gemv_k);
+    let values = random_matrix(n, k, 7, Dist::Gaussian);
+    let x = random_matrix(1, k, 8, Dist::Gaussian);
+    let mut bf16_rate = 0.0;
+    for format in [Format::BF16, Format::E4M3] {
+        let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
+        let a = QuantizedMatrix::quantize(&x, 1, k, format, scaling, Role::Activations).unwrap();
+        let w = QuantizedMatrix::quantize(&values, n, k, format, scaling, Role::Weights).unwrap();
+        let p = Problem::new(Op::Gemv, a, w).unwrap();
+        let mut prepared = backend.prepare(&p).unwrap();
+        prepared.run().unwrap();
+        check(&p, &prepared.output().unwrap(), &format!("cpu gemv {format} (a={format})"));
+        let s = time(7, || {
+            prepared.run().unwrap();
+        });
+        let rate = (n * k) as f64 / s / 1e9;
+        if format == Format::BF16 {
+            bf16_rate = rate;
+        }
+        println!(
+            "GEMV {n}×{k} {format} (a={format}): {rate:.2} Gweights/s, {:.2}x bf16  {}",
+            rate / bf16_rate,
+            prepared.compute()
+        );
+    }
+    println!("targets (CPU with BF16 dot units): bf16 ≥ 1.8x f32 and ≥ 85% dot peak; fp8 ≥ 0.9x bf16; fp8 GEMV ≥ 1.8x bf16 weights/s");
 }
 
 criterion_group!(benches, kernels);

@@ -132,6 +132,11 @@ pub struct Calibration {
     /// Whether every read worker thread was pinned to its own CPU.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub read_pinned: bool,
+    /// Register-only peak of every compute unit the CPU kernels use, per thread count; `unit`
+    /// is spelt as a record's `compute` ("f32-fma avx2+fma", "bf16-dot avx512_bf16"), so a record
+    /// finds the roof of the units that ran it. Absent in files written before the key existed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub compute_peaks: Vec<ComputePeak>,
 }
 
 fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
@@ -143,6 +148,24 @@ fn is_zero<T: Default + PartialEq>(v: &T) -> bool {
 pub struct ReadVariantGbs {
     pub variant: String,
     pub gbs: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ComputePeak {
+    pub unit: String,
+    pub threads: usize,
+    pub gflops: f64,
+}
+
+impl Calibration {
+    /// The best measured peak of `unit` (a record's `compute`), any thread count up to `threads`.
+    pub fn unit_peak(&self, unit: &str, threads: usize) -> Option<f64> {
+        self.compute_peaks
+            .iter()
+            .filter(|p| p.unit == unit && p.threads <= threads.max(1))
+            .map(|p| p.gflops)
+            .reduce(f64::max)
+    }
 }
 
 #[derive(Debug, Clone, Copy, Default, Serialize, Deserialize)]

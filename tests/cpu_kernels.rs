@@ -93,3 +93,93 @@ fn forcing_an_isa_this_cpu_lacks_is_refused_and_every_format_is_native() {
     }
     assert!(CpuBackend::with_isa(1, Isa::Portable).is_ok());
 }
+
+/// Every (op × weight format × activation format × scaling) of the BF16 dot-product path, on
+/// every dot unit this CPU has (the portable twin always, the real instruction where present):
+/// valid against the f64 reference on odd shapes (K never a multiple of 128), bit-identical
+/// across 1..3 threads and across units, labelled `bf16-dot <unit>`.
+#[test]
+fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
+    use chipbench::kernels::cpu::DotUnit;
+    let low = [Format::BF16, Format::E4M3, Format::E5M2];
+    let units = DotUnit::available();
+    let backends: Vec<CpuBackend> = [1, 2, 3]
+        .into_iter()
+        .flat_map(|t| units.iter().map(move |&u| CpuBackend::new(t).with_dot(Some(u)).unwrap()))
+        .collect();
+    let gemm = [(7, 129, 1031), (129, 7, 7), (1, 1000, 129)];
+    let gemv = [(1031, 129), (7, 1031), (129, 1)];
+    let mut checked = 0;
+    for w in low {
+        for act in low {
+            let scalings = if w.is_fp8() || act.is_fp8() {
+                vec![Scaling::PER_TENSOR, Scaling::DEEPSEEK, Scaling::DEEPSEEK_UE8M0, Scaling::MX32]
+            } else {
+                vec![Scaling::NONE]
+            };
+            for scaling in scalings {
+                let shapes = gemm
+                    .iter()
+                    .map(|&s| (Op::Gemm, s))
+                    .chain(gemv.iter().map(|&(n, k)| (Op::Gemv, (1, n, k))));
+                for (op, (m, n, k)) in shapes {
+                    let p = ProblemSpec::new(op, m, n, k, w, scaling)
+                        .with_act_format(act)
+                        .with_seed((m * 7 + n * 3 + k) as u64)
+                        .build()
+                        .unwrap();
+                    let what = format!("{op} w={w} a={act} {scaling} {m}x{n}x{k}");
+                    let mut prepared = backends[0].prepare(&p).unwrap();
+                    assert_eq!(prepared.compute(), format!("bf16-dot {}", units[0]), "{what}");
+                    prepared.run().unwrap();
+                    let first = prepared.output().unwrap();
+                    drop(prepared);
+                    let v = validate(&first, &Reference::compute(&p), 0.0);
+                    assert!(v.valid, "{what}: {}", v.reason);
+                    for b in &backends[1..] {
+                        let out = b.compute(&p).unwrap();
+                        assert!(
+                            out.iter().zip(&first).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{what}: {} threads / {:?} differs from 1 thread / {:?}",
+                            b.threads(),
+                            b.dot(),
+                            backends[0].dot()
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, (1 + 8 * 4) * 6);
+}
+
+/// With the dot path off (no units, or `CHIPBENCH_NO_BF16_DOT=1`), low-precision activations run
+/// the f32 FMA path, say so, and stay valid; the f32-activation path never takes the dot path.
+#[test]
+fn without_dot_units_low_precision_activations_run_the_f32_path() {
+    let off = CpuBackend::new(2).with_dot(None).unwrap();
+    let on = CpuBackend::new(2).with_dot(Some(chipbench::kernels::cpu::DotUnit::Portable)).unwrap();
+    for (act, w) in [(Format::BF16, Format::BF16), (Format::E4M3, Format::E4M3), (Format::F32, Format::E5M2)]
+    {
+        let p = ProblemSpec::new(Op::Gemm, 9, 40, 300, w, Scaling::DEEPSEEK)
+            .with_act_format(act)
+            .build()
+            .unwrap();
+        let mut prepared = off.prepare(&p).unwrap();
+        assert_eq!(prepared.compute(), format!("f32-fma {}", off.isa()));
+        prepared.run().unwrap();
+        let v = validate(&prepared.output().unwrap(), &Reference::compute(&p), 0.0);
+        assert!(v.valid, "{act}: {}", v.reason);
+        let label = on.prepare(&p).unwrap().compute();
+        assert_eq!(label.starts_with("bf16-dot"), act != Format::F32, "{act}: {label}");
+    }
+    // The environment switch: read by detection, so every default backend obeys it.
+    std::env::set_var("CHIPBENCH_NO_BF16_DOT", "1");
+    assert_eq!(chipbench::kernels::cpu::DotUnit::detect(), None);
+    assert_eq!(
+        CpuBackend::new(1).compute_label(Format::BF16, Format::E4M3),
+        format!("f32-fma {}", Isa::detect())
+    );
+    std::env::remove_var("CHIPBENCH_NO_BF16_DOT");
+}

@@ -6,7 +6,7 @@ use chipbench::project::check::{check_local, median};
 use chipbench::project::ridge;
 use chipbench::project::roofline::{self, local_chip, project, Bound};
 use chipbench::project::roofline_plot::render_svg;
-use chipbench::results::{Bytes, Calibration, ErrorStats, Record, Run, ThreadPeak, Time};
+use chipbench::results::{Bytes, Calibration, ComputePeak, ErrorStats, Record, Run, ThreadPeak, Time};
 use std::path::Path;
 use std::process::Command;
 
@@ -113,6 +113,27 @@ fn run_with(records: Vec<Record>) -> Run {
         complete: true,
         notes: vec![],
     }
+}
+
+/// Where the calibration measured BF16 dot-product units, the local chip's BF16 and FP8 roofs
+/// are theirs (FP8 runs on them, decoded exactly to BF16); FP32 and FP16 keep the FMA roof.
+#[test]
+fn local_chip_takes_bf16_and_fp8_roofs_from_the_dot_units() {
+    let mut cal = calibration();
+    let fma = roofline::local_chip(&cal, 2).unwrap();
+    assert_eq!(fma.peak_flops(Precision::Bf16), Some(100e9), "no dot units: the FMA roof");
+    cal.compute_peaks = vec![
+        ComputePeak { unit: "f32-fma avx512".into(), threads: 2, gflops: 100.0 },
+        ComputePeak { unit: "bf16-dot avx512_bf16".into(), threads: 1, gflops: 95.0 },
+        ComputePeak { unit: "bf16-dot avx512_bf16".into(), threads: 2, gflops: 190.0 },
+    ];
+    let local = local_chip(&cal, 2).unwrap();
+    assert_eq!(local.peak_flops(Precision::Bf16), Some(190e9));
+    assert_eq!(local.peak_flops(Precision::Fp8), Some(190e9));
+    assert_eq!(local.peak_flops(Precision::Fp32), Some(100e9));
+    assert_eq!(local.peak_flops(Precision::Fp16), Some(100e9));
+    assert_eq!(cal.unit_peak("bf16-dot avx512_bf16", 1), Some(95.0));
+    assert_eq!(cal.unit_peak("bf16-dot neon-bf16", 2), None);
 }
 
 #[test]

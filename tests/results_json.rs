@@ -363,6 +363,7 @@ fn fixed_run() -> Run {
             read_buffer_bytes: 128 << 20,
             llc_bytes: Some(32 << 20),
             read_pinned: true,
+            ..Default::default()
         }),
         records: vec![
             // 16 MiB in 1 ms = 16.8 GB/s, 40 % above the 12 GB/s read ceiling: flagged.

@@ -151,6 +151,27 @@ pub fn fp8_compute_ratio(min_ratio: f64, runs: &[LoadedRun]) -> Result<Finding> 
         ));
         from.extend(run_ids(used));
     }
+    // Which units ran the measured low-precision GEMMs: on a CPU, FP8 gains compute only where
+    // it has BF16 dot-product units (FP8 decoded exactly to BF16) — "units absent" otherwise.
+    let mut units: Vec<String> = Vec::new();
+    for r in runs.iter().flat_map(|r| &r.run.records) {
+        let low_act = matches!(r.act_format.as_str(), "bf16" | "e4m3" | "e5m2");
+        if r.op == "gemm" && r.valid && low_act && !r.compute.is_empty() {
+            let what = if r.compute.starts_with("bf16-dot") {
+                format!("{} on {} (BF16 dot-product units present)", r.backend, r.compute)
+            } else if r.compute.starts_with("f32-fma") {
+                format!("{} on {} (BF16 dot-product units absent: decoded to f32)", r.backend, r.compute)
+            } else {
+                format!("{} on {}", r.backend, r.compute)
+            };
+            if !units.contains(&what) {
+                units.push(what);
+            }
+        }
+    }
+    if !units.is_empty() {
+        numbers.push(format!("low-precision-activation GEMMs in the results ran: {}", units.join("; ")));
+    }
     Ok(Finding::new(verdict, numbers, from))
 }
 

@@ -27,6 +27,7 @@ pub fn exec(args: Args) -> Result<()> {
         let v = serde_json::json!({
             "env": env,
             "fma_isa": fma::isa(),
+            "cpu_compute": compute_units(),
             "wgpu_adapters": adapters,
             "backends": backends.iter().map(|(k, b)| match b {
                 Ok(b) => serde_json::json!({"name": k.name(), "device": b.device(), "threads": b.threads(), "capabilities": b.capabilities()}),
@@ -46,6 +47,10 @@ pub fn exec(args: Args) -> Result<()> {
     );
     println!("  features: {}", env.cpu_features.join(" "));
     println!("  FMA calibration loop: {}", fma::isa());
+    println!("  CPU kernels' compute units (activations × weights):");
+    for (what, unit) in compute_units() {
+        println!("    {what:<34} {unit}");
+    }
     println!("OS: {}", env.os);
     if adapters.is_empty() {
         println!("wgpu adapters: none found");
@@ -126,4 +131,15 @@ fn footnote(notes: &mut Vec<String>, what: &str, backend: &str, why: &str) -> St
         }
     };
     format!("{what} [{}]", i + 1)
+}
+
+/// Which units the native CPU kernels use here, per operand formats (a record's `compute`).
+fn compute_units() -> Vec<(String, String)> {
+    let cpu = crate::kernels::cpu::CpuBackend::new(1);
+    let low = "bf16/e4m3/e5m2";
+    vec![
+        ("f32 × any format".to_string(), cpu.compute_label(Format::F32, Format::E4M3)),
+        (format!("{low} × {low}"), cpu.compute_label(Format::BF16, Format::E4M3)),
+        (format!("{low} × f16/f32"), cpu.compute_label(Format::BF16, Format::F16)),
+    ]
 }

@@ -9,7 +9,7 @@
 
 use super::fma;
 use super::read_bw::{self, ReadProbe, ReadVariant};
-use crate::results::{Calibration, ReadVariantGbs, Stream, ThreadPeak};
+use crate::results::{Calibration, ComputePeak, ReadVariantGbs, Stream, ThreadPeak};
 use std::time::{Duration, Instant};
 
 /// How hard to calibrate.
@@ -68,10 +68,29 @@ pub fn thread_ladder(max: usize) -> Vec<usize> {
 }
 
 pub fn calibrate(cfg: &CalibrationConfig) -> Calibration {
-    let fma_peak_gflops =
+    let fma_peak_gflops: Vec<ThreadPeak> =
         cfg.thread_counts.iter().map(|&t| ThreadPeak { threads: t, gflops: fma_peak(t, cfg) }).collect();
+    // Every compute unit's roof, named as the records name the units that ran them.
+    let fma_unit = format!("f32-fma {}", crate::kernels::cpu::Isa::detect());
+    let mut compute_peaks: Vec<ComputePeak> = fma_peak_gflops
+        .iter()
+        .map(|p| ComputePeak { unit: fma_unit.clone(), threads: p.threads, gflops: p.gflops })
+        .collect();
+    if let Some(unit) = crate::kernels::cpu::DotUnit::detect() {
+        for &t in &cfg.thread_counts {
+            if let Some(gflops) = dot_peak(t, cfg) {
+                compute_peaks.push(ComputePeak { unit: format!("bf16-dot {unit}"), threads: t, gflops });
+            }
+        }
+    }
     let stream_gbs = stream(cfg);
-    let mut cal = Calibration { fma_peak_gflops, stream_gbs, threads: cfg.threads, ..Default::default() };
+    let mut cal = Calibration {
+        fma_peak_gflops,
+        stream_gbs,
+        threads: cfg.threads,
+        compute_peaks,
+        ..Default::default()
+    };
     read_ceiling(&mut cal, cfg);
     cal
 }
@@ -129,18 +148,44 @@ pub fn note_remeasure(cal: &mut Calibration, gbs: f64) {
 
 /// GFLOP/s of `threads` threads each running the FMA loop, best of `cfg.trials`.
 pub fn fma_peak(threads: usize, cfg: &CalibrationConfig) -> f64 {
-    // Size the loop so one trial takes about `fma_trial` on one thread.
+    peak(threads, cfg, |iters| {
+        let r = fma::run(iters);
+        (r.flops, r.checksum)
+    })
+}
+
+/// GFLOP/s of `threads` threads each running the register-only BF16 dot-product loop
+/// (`vdpbf16ps` / `BFDOT`), best of `cfg.trials`; `None` without the units.
+pub fn dot_peak(threads: usize, cfg: &CalibrationConfig) -> Option<f64> {
+    crate::kernels::cpu::dot_loop(1)?;
+    Some(peak(threads, cfg, |iters| crate::kernels::cpu::dot_loop(iters).unwrap_or((0.0, 0.0))))
+}
+
+/// FMA peak in GFLOP/s for about `seconds` of one trial (the kernel bench's ceiling).
+pub fn fma_peak_gflops(threads: usize, seconds: f64) -> f64 {
+    let cfg = CalibrationConfig {
+        fma_trial: Duration::from_secs_f64(seconds),
+        trials: 1,
+        ..CalibrationConfig::quick(threads)
+    };
+    fma_peak(threads, &cfg)
+}
+
+/// One register-only loop (`run(iters)` → flops, checksum) on `threads` threads, sized so one
+/// trial takes about `cfg.fma_trial`; GFLOP/s of the best of `cfg.trials`.
+fn peak(threads: usize, cfg: &CalibrationConfig, run: impl Fn(u64) -> (f64, f32) + Sync) -> f64 {
     let probe = 10_000u64;
     let t0 = Instant::now();
-    std::hint::black_box(fma::run(probe));
+    std::hint::black_box(run(probe));
     let per_iter = t0.elapsed().as_secs_f64().max(1e-9) / probe as f64;
     let iters = ((cfg.fma_trial.as_secs_f64() / per_iter) as u64).clamp(probe, 1 << 34);
     let mut best = 0f64;
     for _ in 0..cfg.trials.max(1) {
         let t0 = Instant::now();
         let flops: f64 = std::thread::scope(|s| {
-            let handles: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(move || fma::run(iters))).collect();
-            handles.into_iter().map(|h| std::hint::black_box(h.join().expect("fma thread")).flops).sum()
+            let run = &run;
+            let handles: Vec<_> = (0..threads.max(1)).map(|_| s.spawn(move || run(iters))).collect();
+            handles.into_iter().map(|h| std::hint::black_box(h.join().expect("peak thread")).0).sum()
         });
         best = best.max(flops / t0.elapsed().as_secs_f64() / 1e9);
     }

@@ -498,6 +498,19 @@ mod tests {
             assert!(shapes.contains(&want), "{want:?}");
         }
         assert!(s.cases.iter().any(|c| c.shape.contains("deepseek") && c.spec.act_format == Format::E4M3));
+        // Both GEMMs in f32 and with BF16/E4M3/E5M2 activations (DeepSeek scaling for FP8), so
+        // a CPU with BF16 dot-product units compares like with like.
+        for (m, k) in [(2048, 2048), (256, 7168)] {
+            for act in [Format::F32, Format::BF16, Format::E4M3, Format::E5M2] {
+                assert!(
+                    s.cases.iter().any(|c| (c.spec.op, c.spec.m, c.spec.k) == (Op::Gemm, m, k)
+                        && c.spec.act_format == act
+                        && c.spec.format == act
+                        && (!act.is_fp8() || c.spec.scaling == crate::formats::Scaling::DEEPSEEK)),
+                    "{m}x{k} a={act}"
+                );
+            }
+        }
         for f in Format::ALL {
             assert!(s.cases.iter().any(|c| c.spec.format == f), "{f}");
         }

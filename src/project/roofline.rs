@@ -147,10 +147,21 @@ fn measured(value: f64, unit: &str, source: String) -> Option<Figure> {
     })
 }
 
-/// A chip profile for *this machine* from a run's calibration, at `threads` threads: every
-/// format gets the measured FMA peak (the CPU kernels decode every format to f32 and compute in
-/// f32, so no format is faster than FP32), and the memory bandwidth is the measured read-only
-/// bandwidth (the GEMV ceiling).
+/// The measured peak of the CPU's BF16 dot-product units nearest `threads` (the `bf16-dot ...`
+/// entries of `compute_peaks`), GFLOP/s; `None` where the CPU has none.
+pub fn dot_peak(cal: &Calibration, threads: usize) -> Option<(usize, f64, String)> {
+    cal.compute_peaks
+        .iter()
+        .filter(|p| p.gflops > 0.0 && p.unit.starts_with("bf16-dot"))
+        .min_by_key(|p| p.threads.abs_diff(threads))
+        .map(|p| (p.threads, p.gflops, p.unit.clone()))
+}
+
+/// A chip profile for *this machine* from a run's calibration, at `threads` threads: FP32 and
+/// FP16 get the measured FMA peak (the CPU kernels decode them to f32), BF16 and FP8 the
+/// measured BF16 dot-product peak where the CPU has those units (low-precision activations run
+/// on them; FP8 is decoded exactly to BF16), else the FMA peak; the memory bandwidth is the
+/// measured read-only bandwidth (the GEMV ceiling).
 pub fn local_chip(cal: &Calibration, threads: usize) -> Result<Chip> {
     let (t, gflops) = calibration_peak(cal, threads).ok_or_else(|| {
         Error::config("results", "calibration.fma_peak_gflops", "no positive FMA peak measured")
@@ -160,6 +171,12 @@ pub fn local_chip(cal: &Calibration, threads: usize) -> Result<Chip> {
     }
     let peak =
         || measured(gflops / 1000.0, "TFLOPS", format!("measured: register-only FMA loop at {t} threads"));
+    let low = || match dot_peak(cal, threads) {
+        Some((t, g, unit)) => {
+            measured(g / 1000.0, "TFLOPS", format!("measured: register-only {unit} loop at {t} threads"))
+        }
+        None => peak(),
+    };
     let none = |why: &str| {
         Some(Figure { value: None, unit: None, status: Some(Status::Unfound), ..peak().unwrap() })
             .map(|f| Figure { source: why.to_string(), ..f })
@@ -185,9 +202,9 @@ pub fn local_chip(cal: &Calibration, threads: usize) -> Result<Chip> {
         peak: Some(Peaks {
             fp32: peak(),
             tf32: none("CPU has no TF32"),
-            bf16: peak(),
+            bf16: low(),
             fp16: peak(),
-            fp8: peak(),
+            fp8: low(),
             int8: none("not measured"),
             fp4: None,
         }),

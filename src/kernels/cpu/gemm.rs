@@ -124,23 +124,8 @@ impl GemmWork {
 impl GemmPlan {
     pub(crate) fn new(isa: Isa, m: usize, n: usize, threads: usize) -> GemmPlan {
         let (mr, nr) = isa.tile();
-        let threads = threads.max(1);
-        let m_panels = m.div_ceil(mr);
-        let n_panels = n.div_ceil(nr).max(1);
-        // Column chunks: at most NB_MAX wide, several per thread when each keeps MIN_PANELS.
-        let most = n_panels.div_ceil(MIN_PANELS).max(1);
-        let chunks = (threads * ITEMS_PER_THREAD).min(most).max(n.div_ceil(NB_MAX)).clamp(1, n_panels);
-        let per_chunk = n_panels.div_ceil(chunks);
-        let col_chunks: Vec<_> = (0..n_panels.div_ceil(per_chunk))
-            .map(|c| (c * per_chunk * nr, ((c + 1) * per_chunk * nr).min(n)))
-            .collect();
-        // Split rows only when the column chunks alone cannot feed every thread.
-        let row_splits = threads.div_ceil(col_chunks.len()).clamp(1, m_panels.max(1));
-        let per_range = m_panels.div_ceil(row_splits).max(1);
-        let row_ranges: Vec<_> = (0..m_panels.div_ceil(per_range).max(1))
-            .map(|r| (r * per_range * mr, ((r + 1) * per_range * mr).min(m)))
-            .collect();
-        GemmPlan { mr, nr, kernel: microkernel(isa), m_panels, row_ranges, col_chunks }
+        let (row_ranges, col_chunks) = split(mr, nr, m, n, threads);
+        GemmPlan { mr, nr, kernel: microkernel(isa), m_panels: m.div_ceil(mr), row_ranges, col_chunks }
     }
 
     pub(crate) fn work(&self, k: usize, threads: usize) -> GemmWork {
@@ -159,14 +144,68 @@ impl GemmPlan {
     }
 }
 
+/// How C is cut into work items for an `mr × nr` tile: row ranges (multiples of `mr`) × column
+/// chunks (multiples of `nr`). Columns are split first: at most `NB_MAX` wide, several per thread
+/// when each keeps `MIN_PANELS`; rows only when the column chunks alone cannot feed every thread.
+pub(crate) fn split(
+    mr: usize,
+    nr: usize,
+    m: usize,
+    n: usize,
+    threads: usize,
+) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+    let threads = threads.max(1);
+    let m_panels = m.div_ceil(mr);
+    let n_panels = n.div_ceil(nr).max(1);
+    let most = n_panels.div_ceil(MIN_PANELS).max(1);
+    let chunks = (threads * ITEMS_PER_THREAD).min(most).max(n.div_ceil(NB_MAX)).clamp(1, n_panels);
+    let per_chunk = n_panels.div_ceil(chunks);
+    let col_chunks: Vec<_> = (0..n_panels.div_ceil(per_chunk))
+        .map(|c| (c * per_chunk * nr, ((c + 1) * per_chunk * nr).min(n)))
+        .collect();
+    let row_splits = threads.div_ceil(col_chunks.len()).clamp(1, m_panels.max(1));
+    let per_range = m_panels.div_ceil(row_splits).max(1);
+    let row_ranges: Vec<_> = (0..m_panels.div_ceil(per_range).max(1))
+        .map(|r| (r * per_range * mr, ((r + 1) * per_range * mr).min(m)))
+        .collect();
+    (row_ranges, col_chunks)
+}
+
 /// One rectangle of C and the buffers its thread uses.
-struct Item<'c, 'w> {
-    rows: (usize, usize),
-    cols: (usize, usize),
+pub(crate) struct Item<'c, B> {
+    pub rows: (usize, usize),
+    pub cols: (usize, usize),
     /// C rows `rows.0..rows.1`, each cut to columns `cols.0..cols.1`.
-    c: Vec<&'c mut [f32]>,
-    w_pack: &'w mut Vec<f32>,
-    scratch: &'w mut Vec<f32>,
+    pub c: Vec<&'c mut [f32]>,
+    pub buf: B,
+}
+
+/// Cut the `· × n` matrix C into the work items' rectangles (disjoint mutable slices), one
+/// buffer from `bufs` per item, rows outer.
+pub(crate) fn cut_items<'c, B>(
+    row_ranges: &[(usize, usize)],
+    col_chunks: &[(usize, usize)],
+    c: &'c mut [f32],
+    n: usize,
+    mut bufs: impl Iterator<Item = B>,
+) -> Vec<Item<'c, B>> {
+    let ncc = col_chunks.len();
+    let mut items: Vec<Item<B>> = Vec::with_capacity(row_ranges.len() * ncc);
+    for &rows in row_ranges {
+        for &cols in col_chunks {
+            let buf = bufs.next().expect("one buffer per item");
+            items.push(Item { rows, cols, c: Vec::with_capacity(rows.1 - rows.0), buf });
+        }
+    }
+    for (i, mut row) in c.chunks_exact_mut(n).enumerate() {
+        let ri = row_ranges.iter().position(|&(r0, r1)| i >= r0 && i < r1).expect("rows covered");
+        for (ci, &(c0, c1)) in col_chunks.iter().enumerate() {
+            let (head, rest) = row.split_at_mut(c1 - c0);
+            items[ri * ncc + ci].c.push(head);
+            row = rest;
+        }
+    }
+    items
 }
 
 /// `c[m×n] = A · Wᵀ`.
@@ -184,24 +223,8 @@ pub(crate) fn run(
         return;
     }
     let mr = plan.mr;
-    let ncc = plan.col_chunks.len();
-    // Cut C into the work items' rectangles (safe: disjoint mutable slices).
-    let mut items: Vec<Item> = Vec::with_capacity(plan.row_ranges.len() * ncc);
-    let mut packs = work.w_packs.iter_mut();
-    for &rows in &plan.row_ranges {
-        for &cols in &plan.col_chunks {
-            let (w_pack, scratch) = packs.next().expect("one pack per item");
-            items.push(Item { rows, cols, c: Vec::with_capacity(rows.1 - rows.0), w_pack, scratch });
-        }
-    }
-    for (i, mut row) in c.chunks_exact_mut(n).enumerate() {
-        let ri = plan.row_ranges.iter().position(|&(r0, r1)| i >= r0 && i < r1).expect("rows covered");
-        for (ci, &(c0, c1)) in plan.col_chunks.iter().enumerate() {
-            let (head, rest) = row.split_at_mut(c1 - c0);
-            items[ri * ncc + ci].c.push(head);
-            row = rest;
-        }
-    }
+    let packs = work.w_packs.iter_mut().map(|(p, s)| (p, s));
+    let mut items = cut_items(&plan.row_ranges, &plan.col_chunks, c, n, packs);
     // K blocks in groups: pack A for the whole group, then every item runs the group's blocks
     // in K order. Two pool passes per group.
     let kc_max = KC.min(k);
@@ -233,12 +256,19 @@ pub(crate) fn run(
 
 /// One work item over one K block: pack its W chunk, then A micro-panels (outer) × W
 /// micro-panels (inner), each product added into C.
-fn item_block(plan: &GemmPlan, w: &QuantizedMatrix, it: &mut Item, a_block: &[f32], p0: usize, kc: usize) {
+fn item_block(
+    plan: &GemmPlan,
+    w: &QuantizedMatrix,
+    it: &mut Item<(&mut Vec<f32>, &mut Vec<f32>)>,
+    a_block: &[f32],
+    p0: usize,
+    kc: usize,
+) {
     let (mr, nr) = (plan.mr, plan.nr);
     let (c0, c1) = it.cols;
     let w_panels = (c1 - c0).div_ceil(nr);
-    let w_pack = &mut it.w_pack[..w_panels * nr * kc];
-    with_codes!(&w.codes, |codes| pack_panels(codes, w, c0, nr, p0, kc, w_pack, it.scratch));
+    let w_pack = &mut it.buf.0[..w_panels * nr * kc];
+    with_codes!(&w.codes, |codes| pack_panels(codes, w, c0, nr, p0, kc, w_pack, it.buf.1));
     let (r0, r1) = it.rows;
     let kernel = plan.kernel;
     for (ip, a_panel) in a_block.chunks_exact(mr * kc).enumerate().take(r1.div_ceil(mr)).skip(r0 / mr) {

@@ -11,13 +11,19 @@
 //!   are held as codes, not as a pre-decoded f32 copy).
 //! - GEMV ([`gemv`]): memory-bound; W is streamed once from its codes and decoded in registers
 //!   (shift-and-rebias, no tables), four rows at a time; threads split the rows.
+//! - Two compute paths, chosen per problem and named in each record's `compute`: `f32-fma <isa>`
+//!   (above; f32 activations always) and `bf16-dot <unit>` ([`dot`]): when activations and
+//!   weights are all BF16/E4M3/E5M2 and the CPU has BF16 dot-product units ([`DotUnit`]:
+//!   AVX512_BF16, FEAT_BF16; `CHIPBENCH_NO_BF16_DOT=1` turns the path off), codes are decoded
+//!   exactly to BF16, multiplied pairwise on the units with f32 accumulation, and the block
+//!   scales applied to f32 partial sums at K-block boundaries (DeepGEMM's promotion).
 //! - Runtime dispatch ([`Isa`]): AVX-512F, AVX2+FMA+F16C, NEON (aarch64), or portable Rust.
 //!   All `unsafe` is in `x86.rs` and `neon.rs`; the portable twins compute the same FMA sequence
 //!   and are tested to give the same bits (on aarch64 under qemu, see docs/cpu.md).
 //! - Threads: a private rayon pool of `threads` workers. Nothing splits the K loop of an output
 //!   element, so results are bit-identical for every thread count.
 //!
-//! Scales. Block scales (per-tensor, DeepSeek 1×128 / 128×128, MX-32, UE8M0) are applied
+//! Scales (f32 path). Block scales (per-tensor, DeepSeek 1×128 / 128×128, MX-32, UE8M0) are applied
 //! differently by the two ops, each where it is cheapest:
 //! - GEMV applies the weight scale once per K block into the f32 accumulator
 //!   (`total = fma(partial, scale, total)`), as DeepGEMM does, because the weights are decoded
@@ -29,15 +35,21 @@
 //!   scale block. Both are exact up to one f32 rounding of the scaled operand (relative 2^-24,
 //!   far inside the validation bound); folding is never slower, so GEMM folds.
 
+pub(crate) mod dot;
 mod gemm;
 mod gemv;
 mod isa;
 #[cfg(target_arch = "aarch64")]
 mod neon;
+#[cfg(target_arch = "aarch64")]
+mod neon_bf16;
 mod pack;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+#[cfg(target_arch = "x86_64")]
+mod x86_bf16;
 
+pub use dot::DotUnit;
 pub use isa::Isa;
 
 use super::{Backend, BufferBytes, Capability, DeviceInfo, Op, Prepared, Problem, Support};
@@ -80,13 +92,15 @@ impl Pool {
 pub struct CpuBackend {
     pool: Pool,
     isa: Isa,
+    /// The BF16 dot-product unit for low-precision activations; `None`: the f32 FMA path.
+    dot: Option<DotUnit>,
 }
 
 impl CpuBackend {
     pub fn new(threads: usize) -> Self {
         let threads =
             if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        CpuBackend { pool: Pool::new(threads), isa: Isa::detect() }
+        CpuBackend { pool: Pool::new(threads), isa: Isa::detect(), dot: DotUnit::detect() }
     }
 
     /// Force an instruction-set level (for tests and comparisons). Fails if this CPU lacks it.
@@ -101,6 +115,34 @@ impl CpuBackend {
 
     pub fn isa(&self) -> Isa {
         self.isa
+    }
+
+    /// Force the dot-product unit (`None`: every product on the f32 FMA path). `Portable` runs
+    /// the dot path's portable twin, so the path is tested on a CPU without the units. Fails if
+    /// this CPU lacks the unit.
+    pub fn with_dot(mut self, unit: Option<DotUnit>) -> Result<Self> {
+        if let Some(u) = unit {
+            let available = DotUnit::available();
+            if !available.contains(&u) {
+                let allowed: Vec<&str> = available.iter().map(|u| u.name()).collect();
+                return Err(Error::invalid("dot unit", u.name(), &allowed.join(", ")));
+            }
+        }
+        self.dot = unit;
+        Ok(self)
+    }
+
+    pub fn dot(&self) -> Option<DotUnit> {
+        self.dot
+    }
+
+    /// The units a product with these operand formats runs on here, e.g. `f32-fma avx2+fma` or
+    /// `bf16-dot avx512_bf16` (the `compute` key of a record).
+    pub fn compute_label(&self, act: Format, weights: Format) -> String {
+        match self.dot {
+            Some(u) if dot::eligible(act, weights) => format!("bf16-dot {u}"),
+            _ => format!("f32-fma {}", self.isa),
+        }
     }
 }
 
@@ -124,7 +166,10 @@ impl Backend for CpuBackend {
         DeviceInfo {
             name: cpu_model(),
             kind: "cpu".into(),
-            features: vec![format!("isa={}", self.isa)],
+            features: vec![
+                format!("isa={}", self.isa),
+                format!("bf16-dot={}", self.dot.map_or("none", DotUnit::name)),
+            ],
             ..Default::default()
         }
     }
@@ -144,14 +189,22 @@ impl Backend for CpuBackend {
     }
     fn prepare<'a>(&'a self, problem: &'a Problem) -> Result<Box<dyn Prepared + 'a>> {
         let (m, n, k) = (problem.m(), problem.n(), problem.k());
-        let kind = if problem.op == Op::Gemv && m == 1 {
+        let dot = self.dot.filter(|_| dot::eligible(problem.a.format(), problem.w.format()));
+        let kind = if let Some(unit) = dot {
+            if problem.op == Op::Gemv && m == 1 {
+                Kind::DotGemv(dot::DotGemv::new(unit, &problem.a, &problem.w))
+            } else {
+                Kind::DotGemm(dot::DotGemm::new(unit, &problem.a, &problem.w, self.pool.threads()))
+            }
+        } else if problem.op == Op::Gemv && m == 1 {
             Kind::Gemv { x: vec![0f32; k], nan_free: gemv::nan_free(&problem.w) }
         } else {
             let plan = gemm::GemmPlan::new(self.isa, m, n, self.pool.threads());
             let work = plan.work(k, self.pool.threads());
             Kind::Gemm { plan, work }
         };
-        Ok(Box::new(CpuPrepared { backend: self, problem, out: vec![0f32; m * n], kind }))
+        let compute = self.compute_label(problem.a.format(), problem.w.format());
+        Ok(Box::new(CpuPrepared { backend: self, problem, out: vec![0f32; m * n], kind, compute }))
     }
 }
 
@@ -163,6 +216,8 @@ fn native(format: Format) -> Support {
 enum Kind {
     Gemm { plan: gemm::GemmPlan, work: gemm::GemmWork },
     Gemv { x: Vec<f32>, nan_free: bool },
+    DotGemm(dot::DotGemm),
+    DotGemv(dot::DotGemv),
 }
 
 struct CpuPrepared<'a> {
@@ -170,6 +225,7 @@ struct CpuPrepared<'a> {
     problem: &'a Problem,
     out: Vec<f32>,
     kind: Kind,
+    compute: String,
 }
 
 impl Prepared for CpuPrepared<'_> {
@@ -178,6 +234,8 @@ impl Prepared for CpuPrepared<'_> {
         match &mut self.kind {
             Kind::Gemm { plan, work } => gemm::run(&p.a, &p.w, plan, work, &mut self.out, &b.pool),
             Kind::Gemv { x, nan_free } => gemv::run(&p.a, &p.w, b.isa, x, *nan_free, &mut self.out, &b.pool),
+            Kind::DotGemm(d) => d.run(&p.a, &p.w, &mut self.out, &b.pool),
+            Kind::DotGemv(d) => d.run(&p.a, &p.w, &mut self.out, &b.pool),
         }
         Ok(None)
     }
@@ -185,14 +243,15 @@ impl Prepared for CpuPrepared<'_> {
         Ok(self.out.clone())
     }
     fn compute(&self) -> String {
-        // Every operand is decoded to f32 and multiplied with f32 FMAs.
-        format!("f32-fma {}", self.backend.isa)
+        self.compute.clone()
     }
     fn buffer_bytes(&self) -> BufferBytes {
         let (a, w) = (self.problem.a.logical_bytes(), self.problem.w.logical_bytes());
         let workspace = match &self.kind {
             Kind::Gemm { plan, work } => work.bytes(plan),
             Kind::Gemv { x, .. } => (x.len() * 4) as u64,
+            Kind::DotGemm(d) => d.workspace_bytes(),
+            Kind::DotGemv(d) => d.workspace_bytes(),
         };
         BufferBytes {
             weights: w.codes,
@@ -205,41 +264,17 @@ impl Prepared for CpuPrepared<'_> {
     }
 }
 
-/// Measured FMA peak of this CPU in GFLOP/s: `threads` threads each run 12 independent FMA
-/// chains held in registers for about `seconds`. 0 when no SIMD FMA path exists.
-pub fn fma_peak_gflops(threads: usize, seconds: f64) -> f64 {
+/// The register-only BF16 dot-product loop of this CPU's unit (12 chains × `iters` steps):
+/// (flops, checksum), or `None` without the units. The calibration times it.
+pub fn dot_loop(iters: u64) -> Option<(f64, f32)> {
     #[cfg(target_arch = "x86_64")]
+    return x86_bf16::dot_loop(iters);
+    #[cfg(target_arch = "aarch64")]
+    return neon_bf16::dot_loop(iters);
+    #[allow(unreachable_code)]
     {
-        let avx512 = Isa::detect() == Isa::Avx512;
-        // Calibrate the iteration count on one thread.
-        let mut iters = 1u64 << 16;
-        loop {
-            let t = std::time::Instant::now();
-            std::hint::black_box(x86::fma_loop(avx512, iters));
-            if t.elapsed().as_secs_f64() > 0.02 {
-                let per = t.elapsed().as_secs_f64() / iters as f64;
-                iters = ((seconds / per) as u64).max(1);
-                break;
-            }
-            iters *= 4;
-        }
-        let threads = threads.max(1);
-        let t = std::time::Instant::now();
-        let flops: f64 = std::thread::scope(|s| {
-            let hs: Vec<_> = (0..threads).map(|_| s.spawn(move || x86::fma_loop(avx512, iters))).collect();
-            hs.into_iter().map(|h| std::hint::black_box(h.join().expect("fma thread")).0).sum()
-        });
-        flops / t.elapsed().as_secs_f64() / 1e9
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    {
-        // The calibration's own loop (NEON or scalar), on every thread.
-        use crate::measure::calibration::{fma_peak, CalibrationConfig};
-        let trial = std::time::Duration::from_secs_f64(seconds);
-        fma_peak(
-            threads,
-            &CalibrationConfig { fma_trial: trial, trials: 1, ..CalibrationConfig::quick(threads) },
-        )
+        let _ = iters;
+        None
     }
 }
 

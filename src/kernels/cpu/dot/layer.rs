@@ -1,0 +1,400 @@
+//! The dot path's vector layer and generic bodies (see the parent module for the arithmetic).
+//! Self-contained — no other module of the crate is used — so the per-ISA layers can be checked
+//! against the twins in isolation.
+
+/// Logical lanes of a GEMV row (pairs per step).
+pub(crate) const LANES: usize = 16;
+/// Rows per GEMV row-kernel call (independent chains hide the dot latency).
+pub(crate) const ROWS: usize = 4;
+
+// ---------------------------------------------------------------- vector layer
+
+/// The per-ISA vector layer: `W` f32 lanes, or `W` K-pairs of BF16 in the same register.
+pub(crate) trait DotVec: Copy {
+    const W: usize;
+    /// # Safety
+    /// Every method: the CPU has the unit's features (the caller's `#[target_feature]`), and
+    /// pointers are valid for `W` elements.
+    unsafe fn zero() -> Self;
+    unsafe fn load(p: *const u32) -> Self;
+    unsafe fn splat(pair: u32) -> Self;
+    /// Per lane: `acc + a.pair · b.pair`, rounded as the instruction rounds.
+    unsafe fn dot(acc: Self, a: Self, b: Self) -> Self;
+    unsafe fn loadf(p: *const f32) -> Self;
+    unsafe fn splatf(x: f32) -> Self;
+    unsafe fn mul(a: Self, b: Self) -> Self;
+    /// `a · b + c`, fused.
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
+    unsafe fn storef(p: *mut f32, v: Self);
+}
+
+/// The portable twin of a dot unit: 16 lanes, each computed as the instruction computes it.
+/// Products of two BF16 values are exact in f32; denormal inputs read as zero and denormal
+/// results are flushed (both vendors ignore MXCSR/FPCR here).
+/// - `ARM = false`, Intel `vdpbf16ps`: `acc += odd product` (RNE), then `acc += even product`
+///   (RNE) — Intel's pseudo-code adds element `2j + 1` first.
+/// - `ARM = true`, Arm `BFDOT` without FEAT_EBF16's FPCR.EBF: the pair sum rounded to odd, then
+///   added to the accumulator, rounded to odd (the Arm ARM's `BFDotAdd` with `FPAdd_BF16`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Soft<const ARM: bool>([u32; LANES]);
+
+#[inline(always)]
+fn daz(v: f32) -> f32 {
+    if v.is_subnormal() {
+        0.0f32.copysign(v)
+    } else {
+        v
+    }
+}
+
+/// `x + y` rounded to odd (truncate, then set the last bit if inexact), denormals flushed.
+pub(crate) fn add_round_to_odd(x: f32, y: f32) -> f32 {
+    let (x, y) = (x as f64, y as f64);
+    let s = x + y;
+    if !s.is_finite() {
+        return s as f32;
+    }
+    // TwoSum: x + y = s + e exactly.
+    let bb = s - x;
+    let e = (x - (s - bb)) + (y - bb);
+    let toward_zero = |t: f32| f32::from_bits(t.to_bits() - 1);
+    let mut t = s as f32;
+    if (t as f64).abs() > s.abs() {
+        t = toward_zero(t);
+    }
+    let representable = t as f64 == s;
+    if representable && e != 0.0 && (e < 0.0) != (s < 0.0) {
+        t = toward_zero(t); // the exact value lies just inside |s|
+    }
+    if !representable || e != 0.0 {
+        t = f32::from_bits(t.to_bits() | 1);
+    }
+    daz(t)
+}
+
+impl<const ARM: bool> Soft<ARM> {
+    #[inline(always)]
+    pub(crate) fn step(acc: f32, a: u32, b: u32) -> f32 {
+        let half = |p: u32, hi: bool| daz(f32::from_bits(if hi { p & 0xFFFF_0000 } else { p << 16 }));
+        let (a0, a1, b0, b1) = (half(a, false), half(a, true), half(b, false), half(b, true));
+        if ARM {
+            add_round_to_odd(daz(acc), add_round_to_odd(a0 * b0, a1 * b1))
+        } else {
+            let t = daz(daz(a1 * b1) + daz(acc));
+            daz(daz(a0 * b0) + t)
+        }
+    }
+}
+
+impl<const ARM: bool> DotVec for Soft<ARM> {
+    const W: usize = LANES;
+    unsafe fn zero() -> Self {
+        Soft([0; LANES])
+    }
+    unsafe fn load(p: *const u32) -> Self {
+        // SAFETY (caller): `p` is valid for LANES reads.
+        Soft(std::array::from_fn(|l| unsafe { *p.add(l) }))
+    }
+    unsafe fn splat(pair: u32) -> Self {
+        Soft([pair; LANES])
+    }
+    unsafe fn dot(acc: Self, a: Self, b: Self) -> Self {
+        Soft(std::array::from_fn(|l| Self::step(f32::from_bits(acc.0[l]), a.0[l], b.0[l]).to_bits()))
+    }
+    unsafe fn loadf(p: *const f32) -> Self {
+        // SAFETY (caller): as `load`.
+        unsafe { Self::load(p.cast()) }
+    }
+    unsafe fn splatf(x: f32) -> Self {
+        Soft([x.to_bits(); LANES])
+    }
+    unsafe fn mul(a: Self, b: Self) -> Self {
+        Soft(std::array::from_fn(|l| (f32::from_bits(a.0[l]) * f32::from_bits(b.0[l])).to_bits()))
+    }
+    unsafe fn fma(a: Self, b: Self, c: Self) -> Self {
+        Soft(std::array::from_fn(|l| {
+            f32::from_bits(a.0[l]).mul_add(f32::from_bits(b.0[l]), f32::from_bits(c.0[l])).to_bits()
+        }))
+    }
+    unsafe fn storef(p: *mut f32, v: Self) {
+        for (l, &x) in v.0.iter().enumerate() {
+            // SAFETY (caller): `p` is valid for LANES writes.
+            unsafe { *p.add(l) = f32::from_bits(x) };
+        }
+    }
+}
+
+// ---------------------------------------------------------------- generic bodies
+
+/// One K block of a GEMM tile. `a[q·MR + r]` and `b[q·NR + j]` are the K-pairs of row `r` of A
+/// and column `j` of C; `sa[s·MR + r]`, `sw[s·NR + j]` the scales of segment `s`. Per segment,
+/// `c[r][j] = fma(Σ dot, sa[r] · sw[j], c[r][j])`.
+///
+/// # Safety
+/// The caller has the unit's features; `a` holds `pairs · MR`, `b` `pairs · NR` values, `sa`
+/// and `sw` one group per segment, every `c[r]` `NR = NV · W` floats.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
+    pairs: usize,
+    seg_pairs: usize,
+    a: *const u32,
+    b: *const u32,
+    sa: *const f32,
+    sw: *const f32,
+    c: [*mut f32; MR],
+) {
+    let nr = NV * V::W;
+    let (mut q, mut s) = (0, 0);
+    unsafe {
+        while q < pairs {
+            let end = (q + seg_pairs).min(pairs);
+            let mut acc = [[V::zero(); NV]; MR];
+            while q < end {
+                let bv: [V; NV] = std::array::from_fn(|v| V::load(b.add(q * nr + v * V::W)));
+                for (r, acc) in acc.iter_mut().enumerate() {
+                    let av = V::splat(*a.add(q * MR + r));
+                    for v in 0..NV {
+                        acc[v] = V::dot(acc[v], av, bv[v]);
+                    }
+                }
+                q += 1;
+            }
+            let swv: [V; NV] = std::array::from_fn(|v| V::loadf(sw.add(s * nr + v * V::W)));
+            for (r, acc) in acc.iter().enumerate() {
+                let sr = V::splatf(*sa.add(s * MR + r));
+                for v in 0..NV {
+                    let p = c[r].add(v * V::W);
+                    V::storef(p, V::fma(acc[v], V::mul(sr, swv[v]), V::loadf(p)));
+                }
+            }
+            s += 1;
+        }
+    }
+}
+
+/// GEMV: [`ROWS`] rows at once. `x` and every `w[r]` hold `pairs` K-pairs (a multiple of
+/// [`LANES`], zero-padded); `s[r][seg]` is the combined scale of segment `seg`. Returns the 16
+/// lane totals of each row.
+///
+/// # Safety
+/// As [`tile`]: features present, `x` and `w[r]` valid for `pairs` values, `s[r]` for one scale
+/// per segment.
+#[inline(always)]
+pub(crate) unsafe fn rows<V: DotVec, const NV: usize>(
+    pairs: usize,
+    seg_pairs: usize,
+    x: *const u32,
+    w: [*const u32; ROWS],
+    s: [*const f32; ROWS],
+) -> [[f32; LANES]; ROWS] {
+    let mut total = [[V::zero(); NV]; ROWS];
+    let (mut q, mut si) = (0, 0);
+    let mut out = [[0f32; LANES]; ROWS];
+    unsafe {
+        while q < pairs {
+            let end = (q + seg_pairs).min(pairs);
+            let mut part = [[V::zero(); NV]; ROWS];
+            while q < end {
+                let xv: [V; NV] = std::array::from_fn(|v| V::load(x.add(q + v * V::W)));
+                for (r, part) in part.iter_mut().enumerate() {
+                    for v in 0..NV {
+                        part[v] = V::dot(part[v], xv[v], V::load(w[r].add(q + v * V::W)));
+                    }
+                }
+                q += LANES;
+            }
+            for r in 0..ROWS {
+                let sv = V::splatf(*s[r].add(si));
+                for v in 0..NV {
+                    total[r][v] = V::fma(part[r][v], sv, total[r][v]);
+                }
+            }
+            si += 1;
+        }
+        for (o, t) in out.iter_mut().zip(&total) {
+            for (v, &t) in t.iter().enumerate() {
+                V::storef(o.as_mut_ptr().add(v * V::W), t);
+            }
+        }
+    }
+    out
+}
+
+/// Independent chains of the peak loop (enough to cover the dot latency on every port).
+pub(crate) const PEAK_CHAINS: usize = 12;
+
+/// The register-only dot loop of the compute-peak calibration: [`PEAK_CHAINS`] chains of
+/// `acc = dot(acc, x, y)` with `x = (1, 1)`, `y = (2^-24, -2^-24)`, so values stay put.
+/// Returns a checksum over every chain.
+///
+/// # Safety
+/// The caller has the unit's features.
+#[inline(always)]
+pub(crate) unsafe fn peak_loop<V: DotVec>(iters: u64) -> f32 {
+    unsafe {
+        let x = V::splat(std::hint::black_box(0x3F80_3F80));
+        let y = V::splat(std::hint::black_box(0x3380_B380));
+        let mut acc = [V::zero(); PEAK_CHAINS];
+        for (j, a) in acc.iter_mut().enumerate() {
+            *a = V::splatf(j as f32);
+        }
+        for _ in 0..iters {
+            for a in acc.iter_mut() {
+                *a = V::dot(*a, x, y);
+            }
+        }
+        let mut out = [0f32; LANES];
+        let mut sum = 0.0;
+        for a in acc {
+            V::storef(out.as_mut_ptr(), a);
+            sum += out[..V::W].iter().sum::<f32>();
+        }
+        sum
+    }
+}
+
+/// Arguments of one GEMM tile call over one K block (slices checked by the unit's wrapper).
+pub(crate) struct Tile<'a> {
+    pub pairs: usize,
+    pub seg_pairs: usize,
+    pub a: &'a [u32],
+    pub b: &'a [u32],
+    pub sa: &'a [f32],
+    pub sw: &'a [f32],
+}
+
+impl Tile<'_> {
+    /// What a unit's tile body relies on; returns the `mr` row pointers of C at `col`.
+    pub(crate) fn check<const MR: usize>(
+        &self,
+        nr: usize,
+        c: &mut [&mut [f32]],
+        col: usize,
+    ) -> [*mut f32; MR] {
+        let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
+        assert!(self.seg_pairs > 0 && self.a.len() >= self.pairs * MR && self.b.len() >= self.pairs * nr);
+        assert!(self.sa.len() >= nseg * MR && self.sw.len() >= nseg * nr && c.len() >= MR);
+        std::array::from_fn(|r| {
+            assert!(c[r].len() >= col + nr);
+            c[r][col..].as_mut_ptr()
+        })
+    }
+}
+
+/// Arguments of one GEMV row-kernel call.
+pub(crate) struct RowArgs<'a> {
+    pub pairs: usize,
+    pub seg_pairs: usize,
+    pub x: &'a [u32],
+    pub w: [&'a [u32]; ROWS],
+    pub s: [&'a [f32]; ROWS],
+}
+
+impl RowArgs<'_> {
+    pub(crate) fn check(&self) {
+        let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
+        assert!((self.seg_pairs > 0 && self.seg_pairs % LANES == 0) || self.seg_pairs >= self.pairs);
+        assert!(self.pairs % LANES == 0 && self.x.len() >= self.pairs);
+        assert!(self.w.iter().all(|w| w.len() >= self.pairs) && self.s.iter().all(|s| s.len() >= nseg));
+    }
+}
+
+/// A unit's entry points and tile size.
+#[derive(Clone, Copy)]
+pub(crate) struct Kernels {
+    pub mr: usize,
+    pub nr: usize,
+    pub tile: fn(&Tile, &mut [&mut [f32]], usize),
+    pub rows: fn(&RowArgs) -> [[f32; LANES]; ROWS],
+}
+
+/// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
+/// bodies behind safe wrappers that check the CPU (`$has`) and the slices first.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! dot_kernels {
+    ($v:ty, $mr:expr, $nv:expr, $has:expr $(, $feat:literal)?) => {
+        pub(crate) const KERNELS: $crate::kernels::cpu::dot::Kernels = $crate::kernels::cpu::dot::Kernels {
+            mr: $mr,
+            nr: $nv * <$v as $crate::kernels::cpu::dot::DotVec>::W,
+            tile: tile_entry,
+            rows: rows_entry,
+        };
+
+        $(#[target_feature(enable = $feat)])?
+        #[allow(clippy::too_many_arguments)]
+        unsafe fn tile_body(
+            t: &$crate::kernels::cpu::dot::Tile,
+            c: [*mut f32; $mr],
+        ) {
+            // SAFETY (caller): features present, slices checked by `Tile::check`.
+            unsafe {
+                $crate::kernels::cpu::dot::tile::<$v, $mr, $nv>(
+                    t.pairs, t.seg_pairs, t.a.as_ptr(), t.b.as_ptr(), t.sa.as_ptr(), t.sw.as_ptr(), c,
+                )
+            }
+        }
+
+        fn tile_entry(t: &$crate::kernels::cpu::dot::Tile, c: &mut [&mut [f32]], col: usize) {
+            assert!($has, "dot unit not present on this CPU");
+            let rows = t.check::<$mr>(KERNELS.nr, c, col);
+            // SAFETY: the CPU has the features; every slice checked above.
+            unsafe { tile_body(t, rows) }
+        }
+
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn rows_body(
+            r: &$crate::kernels::cpu::dot::RowArgs,
+        ) -> [[f32; $crate::kernels::cpu::dot::LANES]; $crate::kernels::cpu::dot::ROWS] {
+            // SAFETY (caller): features present, slices checked by `RowArgs::check`.
+            unsafe {
+                $crate::kernels::cpu::dot::rows::<$v, { $crate::kernels::cpu::dot::LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }>(
+                    r.pairs,
+                    r.seg_pairs,
+                    r.x.as_ptr(),
+                    r.w.map(|w| w.as_ptr()),
+                    r.s.map(|s| s.as_ptr()),
+                )
+            }
+        }
+
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn peak_body(iters: u64) -> f32 {
+            // SAFETY (caller): features present.
+            unsafe { $crate::kernels::cpu::dot::peak_loop::<$v>(iters) }
+        }
+
+        /// The register-only dot loop of the compute-peak calibration: (flops, checksum), or
+        /// `None` without the unit. A step is `W` lanes × 2 products × 2 flops per chain.
+        #[allow(dead_code)]
+        pub(crate) fn dot_loop(iters: u64) -> Option<(f64, f32)> {
+            if !$has {
+                return None;
+            }
+            let w = <$v as $crate::kernels::cpu::dot::DotVec>::W;
+            let flops = iters as f64 * ($crate::kernels::cpu::dot::PEAK_CHAINS * w * 4) as f64;
+            // SAFETY: features checked above.
+            Some((flops, unsafe { peak_body(iters) }))
+        }
+
+        fn rows_entry(r: &$crate::kernels::cpu::dot::RowArgs) -> [[f32; $crate::kernels::cpu::dot::LANES]; $crate::kernels::cpu::dot::ROWS] {
+            assert!($has, "dot unit not present on this CPU");
+            r.check();
+            // SAFETY: the CPU has the features; every slice checked above.
+            unsafe { rows_body(r) }
+        }
+    };
+}
+
+/// The twin of `vdpbf16ps` (4 × 16 tiles).
+#[cfg_attr(target_arch = "aarch64", allow(dead_code))]
+pub(crate) mod soft_x86 {
+    crate::dot_kernels!(super::Soft<false>, 4, 1, true);
+}
+
+/// The twin of `BFDOT` (4 × 16 tiles).
+#[cfg_attr(not(target_arch = "aarch64"), allow(dead_code))]
+pub(crate) mod soft_arm {
+    crate::dot_kernels!(super::Soft<true>, 4, 1, true);
+}

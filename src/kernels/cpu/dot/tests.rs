@@ -1,0 +1,134 @@
+//! The dot path's SIMD units against their portable twins, and the twins' rounding.
+
+use super::*;
+
+fn pairs(n: usize, seed: u32) -> Vec<u32> {
+    // BF16 values of E4M3-like magnitudes and signs, some zero, deterministic.
+    (0..n as u32)
+        .map(|i| {
+            let h = |j: u32| {
+                let v = (j.wrapping_mul(2654435761) ^ seed) >> 7;
+                let e = 120 + (v % 14); // 2^-7 .. 2^6
+                let m = (v >> 5) & 0x7F;
+                let s = (v >> 13) & 1;
+                if v % 17 == 0 {
+                    0
+                } else {
+                    (s << 15) | (e << 7) | m
+                }
+            };
+            h(2 * i) | h(2 * i + 1) << 16
+        })
+        .collect()
+}
+
+/// Every native unit's tile and row kernels give the bits of the twin of the same instruction,
+/// over ragged pair counts and every segment length (MX 32, DeepSeek 128, a whole K block).
+#[test]
+fn native_units_match_their_portable_twin_bit_for_bit() {
+    let native: Vec<DotUnit> = DotUnit::available().into_iter().filter(|&u| u != DotUnit::Portable).collect();
+    if native.is_empty() {
+        eprintln!("SKIPPED: no BF16 dot-product unit on this CPU (the twin is tested end to end)");
+    }
+    let twin = DotUnit::Portable.kernels();
+    for unit in native {
+        let k = unit.kernels();
+        let (mr, nr) = (k.mr, k.nr);
+        assert!(mr % twin.mr == 0 && nr % twin.nr == 0, "the twin's tiles must cover the unit's tile");
+        for (pairs_n, seg_pairs) in [(1, 1), (7, 16), (64, 16), (128, 64), (100, 128), (128, 128)] {
+            let nseg = usize::div_ceil(pairs_n, seg_pairs);
+            let a = pairs(pairs_n * mr, 1);
+            let b = pairs(pairs_n * nr, 2);
+            let sa: Vec<f32> = (0..nseg * mr).map(|i| 2f32.powi(i as i32 % 5 - 2)).collect();
+            let sw: Vec<f32> = (0..nseg * nr).map(|i| 0.75 + (i % 7) as f32 * 0.125).collect();
+            let t = Tile { pairs: pairs_n, seg_pairs, a: &a, b: &b, sa: &sa, sw: &sw };
+            let c0: Vec<f32> = (0..mr * nr).map(|i| (i % 9) as f32 * 0.5 - 2.0).collect();
+            let mut got = c0.clone();
+            (k.tile)(&t, &mut got.chunks_exact_mut(nr).collect::<Vec<_>>(), 0);
+            // The twin tiles (tm × tn) cover the unit's tile.
+            let mut want = c0.clone();
+            for r0 in (0..mr).step_by(twin.mr) {
+                for j0 in (0..nr).step_by(twin.nr) {
+                    let sub = |v: &[u32], w: usize, o: usize, n: usize| -> Vec<u32> {
+                        (0..pairs_n).flat_map(|q| v[q * w + o..q * w + o + n].to_vec()).collect()
+                    };
+                    let subf = |v: &[f32], w: usize, o: usize, n: usize| -> Vec<f32> {
+                        (0..nseg).flat_map(|s| v[s * w + o..s * w + o + n].to_vec()).collect()
+                    };
+                    let (ta, tb) = (sub(&a, mr, r0, twin.mr), sub(&b, nr, j0, twin.nr));
+                    let (tsa, tsw) = (subf(&sa, mr, r0, twin.mr), subf(&sw, nr, j0, twin.nr));
+                    let tt = Tile { pairs: pairs_n, seg_pairs, a: &ta, b: &tb, sa: &tsa, sw: &tsw };
+                    let mut rows: Vec<&mut [f32]> =
+                        want.chunks_exact_mut(nr).skip(r0).take(twin.mr).collect();
+                    (twin.tile)(&tt, &mut rows, j0);
+                }
+            }
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{unit} tile pairs={pairs_n} seg={seg_pairs}"
+            );
+        }
+        for (pairs_n, seg_pairs) in [(16, 16), (64, 16), (192, 64), (80, 80)] {
+            let nseg = usize::div_ceil(pairs_n, seg_pairs);
+            let x = pairs(pairs_n, 3);
+            let w: Vec<Vec<u32>> = (0..ROWS).map(|r| pairs(pairs_n, 10 + r as u32)).collect();
+            let s: Vec<Vec<f32>> =
+                (0..ROWS).map(|r| (0..nseg).map(|i| 0.5 + (r + i) as f32 * 0.25).collect()).collect();
+            let args = RowArgs {
+                pairs: pairs_n,
+                seg_pairs,
+                x: &x,
+                w: std::array::from_fn(|r| &w[r][..]),
+                s: std::array::from_fn(|r| &s[r][..]),
+            };
+            let (got, want) = ((k.rows)(&args), (twin.rows)(&args));
+            assert_eq!(
+                got.map(|r| r.map(f32::to_bits)),
+                want.map(|r| r.map(f32::to_bits)),
+                "{unit} rows {pairs_n}"
+            );
+        }
+    }
+}
+
+/// Round-to-odd: the exact sum when representable, else the truncation with its last bit set.
+#[test]
+fn round_to_odd_is_truncation_with_a_sticky_last_bit() {
+    let one = 1.0f32;
+    let ulp = f32::EPSILON; // ulp of 1
+    assert_eq!(add_round_to_odd(one, 0.5), 1.5);
+    // 1 + ulp/2: between 1 and 1 + ulp; truncation 1 (even), inexact → 1 + ulp.
+    assert_eq!(add_round_to_odd(one, ulp / 2.0), one + ulp);
+    // 1 + 3ulp/2 → truncation 1 + ulp (already odd).
+    assert_eq!(add_round_to_odd(one, 1.5 * ulp), one + ulp);
+    // 2 - tiny: truncation toward zero is the f32 below 2 (odd), not 2.
+    assert_eq!(add_round_to_odd(2.0, -1e-30), f32::from_bits(2.0f32.to_bits() - 1));
+    assert_eq!(add_round_to_odd(-2.0, 1e-30), -f32::from_bits(2.0f32.to_bits() - 1));
+    // A tiny addend far below the last bit still sets it.
+    assert_eq!(add_round_to_odd(4.0, 1e-30), f32::from_bits(4.0f32.to_bits() | 1));
+    assert_eq!(add_round_to_odd(1.0, -1.0), 0.0);
+    // Denormal results flush.
+    assert_eq!(add_round_to_odd(f32::MIN_POSITIVE, -f32::MIN_POSITIVE / 2.0), 0.0);
+}
+
+/// The two twins differ where the vendors do: Intel adds the odd product first with RNE, Arm
+/// rounds the pair sum (and the accumulation) to odd. Both flush a denormal operand.
+#[test]
+fn the_twins_follow_their_vendors_rounding() {
+    let pair = |lo: f32, hi: f32| (lo.to_bits() >> 16) | (hi.to_bits() >> 16) << 16;
+    let t = 2f32.powi(-24);
+    // acc = 1; products 1.5·2^-24 (odd element) and 2^-24 (even). Intel: 1 + 1.5·2^-24 rounds
+    // to 1 + 2^-23, then + 2^-24 is a tie, to even: 1 + 2^-22.
+    let a = pair(t, 1.5 * t);
+    let b = pair(1.0, 1.0);
+    let intel = Soft::<false>::step(1.0, a, b);
+    assert_eq!(intel, 1.0 + 2f32.powi(-22));
+    // Arm: pair = 2.5·2^-24 exact; 1 + 2.5·2^-24 → truncation 1 + 2^-23, inexact, already odd.
+    let arm = Soft::<true>::step(1.0, a, b);
+    assert_eq!(arm, 1.0 + 2f32.powi(-23));
+    // A denormal bf16 input reads as zero on both.
+    let tiny = pair(f32::from_bits(0x0001_0000), 0.0);
+    assert_eq!(Soft::<false>::step(0.0, tiny, pair(1.0, 1.0)), 0.0);
+    assert_eq!(Soft::<true>::step(0.0, tiny, pair(1.0, 1.0)), 0.0);
+}
