@@ -194,7 +194,13 @@ pub fn exec(args: Args) -> Result<()> {
     }
     // How busy the host is before the first measurement (the env records it again at the end).
     let load_before = crate::results::HostLoad::read();
-    let (max_threads, calibration, mut devices) = calibrate_opened(&opened, &args, &mut notes)?;
+    let (max_threads, mut calibration, mut devices) = calibrate_opened(&opened, &args, &mut notes)?;
+    // The read ceiling is re-measured between the blocks of records (one shape each), with one
+    // buffer allocated here for the whole run, so the ceiling is a range over the run's minutes.
+    let probe = calibration
+        .as_ref()
+        .filter(|_| !args.quick)
+        .map(|_| calibration::read_probe(&CalibrationConfig::full(max_threads)));
     if suite.backends.contains(&BackendKind::Wgpu) {
         for d in crate::kernels::wgpu::list_adapters() {
             if !devices.contains(&d) {
@@ -251,8 +257,13 @@ pub fn exec(args: Args) -> Result<()> {
             }
         }
         Event::Skipped(_) => bar.inc(turns),
-        Event::BlockDone { .. } => {}
+        Event::BlockDone { .. } => {
+            if let (Some(cal), Some(probe)) = (calibration.as_mut(), probe.as_ref()) {
+                calibration::remeasure(cal, probe);
+            }
+        }
     });
+    drop(probe);
     bar.finish_and_clear();
 
     for (line, count) in group_skipped(&outcome.skipped) {
