@@ -22,20 +22,21 @@ pub fn allowed_cores() -> Vec<usize> {
 /// pinned.
 pub fn pin_current_thread(index: usize) -> bool {
     let cores = allowed_cores();
-    if cores.is_empty() {
-        return false;
-    }
-    let core = cores[index % cores.len()];
+    !cores.is_empty() && pin_to_cpu(cores[index % cores.len()])
+}
+
+/// Pin the calling thread to CPU `cpu`. False where the OS refuses or cannot.
+pub fn pin_to_cpu(cpu: usize) -> bool {
     #[cfg(target_os = "linux")]
-    // SAFETY: as above; the set names one core this process is allowed to use.
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; pid 0 is the calling thread.
     unsafe {
         let mut set: libc::cpu_set_t = std::mem::zeroed();
-        libc::CPU_SET(core, &mut set);
+        libc::CPU_SET(cpu, &mut set);
         return libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0;
     }
     #[allow(unreachable_code)]
     {
-        let _ = core;
+        let _ = cpu;
         false
     }
 }

@@ -198,6 +198,27 @@ fn printable(s: &str) -> String {
     t
 }
 
+/// clap reads `-inf` and `-nan` as unknown flags (`allow_negative_numbers` covers digits only,
+/// and `allow_hyphen_values` on the values would swallow the flags after them). So, for the
+/// `convert` subcommand, such words before any `--` get a leading space that clap treats as a
+/// value and [`exec`] removes.
+pub fn protect_negative_words(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
+    if args.get(1).is_none_or(|a| a != "convert") {
+        return args;
+    }
+    let mut escaped = false;
+    args.into_iter()
+        .map(|a| {
+            escaped |= a == "--";
+            let word = a.to_str().map(str::to_ascii_lowercase);
+            match word.as_deref() {
+                Some("-inf" | "-infinity" | "-nan") if !escaped => format!(" {}", a.to_string_lossy()).into(),
+                _ => a,
+            }
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -253,25 +274,4 @@ mod tests {
             }
         }
     }
-}
-
-/// clap reads `-inf` and `-nan` as unknown flags (`allow_negative_numbers` covers digits only,
-/// and `allow_hyphen_values` on the values would swallow the flags after them). So, for the
-/// `convert` subcommand, such words before any `--` get a leading space that clap treats as a
-/// value and [`exec`] removes.
-pub fn protect_negative_words(args: Vec<std::ffi::OsString>) -> Vec<std::ffi::OsString> {
-    if args.get(1).is_none_or(|a| a != "convert") {
-        return args;
-    }
-    let mut escaped = false;
-    args.into_iter()
-        .map(|a| {
-            escaped |= a == "--";
-            let word = a.to_str().map(str::to_ascii_lowercase);
-            match word.as_deref() {
-                Some("-inf" | "-infinity" | "-nan") if !escaped => format!(" {}", a.to_string_lossy()).into(),
-                _ => a,
-            }
-        })
-        .collect()
 }

@@ -3,13 +3,12 @@
 //! beside the planner's prediction for this machine, written as a results file whose records
 //! carry `model_step`.
 
-use super::run::{calibrate_opened, install_sigint, progress_bar, sanitize, write_and_finish, Args};
+use super::run::{calibrate_opened, install_sigint, progress_bar, write_and_finish, Args};
 use crate::kernels::registry::{self, BackendKind};
 use crate::measure::runner::{Event, RunOptions};
 use crate::measure::{env, memory};
 use crate::modelstep::{self, Phase, Sampling, StepFormat, StepShape};
 use crate::profiles;
-use crate::report::{json::Json, markdown::Markdown, Exporter};
 use crate::results::{Run, SCHEMA_VERSION};
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
@@ -74,15 +73,8 @@ pub fn exec(args: &Args) -> Result<()> {
         memory::check_fits(&case.shape, &case.spec, per_case, available)?;
     }
 
-    let crate::results::UtcTime { stamp, rfc3339: created } = crate::results::utc_now();
     let name = format!("model-step-{}", models.iter().map(|m| m.id.as_str()).collect::<Vec<_>>().join("+"));
-    let run_id = format!("{stamp}-{}{}", sanitize(&name), if args.quick { "-quick" } else { "" });
-    for ext in [Json.extension(), Markdown.extension()] {
-        let p = args.out.join(format!("{run_id}.{ext}"));
-        if p.exists() && !args.force {
-            return Err(Error::config(p, "output", "exists; pass --force to overwrite"));
-        }
-    }
+    let (run_id, created) = super::run::new_run_id(&name, args)?;
     let stop = Arc::new(AtomicBool::new(false));
     install_sigint(stop.clone());
     let opened = registry::open_all(&backends, &threads);

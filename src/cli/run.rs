@@ -139,7 +139,7 @@ pub fn exec(args: Args) -> Result<()> {
     let available = memory::mem_available_bytes();
     let per_case_backends = suite.backends.len() * suite.threads.len();
     let cold = !(args.warm || args.quick);
-    let llc = crate::measure::cache::llc_bytes();
+    let llc = crate::measure::llc_bytes().unwrap_or(0);
     for c in &suite.cases {
         let what = format!("{} ({} {} {})", c.shape, c.spec.op, c.spec.format, c.spec.scaling);
         memory::check_fits(&what, &c.spec, per_case_backends, available)?;
@@ -163,14 +163,7 @@ pub fn exec(args: Args) -> Result<()> {
         }
     }
 
-    let crate::results::UtcTime { stamp, rfc3339: created } = crate::results::utc_now();
-    let run_id = format!("{stamp}-{}{}", sanitize(&suite.name), if args.quick { "-quick" } else { "" });
-    for ext in [Json.extension(), Markdown.extension()] {
-        let p = args.out.join(format!("{run_id}.{ext}"));
-        if p.exists() && !args.force {
-            return Err(Error::config(p, "output", "exists; pass --force to overwrite"));
-        }
-    }
+    let (run_id, created) = new_run_id(&suite.name, &args)?;
 
     let stop = Arc::new(AtomicBool::new(false));
     install_sigint(stop.clone());
@@ -300,6 +293,20 @@ pub fn exec(args: Args) -> Result<()> {
         eprintln!("no records: every case was skipped (see the lines above)");
     }
     write_and_finish(&run, &args)
+}
+
+/// The run id (`<UTC stamp>-<name>[-quick]`) and its RFC 3339 start time; refuses before any
+/// work when its files exist and `--force` is not given.
+pub(crate) fn new_run_id(name: &str, args: &Args) -> Result<(String, String)> {
+    let crate::results::UtcTime { stamp, rfc3339: created } = crate::results::utc_now();
+    let run_id = format!("{stamp}-{}{}", sanitize(name), if args.quick { "-quick" } else { "" });
+    for ext in [Json.extension(), Markdown.extension()] {
+        let p = args.out.join(format!("{run_id}.{ext}"));
+        if p.exists() && !args.force {
+            return Err(Error::config(p, "output", "exists; pass --force to overwrite"));
+        }
+    }
+    Ok((run_id, created))
 }
 
 /// Write the run's JSON and Markdown atomically; exit with [`EXIT_INTERRUPTED`] after writing

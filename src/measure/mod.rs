@@ -1,7 +1,6 @@
 //! Measurement: seeded inputs, validation against f64, timing, memory, calibration, the
 //! environment, suites and the runner that ties them together.
 
-pub mod cache;
 pub mod calibration;
 pub mod ceilings;
 pub mod env;

@@ -117,39 +117,6 @@ pub fn buffer_bytes(llc: Option<u64>, min_bytes: u64) -> u64 {
     llc.map_or(256 << 20, |l| 4 * l).max(min_bytes)
 }
 
-/// The CPUs this process may run on (Linux), in order; empty where unknown.
-pub fn allowed_cpus() -> Vec<usize> {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity writes at most its size.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) == 0 {
-                return (0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect();
-            }
-        }
-    }
-    Vec::new()
-}
-
-/// Pin the calling thread to `cpu`. False where the OS refuses or cannot.
-pub fn pin_current_thread(cpu: usize) -> bool {
-    #[cfg(target_os = "linux")]
-    {
-        // SAFETY: as above; pid 0 is the calling thread.
-        unsafe {
-            let mut set: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu, &mut set);
-            return libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) == 0;
-        }
-    }
-    #[allow(unreachable_code)]
-    {
-        let _ = cpu;
-        false
-    }
-}
-
 /// Best GB/s of one variant.
 #[derive(Debug, Clone, PartialEq)]
 pub struct VariantResult {
@@ -205,7 +172,7 @@ impl ReadProbe {
         let t = self.threads;
         let chunk = self.buf.len().div_ceil(t);
         let chunks: Vec<&[f64]> = self.buf.chunks(chunk).collect();
-        let cpus = allowed_cpus();
+        let cpus = crate::affinity::allowed_cores();
         let start = Barrier::new(chunks.len() + 1);
         let done = Barrier::new(chunks.len() + 1);
         let job: Mutex<Option<ReadVariant>> = Mutex::new(None);
@@ -219,7 +186,7 @@ impl ReadProbe {
                 let (start, done, job, stop, sums, cpus, pinned_all) =
                     (&start, &done, &job, &stop, &sums, &cpus, &pinned_all);
                 s.spawn(move || {
-                    if cpus.len() >= 2 && !pin_current_thread(cpus[i % cpus.len()]) {
+                    if cpus.len() >= 2 && !crate::affinity::pin_to_cpu(cpus[i % cpus.len()]) {
                         pinned_all.store(false, Ordering::Relaxed);
                     }
                     loop {

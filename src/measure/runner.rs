@@ -62,7 +62,7 @@ impl RunOptions {
             rss,
             stop,
             cold: true,
-            llc_bytes: super::cache::llc_bytes(),
+            llc_bytes: super::read_bw::llc_bytes().unwrap_or(0),
             repeat: 1,
             rounds: 3,
         }

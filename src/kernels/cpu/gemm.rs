@@ -147,13 +147,10 @@ impl GemmPlan {
 /// How C is cut into work items for an `mr × nr` tile: row ranges (multiples of `mr`) × column
 /// chunks (multiples of `nr`). Columns are split first: at most `NB_MAX` wide, several per thread
 /// when each keeps `MIN_PANELS`; rows only when the column chunks alone cannot feed every thread.
-pub(crate) fn split(
-    mr: usize,
-    nr: usize,
-    m: usize,
-    n: usize,
-    threads: usize,
-) -> (Vec<(usize, usize)>, Vec<(usize, usize)>) {
+/// Ranges `(start, len)` of rows and of columns, one per item of work.
+type Cuts = (Vec<(usize, usize)>, Vec<(usize, usize)>);
+
+pub(crate) fn split(mr: usize, nr: usize, m: usize, n: usize, threads: usize) -> Cuts {
     let threads = threads.max(1);
     let m_panels = m.div_ceil(mr);
     let n_panels = n.div_ceil(nr).max(1);

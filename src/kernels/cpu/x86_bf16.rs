@@ -37,7 +37,8 @@ impl DotVec for Zmm {
     unsafe fn dot(acc: Self, a: Self, b: Self) -> Self {
         // SAFETY: __m512 and __m512bh are both 512 bits of plain data.
         unsafe {
-            let (a, b): (__m512bh, __m512bh) = (std::mem::transmute(a.0), std::mem::transmute(b.0));
+            let (a, b): (__m512bh, __m512bh) =
+                (std::mem::transmute::<__m512, __m512bh>(a.0), std::mem::transmute::<__m512, __m512bh>(b.0));
             Zmm(_mm512_dpbf16_ps(acc.0, a, b))
         }
     }

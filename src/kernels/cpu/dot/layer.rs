@@ -294,8 +294,8 @@ pub(crate) struct RowArgs<'a> {
 impl RowArgs<'_> {
     pub(crate) fn check(&self) {
         let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
-        assert!((self.seg_pairs > 0 && self.seg_pairs % LANES == 0) || self.seg_pairs >= self.pairs);
-        assert!(self.pairs % LANES == 0 && self.x.len() >= self.pairs);
+        assert!((self.seg_pairs > 0 && self.seg_pairs.is_multiple_of(LANES)) || self.seg_pairs >= self.pairs);
+        assert!(self.pairs.is_multiple_of(LANES) && self.x.len() >= self.pairs);
         assert!(self.w.iter().all(|w| w.len() >= self.pairs) && self.s.iter().all(|s| s.len() >= nseg));
     }
 }
