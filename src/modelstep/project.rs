@@ -93,50 +93,6 @@ pub fn project(step: &Step, local: &Roof, chip: &Chip) -> Result<Projected> {
     Ok(Projected { chip: chip.id.clone(), parts, roof })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::modelstep::Phase;
-
-    fn step(parts: [PartSum; 4]) -> Step {
-        Step {
-            model: "m".into(),
-            phase: Phase::Decode,
-            step_format: "bf16:none".into(),
-            backend: "cpu".into(),
-            threads: 2,
-            batch: 1,
-            prompt: 512,
-            context: 128,
-            parts,
-            valid: 4,
-            expected: 4,
-            invalid: 0,
-        }
-    }
-
-    #[test]
-    fn each_part_scales_by_its_own_bound() {
-        let local = Roof { bandwidth: 10e9, flops_s: 100e9, peak: "x".into() };
-        // Part 0 bytes-bound (1 GB, 1 GFLOP), part 1 FLOP-bound (1 MB, 100 GFLOP).
-        let parts = [
-            PartSum { seconds: 0.2, bytes: 1e9, flops: 1e9 },
-            PartSum { seconds: 2.0, bytes: 1e6, flops: 100e9 },
-            PartSum::default(),
-            PartSum::default(),
-        ];
-        assert!(local.memory_bound(&parts[0]) && !local.memory_bound(&parts[1]));
-        let chip = crate::profiles::chip("h20").unwrap();
-        let p = project(&step(parts), &local, &chip).unwrap();
-        let bw = chip.memory_bw_bytes_s().unwrap();
-        let peak = peak_for(&chip, Format::BF16).unwrap().flops_s;
-        // 0.2 s measured against a 0.1 s roofline here: half efficiency carried to the chip.
-        assert!((p.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.1).abs() < 1e-12);
-        assert!((p.parts[1] - 2.0 * (1e6 / bw).max(100e9 / peak) / 1.0).abs() < 1e-12);
-        assert_eq!(p.parts[2], 0.0);
-    }
-}
-
 /// The `plan --from-results` table: for every measured step of `model` in `run`, each chip's
 /// projected step beside the paper plan (the planner at 100 % of the chip's roof).
 pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: &[&Chip]) -> Result<String> {
@@ -226,4 +182,48 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
         cal.read_gbs,
         calibration_peak(cal, steps[0].threads).map_or(0.0, |x| x.1),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::modelstep::Phase;
+
+    fn step(parts: [PartSum; 4]) -> Step {
+        Step {
+            model: "m".into(),
+            phase: Phase::Decode,
+            step_format: "bf16:none".into(),
+            backend: "cpu".into(),
+            threads: 2,
+            batch: 1,
+            prompt: 512,
+            context: 128,
+            parts,
+            valid: 4,
+            expected: 4,
+            invalid: 0,
+        }
+    }
+
+    #[test]
+    fn each_part_scales_by_its_own_bound() {
+        let local = Roof { bandwidth: 10e9, flops_s: 100e9, peak: "x".into() };
+        // Part 0 bytes-bound (1 GB, 1 GFLOP), part 1 FLOP-bound (1 MB, 100 GFLOP).
+        let parts = [
+            PartSum { seconds: 0.2, bytes: 1e9, flops: 1e9 },
+            PartSum { seconds: 2.0, bytes: 1e6, flops: 100e9 },
+            PartSum::default(),
+            PartSum::default(),
+        ];
+        assert!(local.memory_bound(&parts[0]) && !local.memory_bound(&parts[1]));
+        let chip = crate::profiles::chip("h20").unwrap();
+        let p = project(&step(parts), &local, &chip).unwrap();
+        let bw = chip.memory_bw_bytes_s().unwrap();
+        let peak = peak_for(&chip, Format::BF16).unwrap().flops_s;
+        // 0.2 s measured against a 0.1 s roofline here: half efficiency carried to the chip.
+        assert!((p.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.1).abs() < 1e-12);
+        assert!((p.parts[1] - 2.0 * (1e6 / bw).max(100e9 / peak) / 1.0).abs() < 1e-12);
+        assert_eq!(p.parts[2], 0.0);
+    }
 }

@@ -177,7 +177,7 @@ impl Coop {
     /// Rust twin the emulation test walks with).
     #[cfg(test)]
     pub(crate) fn block_end(self, t: u32, k_tiles: u32) -> bool {
-        t + 1 == k_tiles || (self.promote_tiles != 0 && (t + 1) % self.promote_tiles == 0)
+        t + 1 == k_tiles || (self.promote_tiles != 0 && (t + 1).is_multiple_of(self.promote_tiles))
     }
 
     /// First K element of the scale block holding K tile `t` (the shader's `{{BLOCK_START}}`).

@@ -11,7 +11,7 @@ fn pairs(n: usize, seed: u32) -> Vec<u32> {
                 let e = 120 + (v % 14); // 2^-7 .. 2^6
                 let m = (v >> 5) & 0x7F;
                 let s = (v >> 13) & 1;
-                if v % 17 == 0 {
+                if v.is_multiple_of(17) {
                     0
                 } else {
                     (s << 15) | (e << 7) | m
