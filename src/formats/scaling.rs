@@ -501,13 +501,26 @@ impl QuantizedMatrix {
 
     /// Dequantize to f64, for references.
     pub fn dequantize_f64(&self) -> Vec<f64> {
-        let mut out: Vec<f64> = self.codes.decode().into_iter().map(f64::from).collect();
-        for r in 0..self.rows {
-            for c in 0..self.cols {
-                out[r * self.cols + c] *= self.scale_at(r, c) as f64;
-            }
-        }
+        use rayon::prelude::*;
+        let mut out = vec![0f64; self.rows * self.cols];
+        out.par_chunks_mut(self.cols.max(1)).enumerate().for_each(|(r, row)| self.dequantize_row_f64(r, row));
         out
+    }
+
+    /// Row `r` of [`dequantize_f64`](Self::dequantize_f64) into `out` (`cols` values).
+    pub fn dequantize_row_f64(&self, r: usize, out: &mut [f64]) {
+        let cols = self.cols;
+        let scales = self.row_scales(r);
+        let seg = self.block.cols.max(1);
+        crate::with_codes!(&self.codes, |codes| {
+            let row = &codes[r * cols..(r + 1) * cols];
+            for (s, (o, c)) in out[..cols].chunks_mut(seg).zip(row.chunks(seg)).enumerate() {
+                let scale = scales.get(s) as f64;
+                for (o, c) in o.iter_mut().zip(c) {
+                    *o = c.decode() as f64 * scale;
+                }
+            }
+        })
     }
 }
 
