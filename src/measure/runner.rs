@@ -19,7 +19,7 @@
 //! Order matters for memory: the parent drops a shape's problems and references before the RSS
 //! children start, so parent and child never hold a large problem at the same time.
 
-use super::inputs::ProblemSpec;
+use super::inputs::{ProblemSpec, Values};
 use super::memory::{ChildJob, ChildLauncher, NetRss};
 use super::suite::Case;
 use super::timer::{self, TimerConfig};
@@ -174,6 +174,10 @@ pub struct Residency {
     pub label: &'static str,
 }
 
+/// A call this slow gets no rotation copies: whatever it streams per call dwarfs any cache, and
+/// each copy would cost a preparation and a validation run.
+pub const SLOW_CALL: Duration = Duration::from_millis(100);
+
 /// Most copies the runner makes of one problem (a tiny GEMV then stays cache-resident, labelled).
 pub const MAX_COPIES: usize = 64;
 
@@ -238,31 +242,55 @@ enum Measured {
     Invalid(String, ErrorStats),
 }
 
-/// Prepare every copy, validate each, time the rotation through them, validate again.
-fn measure_rotating(
+/// The prepared copies of one record, kept across its rounds.
+type Copies<'a> = Vec<Box<dyn Prepared + 'a>>;
+
+/// Prepare every copy and validate each; `Err((why, error))` when one is wrong.
+fn prepare_copies<'a>(
+    backend: &'a dyn Backend,
+    problems: &[&'a Problem],
+    reference: &Reference,
+    rec: &mut Record,
+) -> Result<std::result::Result<Copies<'a>, (String, ErrorStats)>> {
+    let roundoff = OutputRounding::of(backend, problems[0]);
+    let mut prepared: Copies<'a> = Vec::with_capacity(problems.len());
+    for (i, problem) in problems.iter().enumerate() {
+        let mut p = backend.prepare(problem)?;
+        if i == 0 {
+            if let Some(m) = rec.memory.as_mut() {
+                m.buffers = p.buffer_bytes();
+            }
+            rec.compute = p.compute();
+        }
+        let started = std::time::Instant::now();
+        p.run()?;
+        let took = started.elapsed();
+        let v = validate_rounded(&p.output()?, reference, roundoff);
+        prepared.push(p);
+        rec.error_check = Some(v.check);
+        if !v.valid {
+            return Ok(Err((format!("invalid, not timed: {}", v.reason), v.error)));
+        }
+        rec.error = v.error;
+        if i == 0 && took >= SLOW_CALL && problems.len() > 1 {
+            // The call itself streams far more than the cache holds (an emulated decode, say):
+            // copies would only cost memory and preparation time.
+            break;
+        }
+    }
+    Ok(Ok(prepared))
+}
+
+/// Time the rotation through validated copies, then validate the last output of every copy.
+fn time_copies(
     backend: &dyn Backend,
-    problems: &[&Problem],
+    problem: &Problem,
+    prepared: &mut Copies<'_>,
     reference: &Reference,
     timing: &TimerConfig,
     rec: &mut Record,
 ) -> Result<Measured> {
-    let problem = problems[0];
     let roundoff = OutputRounding::of(backend, problem);
-    let mut prepared: Vec<Box<dyn Prepared + '_>> =
-        problems.iter().map(|p| backend.prepare(p)).collect::<Result<_>>()?;
-    if let Some(m) = rec.memory.as_mut() {
-        m.buffers = prepared[0].buffer_bytes();
-    }
-    rec.compute = prepared[0].compute();
-    for p in prepared.iter_mut() {
-        p.run()?;
-        let v = validate_rounded(&p.output()?, reference, roundoff);
-        rec.error_check = Some(v.check);
-        if !v.valid {
-            return Ok(Measured::Invalid(format!("invalid, not timed: {}", v.reason), v.error));
-        }
-        rec.error = v.error;
-    }
     let n = prepared.len();
     let mut next = 0usize;
     let t = timer::time(timing, || {
@@ -285,6 +313,20 @@ fn measure_rotating(
         m.buffers = prepared[0].buffer_bytes();
     }
     Ok(Measured::Timed(t))
+}
+
+/// Prepare and validate every copy, time the rotation through them, validate again.
+fn measure_rotating(
+    backend: &dyn Backend,
+    problems: &[&Problem],
+    reference: &Reference,
+    timing: &TimerConfig,
+    rec: &mut Record,
+) -> Result<Measured> {
+    match prepare_copies(backend, problems, reference, rec)? {
+        Ok(mut prepared) => time_copies(backend, problems[0], &mut prepared, reference, timing, rec),
+        Err((why, err)) => Ok(Measured::Invalid(why, err)),
+    }
 }
 
 /// Fill the time, rates and validity of `rec` from its samples (one group per repeat).
@@ -361,6 +403,17 @@ struct Slot {
     calls: usize,
     failed: bool,
     flops: f64,
+}
+
+impl Slot {
+    /// The record failed (invalid output or a backend error): no more rounds, no time.
+    fn fail(&mut self, why: String, error: Option<ErrorStats>) {
+        self.failed = true;
+        if let Some(e) = error {
+            self.rec.error = e;
+        }
+        self.rec.note = join_note(&self.rec.note, &why);
+    }
 }
 
 /// Consecutive cases of the same shape, as ranges of `cases`.
@@ -488,9 +541,10 @@ fn run_block(
         backends: Vec<usize>,
     }
     let mut built: Vec<Built> = Vec::new();
+    let mut values = Values::default();
     for ci in g {
         let case = &cases[ci];
-        let problem = match case.spec.build() {
+        let problem = match case.spec.build_with(&mut values) {
             Ok(p) => p,
             Err(e) => {
                 if rep == 0 {
@@ -542,6 +596,7 @@ fn run_block(
         let reference = Reference::compute(&problem);
         built.push(Built { ci, problem, copies, reference, residency, backends: runnable });
     }
+    drop(values);
     let entries: Vec<(usize, usize)> =
         built.iter().enumerate().flat_map(|(i, b)| b.backends.iter().map(move |&bi| (i, bi))).collect();
     if entries.is_empty() {
@@ -549,6 +604,7 @@ fn run_block(
     }
     let rounds = opts.rounds.max(1);
     let timing = round_timer(&opts.timing, rounds);
+    let mut sets: Vec<Option<Copies<'_>>> = entries.iter().map(|_| None).collect();
     for round in 0..rounds {
         for e in 0..entries.len() {
             if opts.stop.load(Ordering::SeqCst) {
@@ -563,10 +619,43 @@ fn run_block(
             }
             let l = label(backend, &cases[b.ci]);
             on_event(Event::Measuring { label: &l });
-            let problems: Vec<&Problem> = std::iter::once(&b.problem).chain(b.copies.iter()).collect();
             slot.rec.working_set_bytes = Some(b.residency.working_set_bytes);
             slot.rec.residency = b.residency.label.to_string();
-            match measure_rotating(backend, &problems, &b.reference, &timing, &mut slot.rec) {
+            // Prepared and validated in the first round, kept for the others.
+            let set = (e + round) % entries.len();
+            if sets[set].is_none() {
+                let problems: Vec<&Problem> = std::iter::once(&b.problem).chain(b.copies.iter()).collect();
+                match prepare_copies(backend, &problems, &b.reference, &mut slot.rec) {
+                    Ok(Ok(prepared)) => sets[set] = Some(prepared),
+                    Ok(Err((why, err))) => {
+                        slot.fail(why, Some(err));
+                        continue;
+                    }
+                    Err(e) => {
+                        slot.fail(format!("failed: {e}"), None);
+                        continue;
+                    }
+                }
+            }
+            let prepared = sets[set].as_mut().expect("prepared above");
+            // A slow call warmed up in an earlier round needs no warm-up run again: that would
+            // only double its cost (an emulated 1 s conversion, say).
+            let slow =
+                slot.samples.get(rep).and_then(|s| s.first()).is_some_and(|&t| t >= SLOW_CALL.as_secs_f64());
+            let timing =
+                if slow { TimerConfig { warmup_runs: 0, warmup: Duration::ZERO, ..timing } } else { timing };
+            if prepared.len() < 1 + b.copies.len() {
+                let bytes = b.residency.working_set_bytes / (1 + b.copies.len()) as u64;
+                let one = residency(b.problem.op, bytes, opts.llc_bytes, false);
+                slot.rec.working_set_bytes = Some(one.working_set_bytes);
+                slot.rec.residency = one.label.to_string();
+                let why =
+                    format!("one copy: a call takes ≥ {} ms, rotation cannot matter", SLOW_CALL.as_millis());
+                if !slot.rec.note.contains(&why) {
+                    slot.rec.note = join_note(&slot.rec.note, &why);
+                }
+            }
+            match time_copies(backend, &b.problem, prepared, &b.reference, &timing, &mut slot.rec) {
                 Ok(Measured::Timed(t)) => {
                     while slot.samples.len() <= rep {
                         slot.samples.push(Vec::new());
@@ -576,15 +665,11 @@ fn run_block(
                         if slot.method.is_empty() || slot.method == t.method { t.method } else { "mixed" };
                     slot.calls = slot.calls.max(t.time.calls_per_sample);
                 }
-                Ok(Measured::Invalid(why, err)) => {
-                    slot.failed = true;
-                    slot.rec.error = err;
-                    slot.rec.note = join_note(&slot.rec.note, &why);
-                }
-                Err(e) => {
-                    slot.failed = true;
-                    slot.rec.note = join_note(&slot.rec.note, &format!("failed: {e}"));
-                }
+                Ok(Measured::Invalid(why, err)) => slot.fail(why, Some(err)),
+                Err(e) => slot.fail(format!("failed: {e}"), None),
+            }
+            if slot.failed {
+                sets[set] = None;
             }
         }
     }

@@ -19,7 +19,9 @@ use std::time::{Duration, Instant};
 /// How long and how often to sample.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct TimerConfig {
-    /// Warm-up runs before sampling (at least one: caches, page faults, lazy init).
+    /// Warm-up runs before sampling (at least one: caches, page faults, lazy init), except that
+    /// 0 runs with a zero `warmup` means the caller's workload is already warm: no warm-up, and
+    /// one call per sample.
     pub warmup_runs: usize,
     /// Keep warming up until this much time has passed (after `warmup_runs`).
     pub warmup: Duration,
@@ -133,7 +135,8 @@ where
     let start = Instant::now();
     let mut warm = 0;
     let mut last_call = f64::INFINITY;
-    while warm < config.warmup_runs.max(1) || start.elapsed() < config.warmup {
+    let already_warm = config.warmup_runs == 0 && config.warmup.is_zero();
+    while !already_warm && (warm < config.warmup_runs.max(1) || start.elapsed() < config.warmup) {
         let t0 = Instant::now();
         run()?;
         last_call = t0.elapsed().as_secs_f64();
@@ -214,6 +217,27 @@ mod tests {
         assert_eq!(t.time.median_s, 0.25);
         let t = time(&fixed(7), || Ok(None)).unwrap();
         assert_eq!(t.method, "wall-clock");
+    }
+
+    #[test]
+    fn an_already_warm_workload_gets_no_warm_up_run() {
+        let mut calls = 0usize;
+        let cfg = TimerConfig { warmup_runs: 0, min_sample: Duration::from_millis(1), ..fixed(3) };
+        let t = time(&cfg, || {
+            calls += 1;
+            Ok(Some(1e-5))
+        })
+        .unwrap();
+        assert_eq!((calls, t.time.samples, t.time.calls_per_sample), (3, 3, 1));
+        // A warm-up duration alone still warms up.
+        calls = 0;
+        let cfg = TimerConfig { warmup_runs: 0, warmup: Duration::from_millis(1), ..fixed(3) };
+        time(&cfg, || {
+            calls += 1;
+            Ok(None)
+        })
+        .unwrap();
+        assert!(calls > 3);
     }
 
     #[test]
