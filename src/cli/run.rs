@@ -237,6 +237,8 @@ pub fn exec(args: Args) -> Result<()> {
     let total = (suite.cases.len() * opened.backends.len()) as u64 * turns;
     eprintln!("{}", operand_note(cold, llc, args.quick));
     let bar = progress_bar(total);
+    let (log_lines, started) =
+        (!std::io::IsTerminal::is_terminal(&std::io::stderr()), std::time::Instant::now());
     let done = AtomicUsize::new(0);
     let outcome = runner::run_cases(&suite.cases, &opened.backends, &opts, &mut |ev| match ev {
         Event::Measuring { label } => {
@@ -250,7 +252,21 @@ pub fn exec(args: Args) -> Result<()> {
             }
         }
         Event::Skipped(_) => bar.inc(turns),
-        Event::BlockDone { .. } => {
+        Event::BlockDone { shape, repeat } => {
+            if log_lines {
+                // No terminal for the bar (a log file, CI): one line per finished shape instead.
+                let rep = if opts.repeat > 1 {
+                    format!(" (repeat {}/{})", repeat + 1, opts.repeat)
+                } else {
+                    String::new()
+                };
+                eprintln!(
+                    "[{:>5.0} s] {shape}{rep} measured: {}/{} turns",
+                    started.elapsed().as_secs_f64(),
+                    bar.position(),
+                    total
+                );
+            }
             if let (Some(cal), Some(probe)) = (calibration.as_mut(), probe.as_ref()) {
                 calibration::remeasure(cal, probe);
             }
