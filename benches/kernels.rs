@@ -15,6 +15,7 @@ use chipbench::kernels::cpu::CpuBackend;
 use chipbench::kernels::{Backend, Op, Problem};
 use chipbench::measure::calibration::fma_peak_gflops;
 use chipbench::measure::inputs::{random_matrix, Dist, ProblemSpec};
+use chipbench::measure::read_bw;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -92,51 +93,16 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     t[0]
 }
 
+/// The last-level cache (the library's sysfs reader; 32 MiB when it cannot tell).
 fn llc_bytes() -> usize {
-    (0..8)
-        .filter_map(|i| {
-            std::fs::read_to_string(format!("/sys/devices/system/cpu/cpu0/cache/index{i}/size")).ok()
-        })
-        .filter_map(|s| {
-            let s = s.trim();
-            let (num, mul) = match s.strip_suffix('K') {
-                Some(v) => (v, 1 << 10),
-                None => s.strip_suffix('M').map_or((s, 1), |v| (v, 1 << 20)),
-            };
-            num.parse::<usize>().ok().map(|v| v * mul)
-        })
-        .max()
-        .unwrap_or(32 << 20)
+    read_bw::llc_bytes().map_or(32 << 20, |b| b as usize)
 }
 
-/// STREAM-like read bandwidth (GB/s): every thread sums its share of a buffer ≥ 4× LLC.
-fn read_bandwidth(threads: usize, bytes: usize) -> f64 {
-    let data: Vec<f32> = (0..bytes / 4).map(|i| (i % 1024) as f32).collect();
-    let chunk = data.len().div_ceil(threads);
-    let mut best = 0f64;
-    for _ in 0..5 {
-        let t = Instant::now();
-        let sum: f32 = std::thread::scope(|s| {
-            let hs: Vec<_> = data
-                .chunks(chunk)
-                .map(|part| {
-                    s.spawn(move || {
-                        let mut acc = [0f32; 32];
-                        for c in part.chunks_exact(32) {
-                            for (a, v) in acc.iter_mut().zip(c) {
-                                *a += v;
-                            }
-                        }
-                        acc.iter().sum::<f32>()
-                    })
-                })
-                .collect();
-            hs.into_iter().map(|h| h.join().unwrap()).sum()
-        });
-        black_box(sum);
-        best = best.max(bytes as f64 / t.elapsed().as_secs_f64() / 1e9);
-    }
-    best
+/// The read ceiling the runner uses: the best of the library's read microbenchmarks (several
+/// streams per thread, SIMD loads, prefetch, pinned workers) on a buffer ≥ 4× the LLC.
+fn read_bandwidth(threads: usize, llc: usize) -> f64 {
+    let probe = read_bw::ReadProbe::new(read_bw::buffer_bytes(Some(llc as u64), 256 << 20), threads);
+    probe.measure(&read_bw::variants(), 3, 4).best().map_or(0.0, |v| v.gbs)
 }
 
 fn gemm_problem(n: usize, format: Format) -> Problem {
@@ -179,9 +145,9 @@ fn report() {
     println!("\n== chipbench cpu kernels report: {} threads, isa {} ==", threads, backend.isa());
     // Best of several FMA-peak measurements, spread over the report (see `time`).
     let mut peak = fma_peak_gflops(threads, 0.3);
-    let bw = read_bandwidth(threads, (4 * llc).max(256 << 20));
+    let bw = read_bandwidth(threads, llc);
     println!(
-        "FMA peak (register-only loop): {peak:.1} GFLOP/s; STREAM-like read: {bw:.1} GB/s; LLC {} MiB",
+        "FMA peak (register-only loop): {peak:.1} GFLOP/s; read ceiling (best read microbenchmark): {bw:.1} GB/s; LLC {} MiB",
         llc >> 20
     );
 
@@ -224,29 +190,49 @@ fn report() {
     let values = random_matrix(n, k, 7, Dist::Gaussian);
     let x = random_matrix(1, k, 8, Dist::Gaussian);
     let a = QuantizedMatrix::quantize(&x, 1, k, Format::F32, Scaling::NONE, Role::Activations).unwrap();
-    let mut f32_rate = 0.0;
-    for format in Format::ALL {
-        let w = QuantizedMatrix::quantize(&values, n, k, format, scaling_for(format), Role::Weights).unwrap();
-        let p = Problem::new(Op::Gemv, a.clone(), w).unwrap();
-        let mut prepared = backend.prepare(&p).unwrap();
-        prepared.run().unwrap();
-        check(&p, &prepared.output().unwrap(), &format!("cpu gemv {format}"));
-        let s = time(7, || {
+    // Every format prepared and validated first, then timed in interleaved rounds (best of 3
+    // per round, best round kept), so a drift of the machine's bandwidth hits all formats alike.
+    let problems: Vec<Problem> = Format::ALL
+        .iter()
+        .map(|&format| {
+            let w = QuantizedMatrix::quantize(&values, n, k, format, scaling_for(format), Role::Weights).unwrap();
+            Problem::new(Op::Gemv, a.clone(), w).unwrap()
+        })
+        .collect();
+    drop(values);
+    let mut prepared: Vec<_> = problems
+        .iter()
+        .map(|p| {
+            let mut prepared = backend.prepare(p).unwrap();
             prepared.run().unwrap();
-        });
-        let rate = (n * k) as f64 / s / 1e9;
-        let gbs = p.w.logical_bytes().total as f64 / s / 1e9;
-        if format == Format::F32 {
-            f32_rate = rate;
+            check(p, &prepared.output().unwrap(), &format!("cpu gemv {}", p.format()));
+            prepared
+        })
+        .collect();
+    let mut best = vec![f64::INFINITY; problems.len()];
+    for _round in 0..3 {
+        for (b, prepared) in best.iter_mut().zip(prepared.iter_mut()) {
+            *b = b.min(time(3, || {
+                prepared.run().unwrap();
+            }));
         }
-        let mib = p.w.logical_bytes().total >> 20;
+    }
+    let rate = |i: usize| (n * k) as f64 / best[i] / 1e9;
+    for (i, p) in problems.iter().enumerate() {
+        let gbs = p.w.logical_bytes().total as f64 / best[i] / 1e9;
         println!(
-            "{format:>6} {mib:>10} {rate:>11.2} {gbs:>8.1} {:>9.1}% {:>8.2}x",
+            "{:>6} {:>10} {:>11.2} {gbs:>8.1} {:>9.1}% {:>8.2}x",
+            p.format(),
+            p.w.logical_bytes().total >> 20,
+            rate(i),
             100.0 * gbs / bw,
-            rate / f32_rate
+            rate(i) / rate(0)
         );
     }
-    println!("targets: GEMM f32 ≥ 90% peak, ≥ 1.0x candle; formats ≥ 0.9x own f32; GEMV f16/f32 ≥ 1.9x, fp8/f32 ≥ 2.5x; f32 GEMV ≥ 85% read bw");
+    println!(
+        "targets: GEMM f32 ≥ 90% peak, ≥ 1.0x candle; formats ≥ 0.9x own f32; GEMV bf16/f32 and \
+         f16/f32 ≥ 1.85x (weights/s, cold), fp8/f32 ≥ 2.5x; f32 GEMV ≥ 85% of the read ceiling"
+    );
     lowp_report(&backend, threads, peak, n, k);
 }
 
