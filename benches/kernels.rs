@@ -195,7 +195,8 @@ fn report() {
     let problems: Vec<Problem> = Format::ALL
         .iter()
         .map(|&format| {
-            let w = QuantizedMatrix::quantize(&values, n, k, format, scaling_for(format), Role::Weights).unwrap();
+            let w =
+                QuantizedMatrix::quantize(&values, n, k, format, scaling_for(format), Role::Weights).unwrap();
             Problem::new(Op::Gemv, a.clone(), w).unwrap()
         })
         .collect();

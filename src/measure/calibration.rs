@@ -350,7 +350,10 @@ mod tests {
     #[test]
     fn a_beaten_fma_peak_is_raised_never_lowered() {
         let mut cal = Calibration {
-            fma_peak_gflops: vec![ThreadPeak { threads: 1, gflops: 90.0 }, ThreadPeak { threads: 2, gflops: 96.0 }],
+            fma_peak_gflops: vec![
+                ThreadPeak { threads: 1, gflops: 90.0 },
+                ThreadPeak { threads: 2, gflops: 96.0 },
+            ],
             compute_peaks: vec![
                 ComputePeak { unit: "f32-fma avx2+fma".into(), threads: 2, gflops: 96.0 },
                 ComputePeak { unit: "bf16-dot avx512_bf16".into(), threads: 2, gflops: 300.0 },

@@ -85,10 +85,9 @@ pub fn step_weight_format(step: &Step) -> Result<Format> {
 pub fn project(step: &Step, local: &Roof, chip: &Chip) -> Result<Projected> {
     let roof = Roof::chip(chip, step_weight_format(step)?)?;
     let mut parts = [0.0; 4];
-    for i in 0..Part::ALL.len() {
-        let p = &step.parts[i];
+    for (out, p) in parts.iter_mut().zip(&step.parts).take(Part::ALL.len()) {
         let here = local.seconds(p);
-        parts[i] = if here > 0.0 { p.seconds * roof.seconds(p) / here } else { 0.0 };
+        *out = if here > 0.0 { p.seconds * roof.seconds(p) / here } else { 0.0 };
     }
     Ok(Projected { chip: chip.id.clone(), parts, roof })
 }

@@ -183,11 +183,7 @@ impl Coop {
     /// First K element of the scale block holding K tile `t` (the shader's `{{BLOCK_START}}`).
     #[cfg(test)]
     pub(crate) fn block_start(self, t: u32) -> u32 {
-        if self.promote_tiles == 0 {
-            0
-        } else {
-            (t / self.promote_tiles) * self.promote_tiles * BK
-        }
+        t.checked_div(self.promote_tiles).map_or(0, |b| b * self.promote_tiles * BK)
     }
 
     /// WGSL of [`Coop::block_end`] and [`Coop::block_start`] (`t`, `k_tiles` in scope).
