@@ -123,7 +123,8 @@ pub fn read_probe(cfg: &CalibrationConfig) -> ReadProbe {
     ReadProbe::new(read_buffer_bytes(cfg), cfg.threads)
 }
 
-/// Re-measure the read ceiling between blocks of records: the winning variant only, 2 trials of
+/// Re-measure the ceilings between blocks of records: the FMA peaks ([`remeasure_fma`]), and the
+/// read ceiling with the winning variant only, 2 trials of
 /// 4 passes (about 0.1 s on a 128 MiB buffer). Widens `cal.read_gbs_range` to include the new
 /// figure, raises `cal.read_gbs` if the ceiling was beaten (it is a ceiling: the best ever
 /// seen), and counts the re-measurement. Returns the new figure, `None` when `cal` has no
