@@ -619,14 +619,34 @@ fn run_block(
             }
             let l = label(backend, &cases[b.ci]);
             on_event(Event::Measuring { label: &l });
-            slot.rec.working_set_bytes = Some(b.residency.working_set_bytes);
-            slot.rec.residency = b.residency.label.to_string();
             // Prepared and validated in the first round, kept for the others.
             let set = (e + round) % entries.len();
             if sets[set].is_none() {
+                slot.rec.working_set_bytes = Some(b.residency.working_set_bytes);
+                slot.rec.residency = b.residency.label.to_string();
                 let problems: Vec<&Problem> = std::iter::once(&b.problem).chain(b.copies.iter()).collect();
                 match prepare_copies(backend, &problems, &b.reference, &mut slot.rec) {
-                    Ok(Ok(prepared)) => sets[set] = Some(prepared),
+                    Ok(Ok(prepared)) => {
+                        // A slow call keeps one copy: its residency is that copy's.
+                        if prepared.len() < 1 + b.copies.len() {
+                            let why = format!(
+                                "one copy: a call takes ≥ {} ms, rotation cannot matter",
+                                SLOW_CALL.as_millis()
+                            );
+                            if !slot.rec.note.contains(&why) {
+                                slot.rec.note = join_note(&slot.rec.note, &why);
+                            }
+                            let one = residency(
+                                b.problem.op,
+                                logical_bytes(&b.problem).total,
+                                opts.llc_bytes,
+                                false,
+                            );
+                            slot.rec.working_set_bytes = Some(one.working_set_bytes);
+                            slot.rec.residency = one.label.to_string();
+                        }
+                        sets[set] = Some(prepared);
+                    }
                     Ok(Err((why, err))) => {
                         slot.fail(why, Some(err));
                         continue;
@@ -644,17 +664,6 @@ fn run_block(
                 slot.samples.get(rep).and_then(|s| s.first()).is_some_and(|&t| t >= SLOW_CALL.as_secs_f64());
             let timing =
                 if slow { TimerConfig { warmup_runs: 0, warmup: Duration::ZERO, ..timing } } else { timing };
-            if prepared.len() < 1 + b.copies.len() {
-                let bytes = b.residency.working_set_bytes / (1 + b.copies.len()) as u64;
-                let one = residency(b.problem.op, bytes, opts.llc_bytes, false);
-                slot.rec.working_set_bytes = Some(one.working_set_bytes);
-                slot.rec.residency = one.label.to_string();
-                let why =
-                    format!("one copy: a call takes ≥ {} ms, rotation cannot matter", SLOW_CALL.as_millis());
-                if !slot.rec.note.contains(&why) {
-                    slot.rec.note = join_note(&slot.rec.note, &why);
-                }
-            }
             match time_copies(backend, &b.problem, prepared, &b.reference, &timing, &mut slot.rec) {
                 Ok(Measured::Timed(t)) => {
                     while slot.samples.len() <= rep {
