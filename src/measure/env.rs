@@ -199,7 +199,7 @@ fn add_chain(iters: u64) -> Option<u64> {
     #[cfg(target_arch = "aarch64")]
     {
         let mut x = 0u64;
-        let mut n = iters;
+        let n = iters;
         // SAFETY: register-only arithmetic; no memory is touched.
         unsafe {
             std::arch::asm!(
@@ -209,7 +209,7 @@ fn add_chain(iters: u64) -> Option<u64> {
                 "subs {n}, {n}, #1",
                 "b.ne 2b",
                 x = inout(reg) x,
-                n = inout(reg) n,
+                n = inout(reg) n => _,
                 options(nomem, nostack),
             );
         }
