@@ -49,7 +49,9 @@ pub fn write_svg(path: &Path, points: &[Point], scaling: Scaling, title: &str) -
     let ys: Vec<f64> =
         pts.iter().flat_map(|p| [p.max_rel, p.mean_rel]).filter(|y| *y > 0.0 && y.is_finite()).collect();
     let ymin = ys.iter().cloned().fold(f64::MAX, f64::min).max(1e-12) / 2.0;
-    let ymax = ys.iter().cloned().fold(0f64, f64::max).max(ymin * 10.0) * 2.0;
+    // Capped: plotters walks every decade of a log axis, and an overflowing sum's error is off
+    // any useful scale anyway.
+    let ymax = (ys.iter().cloned().fold(0f64, f64::max).max(ymin * 10.0) * 2.0).min(1e30);
     let err = |e: String| Error::Other(format!("plot {}: {e}", path.display()));
 
     let (w, h) = (420 * accs.len() as u32 + 40, 340 * dists.len() as u32 + 60);
