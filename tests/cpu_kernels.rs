@@ -183,3 +183,50 @@ fn without_dot_units_low_precision_activations_run_the_f32_path() {
     );
     std::env::remove_var("CHIPBENCH_NO_BF16_DOT");
 }
+
+/// A skinny GEMM (m ≤ 8 activation rows: a decode batch, a GQA group over its KV cache) gives,
+/// row by row, the bits of the one-row GEMV on the same weights — it runs the same row kernel —
+/// and stays valid against the f64 reference, for every format and scaling, on 1..3 threads.
+#[test]
+fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
+    use chipbench::formats::scaling::{QuantizedMatrix, Role};
+    use chipbench::kernels::Problem;
+    let (n, k) = (67, 300);
+    let values = |len: usize, seed: u32| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 500.0 - 2.0)
+            .collect()
+    };
+    for format in Format::ALL {
+        let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
+        let w = QuantizedMatrix::quantize(&values(n * k, 7), n, k, format, scaling, Role::Weights).unwrap();
+        for m in [2, 5, 8] {
+            let av = values(m * k, 11 + m as u32);
+            let a =
+                QuantizedMatrix::quantize(&av, m, k, Format::F32, Scaling::NONE, Role::Activations).unwrap();
+            let gemm = Problem::new(Op::Gemm, a, w.clone()).unwrap();
+            let v = validate(&CpuBackend::new(1).compute(&gemm).unwrap(), &Reference::compute(&gemm), 0.0);
+            assert!(v.valid, "{format} m={m}: {}", v.reason);
+            for threads in [1, 2, 3] {
+                let got = CpuBackend::new(threads).compute(&gemm).unwrap();
+                for i in 0..m {
+                    let row = QuantizedMatrix::quantize(
+                        &av[i * k..(i + 1) * k],
+                        1,
+                        k,
+                        Format::F32,
+                        Scaling::NONE,
+                        Role::Activations,
+                    )
+                    .unwrap();
+                    let gemv = CpuBackend::new(threads)
+                        .compute(&Problem::new(Op::Gemv, row, w.clone()).unwrap())
+                        .unwrap();
+                    let same =
+                        got[i * n..(i + 1) * n].iter().zip(&gemv).all(|(x, y)| x.to_bits() == y.to_bits());
+                    assert!(same, "{format} m={m} row {i}, {threads} threads: differs from the GEMV");
+                }
+            }
+        }
+    }
+}

@@ -129,7 +129,7 @@ fn memory_bound_operands_rotate_past_four_times_the_llc() {
     let f32_addresses: std::collections::BTreeSet<usize> =
         log.iter().filter(|(f, _)| f == "f32").map(|(_, a)| *a).collect();
     let f32 = records.iter().find(|r| r.format == "f32").unwrap();
-    let want = residency(Op::Gemv, f32.bytes.total, 4096, true);
+    let want = residency(Op::Gemv, 1, f32.bytes.total, 4096, true);
     assert!(want.copies >= 4 && want.copies <= MAX_COPIES, "{want:?}");
     assert_eq!(f32.residency, "cold");
     assert_eq!(f32.working_set_bytes, Some(want.working_set_bytes));
@@ -148,22 +148,25 @@ fn residency_labels() {
     let mib = 1u64 << 20;
     let llc = 32 * mib;
     // FP8 8192² (64 MiB): rotated to 3 copies (192 MiB > 128 MiB).
-    let r = residency(Op::Gemv, 64 * mib, llc, true);
+    let r = residency(Op::Gemv, 1, 64 * mib, llc, true);
     assert_eq!((r.copies, r.label), (3, "cold"));
     // F32 8192² (256 MiB): one copy is already past 4× the LLC.
-    assert_eq!(residency(Op::Gemv, 256 * mib, llc, true).copies, 1);
-    assert_eq!(residency(Op::Gemv, 256 * mib, llc, true).label, "cold");
-    // GEMMs never rotate; quick GEMVs (--warm) fit and say so.
+    assert_eq!(residency(Op::Gemv, 1, 256 * mib, llc, true).copies, 1);
+    assert_eq!(residency(Op::Gemv, 1, 256 * mib, llc, true).label, "cold");
+    // GEMMs never rotate, skinny ones (a decode batch: memory-bound) do like a GEMV; quick GEMVs
+    // (--warm) fit and say so.
     assert_eq!(
-        residency(Op::Gemm, 48 * mib, llc, true),
+        residency(Op::Gemm, 2048, 48 * mib, llc, true),
         chipbench::measure::runner::Residency { copies: 1, working_set_bytes: 48 * mib, label: "warm" }
     );
-    assert_eq!(residency(Op::Gemv, 4 * mib, llc, false).label, "cache-resident");
+    assert_eq!(residency(Op::Gemm, 9, 48 * mib, llc, true).copies, 1);
+    assert_eq!(residency(Op::Gemm, 8, 64 * mib, llc, true), residency(Op::Gemv, 1, 64 * mib, llc, true));
+    assert_eq!(residency(Op::Gemv, 1, 4 * mib, llc, false).label, "cache-resident");
     // A tiny GEMV is capped at MAX_COPIES and then honestly cache-resident.
-    let tiny = residency(Op::Gemv, 4096, llc, true);
+    let tiny = residency(Op::Gemv, 1, 4096, llc, true);
     assert_eq!((tiny.copies, tiny.label), (MAX_COPIES, "cache-resident"));
     // Unknown LLC: no rotation, no label.
-    assert_eq!(residency(Op::Gemv, 4096, 0, true).label, "");
+    assert_eq!(residency(Op::Gemv, 1, 4096, 0, true).label, "");
 }
 
 #[test]

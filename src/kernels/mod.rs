@@ -25,7 +25,18 @@ pub enum Op {
     Gemv,
 }
 
+/// Activation rows up to which a product streams its weights like a GEMV — a decode batch, the
+/// query heads of a GQA group against their KV cache: memory-bound, so the CPU runs it with its
+/// GEMV kernel and the runner rotates its operands past the cache like a GEMV's.
+pub const SKINNY_M: usize = 8;
+
 impl Op {
+    /// Whether a product of `m` activation rows is memory-bound by construction (a GEMV, or a
+    /// GEMM of at most [`SKINNY_M`] rows).
+    pub fn streams_weights(self, m: usize) -> bool {
+        self == Op::Gemv || m <= SKINNY_M
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Op::Gemm => "gemm",

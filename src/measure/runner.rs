@@ -181,15 +181,16 @@ pub const SLOW_CALL: Duration = Duration::from_millis(100);
 /// Most copies the runner makes of one problem (a tiny GEMV then stays cache-resident, labelled).
 pub const MAX_COPIES: usize = 64;
 
-/// Copies and label for a problem that touches `bytes` per call. Only GEMV (memory-bound by
-/// construction) is rotated; a GEMM reuses its operands from cache inside every call anyway.
-pub fn residency(op: Op, bytes: u64, llc: u64, cold: bool) -> Residency {
+/// Copies and label for a problem of `m` activation rows that touches `bytes` per call. Only
+/// products memory-bound by construction ([`Op::streams_weights`]: GEMV, skinny GEMM) are
+/// rotated; a GEMM reuses its operands from cache inside every call anyway.
+pub fn residency(op: Op, m: usize, bytes: u64, llc: u64, cold: bool) -> Residency {
     let bytes = bytes.max(1);
     if llc == 0 {
         return Residency { copies: 1, working_set_bytes: bytes, label: "" };
     }
     let limit = 4 * llc;
-    let copies = if op == Op::Gemv && cold && bytes <= limit {
+    let copies = if op.streams_weights(m) && cold && bytes <= limit {
         ((limit / bytes) as usize + 1).min(MAX_COPIES)
     } else {
         1
@@ -210,7 +211,7 @@ pub fn group_bytes_needed(specs: &[ProblemSpec], backends: usize, llc: u64, cold
     specs.iter().try_fold(0u128, |acc, spec| {
         let once = super::memory::bytes_needed(spec, 1)?;
         let p = spec_bytes(spec);
-        let copies = residency(spec.op, p, llc, cold).copies as u128;
+        let copies = residency(spec.op, spec.m, p, llc, cold).copies as u128;
         acc.checked_add(super::memory::bytes_needed(spec, backends.max(1) * copies as usize)?.max(once))
     })
 }
@@ -591,7 +592,7 @@ fn run_block(
             continue;
         }
         let bytes = logical_bytes(&problem).total;
-        let residency = residency(problem.op, bytes, opts.llc_bytes, opts.cold);
+        let residency = residency(problem.op, problem.m(), bytes, opts.llc_bytes, opts.cold);
         let copies = (1..residency.copies).map(|_| problem.clone()).collect();
         let reference = Reference::compute(&problem);
         built.push(Built { ci, problem, copies, reference, residency, backends: runnable });
@@ -638,6 +639,7 @@ fn run_block(
                             }
                             let one = residency(
                                 b.problem.op,
+                                b.problem.m(),
                                 logical_bytes(&b.problem).total,
                                 opts.llc_bytes,
                                 false,

@@ -124,7 +124,15 @@ pub(crate) fn rows_kernel<E: Element>(
     }
 }
 
-/// `y = W · x` for `x = a` (1 × k). `x_buf` holds the decoded, scaled activations (k values).
+/// Most activation rows run by the GEMV kernel ([`crate::kernels::SKINNY_M`]): a skinny product
+/// streams W once and reuses each group of [`ROWS`] rows from L1 for every activation row, which
+/// beats packing W for the GEMM microkernel, whose rows would be mostly idle (docs/cpu.md).
+pub(crate) use crate::kernels::SKINNY_M;
+
+/// `y = a · Wᵀ` for `a` of `m ≤` [`SKINNY_M`] rows (`m = 1`: the GEMV `y = W · x`).
+/// `x_buf` holds the decoded, scaled activations (`m × k` values). Every output element is
+/// computed exactly as the one-row GEMV computes it (the same row kernel on the same rows), so a
+/// skinny product gives the GEMV's bits row by row, for every thread count.
 pub(crate) fn run(
     a: &QuantizedMatrix,
     w: &QuantizedMatrix,
@@ -134,33 +142,57 @@ pub(crate) fn run(
     y: &mut [f32],
     pool: &Pool,
 ) {
-    let (n, k) = (w.rows, w.cols);
+    let (m, n, k) = (a.rows, w.rows, w.cols);
+    assert!(m >= 1 && x_buf.len() == m * k && y.len() == m * n);
     if k == 0 {
         y.fill(0.0);
         return;
     }
-    with_codes!(&a.codes, |codes| decode_row_scaled(codes, a, 0, 0, x_buf));
-    let x = &*x_buf;
+    for (i, x) in x_buf.chunks_mut(k).enumerate() {
+        with_codes!(&a.codes, |codes| decode_row_scaled(codes, a, i, 0, x));
+    }
+    let xs = &*x_buf;
     let seg = w.block.cols.min(k).max(1);
     let factor = raw_factor(w.format());
     let threads = pool.threads();
     // Small chunks (a multiple of ROWS) let rayon balance; each row's result does not depend on
-    // which chunk or thread computes it.
+    // which chunk or thread computes it. With m > 1 the results are gathered row-major per
+    // weight row (n × m) and transposed once at the end (n·m floats beside n·k weights).
     let chunk = (n.div_ceil(threads * 8)).div_ceil(ROWS).max(1) * ROWS;
+    let mut gathered = if m > 1 { vec![0f32; n * m] } else { Vec::new() };
+    let out_t: &mut [f32] = if m > 1 { &mut gathered } else { y };
     with_codes!(&w.codes, |codes| pool.install(|| {
-        y.par_chunks_mut(chunk).enumerate().for_each(|(ci, ys)| {
+        out_t.par_chunks_mut(chunk * m).enumerate().for_each(|(ci, ys)| {
             let row0 = ci * chunk;
-            for (g, out) in ys.chunks_mut(ROWS).enumerate() {
+            let mut tmp = [0f32; ROWS];
+            for (g, out) in ys.chunks_mut(ROWS * m).enumerate() {
                 let r0 = row0 + g * ROWS;
-                let row = |i: usize| r0 + i.min(out.len() - 1);
+                let count = out.len() / m;
+                let row = |i: usize| r0 + i.min(count - 1);
                 let rows = Rows {
                     w: std::array::from_fn(|i| &codes[row(i) * k..(row(i) + 1) * k]),
                     scales: std::array::from_fn(|i| w.row_scales(row(i))),
-                    count: out.len(),
+                    count,
                     nan_free,
                 };
-                rows_kernel(isa, &rows, x, seg, factor, out);
+                if m == 1 {
+                    rows_kernel(isa, &rows, xs, seg, factor, out);
+                    continue;
+                }
+                for (i, x) in xs.chunks(k).enumerate() {
+                    rows_kernel(isa, &rows, x, seg, factor, &mut tmp[..count]);
+                    for (r, v) in tmp[..count].iter().enumerate() {
+                        out[r * m + i] = *v;
+                    }
+                }
             }
         })
     }));
+    if m > 1 {
+        for (j, row) in gathered.chunks(m).enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                y[i * n + j] = *v;
+            }
+        }
+    }
 }

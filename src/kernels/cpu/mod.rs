@@ -10,7 +10,9 @@
 //!   decode O((m + n)·k) per run and compute O(m·n·k). Packing happens in every run (the weights
 //!   are held as codes, not as a pre-decoded f32 copy).
 //! - GEMV ([`gemv`]): memory-bound; W is streamed once from its codes and decoded in registers
-//!   (shift-and-rebias, no tables), four rows at a time; threads split the rows.
+//!   (shift-and-rebias, no tables), four rows at a time; threads split the rows. Skinny GEMMs
+//!   (m ≤ [`gemv::SKINNY_M`]: decode batches, GQA groups over a KV cache) run the same kernel
+//!   once per activation row on each group of rows while it sits in L1, reading W once.
 //! - Two compute paths, chosen per problem and named in each record's `compute`: `f32-fma <isa>`
 //!   (above; f32 activations always) and `bf16-dot <unit>` ([`dot`]): when activations and
 //!   weights are all BF16/E4M3/E5M2 and the CPU has BF16 dot-product units ([`DotUnit`]:
@@ -196,8 +198,8 @@ impl Backend for CpuBackend {
             } else {
                 Kind::DotGemm(dot::DotGemm::new(unit, &problem.a, &problem.w, self.pool.threads()))
             }
-        } else if problem.op == Op::Gemv && m == 1 {
-            Kind::Gemv { x: vec![0f32; k], nan_free: gemv::nan_free(&problem.w) }
+        } else if (1..=gemv::SKINNY_M).contains(&m) {
+            Kind::Gemv { x: vec![0f32; m * k], nan_free: gemv::nan_free(&problem.w) }
         } else {
             let plan = gemm::GemmPlan::new(self.isa, m, n, self.pool.threads());
             let work = plan.work(k, self.pool.threads());
