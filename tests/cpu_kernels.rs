@@ -184,7 +184,7 @@ fn without_dot_units_low_precision_activations_run_the_f32_path() {
     std::env::remove_var("CHIPBENCH_NO_BF16_DOT");
 }
 
-/// A skinny GEMM (m ≤ 8 activation rows: a decode batch, a GQA group over its KV cache) gives,
+/// A skinny GEMM (m ≤ SKINNY_M activation rows: a decode batch, a GQA group over its KV cache) gives,
 /// row by row, the bits of the one-row GEMV on the same weights — it runs the same row kernel —
 /// and stays valid against the f64 reference, for every format and scaling, on 1..3 threads.
 #[test]
@@ -200,7 +200,7 @@ fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
     for format in Format::ALL {
         let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
         let w = QuantizedMatrix::quantize(&values(n * k, 7), n, k, format, scaling, Role::Weights).unwrap();
-        for m in [2, 5, 8] {
+        for m in [2, 5, chipbench::kernels::SKINNY_M] {
             let av = values(m * k, 11 + m as u32);
             let a =
                 QuantizedMatrix::quantize(&av, m, k, Format::F32, Scaling::NONE, Role::Activations).unwrap();

@@ -3,7 +3,9 @@
 //! past 4× the last-level cache and say so, repeats pool their samples with a confidence interval,
 //! and an interrupted run keeps only what it measured.
 
-use chipbench::kernels::{Backend, BufferBytes, Capability, DeviceInfo, Op, Prepared, Problem, Support};
+use chipbench::kernels::{
+    Backend, BufferBytes, Capability, DeviceInfo, Op, Prepared, Problem, Support, SKINNY_M,
+};
 use chipbench::measure::runner::{residency, run_cases, Event, RunOptions, MAX_COPIES};
 use chipbench::measure::suite::Suite;
 use chipbench::measure::timer::TimerConfig;
@@ -159,8 +161,11 @@ fn residency_labels() {
         residency(Op::Gemm, 2048, 48 * mib, llc, true),
         chipbench::measure::runner::Residency { copies: 1, working_set_bytes: 48 * mib, label: "warm" }
     );
-    assert_eq!(residency(Op::Gemm, 9, 48 * mib, llc, true).copies, 1);
-    assert_eq!(residency(Op::Gemm, 8, 64 * mib, llc, true), residency(Op::Gemv, 1, 64 * mib, llc, true));
+    assert_eq!(residency(Op::Gemm, SKINNY_M + 1, 48 * mib, llc, true).copies, 1);
+    assert_eq!(
+        residency(Op::Gemm, SKINNY_M, 64 * mib, llc, true),
+        residency(Op::Gemv, 1, 64 * mib, llc, true)
+    );
     assert_eq!(residency(Op::Gemv, 1, 4 * mib, llc, false).label, "cache-resident");
     // A tiny GEMV is capped at MAX_COPIES and then honestly cache-resident.
     let tiny = residency(Op::Gemv, 1, 4096, llc, true);

@@ -26,12 +26,15 @@ pub enum Op {
 }
 
 /// Activation rows up to which a product streams its weights like a GEMV — a decode batch, the
-/// query heads of a GQA group against their KV cache: memory-bound, so the CPU runs it with its
-/// GEMV kernel and the runner rotates its operands past the cache like a GEMV's.
-pub const SKINNY_M: usize = 8;
+/// query heads of a GQA group against their KV cache, the few tokens a routed expert gets in a
+/// prefill: W is read once per call and its per-element cost (read, decode) dominates, so the CPU
+/// runs it with its GEMV kernel and the runner rotates its operands past the cache like a GEMV's.
+/// 16: where the GEMV kernel, decoding W once per activation row, still beats packing W for the
+/// GEMM microkernel in every format (docs/cpu.md).
+pub const SKINNY_M: usize = 16;
 
 impl Op {
-    /// Whether a product of `m` activation rows is memory-bound by construction (a GEMV, or a
+    /// Whether a product of `m` activation rows streams its weights once per call (a GEMV, or a
     /// GEMM of at most [`SKINNY_M`] rows).
     pub fn streams_weights(self, m: usize) -> bool {
         self == Op::Gemv || m <= SKINNY_M

@@ -182,8 +182,8 @@ pub const SLOW_CALL: Duration = Duration::from_millis(100);
 pub const MAX_COPIES: usize = 64;
 
 /// Copies and label for a problem of `m` activation rows that touches `bytes` per call. Only
-/// products memory-bound by construction ([`Op::streams_weights`]: GEMV, skinny GEMM) are
-/// rotated; a GEMM reuses its operands from cache inside every call anyway.
+/// products that stream their weights once per call ([`Op::streams_weights`]: GEMV, skinny
+/// GEMM) are rotated; a GEMM reuses its operands from cache inside every call anyway.
 pub fn residency(op: Op, m: usize, bytes: u64, llc: u64, cold: bool) -> Residency {
     let bytes = bytes.max(1);
     if llc == 0 {

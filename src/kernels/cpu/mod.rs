@@ -11,7 +11,8 @@
 //!   are held as codes, not as a pre-decoded f32 copy).
 //! - GEMV ([`gemv`]): memory-bound; W is streamed once from its codes and decoded in registers
 //!   (shift-and-rebias, no tables), four rows at a time; threads split the rows. Skinny GEMMs
-//!   (m ≤ [`gemv::SKINNY_M`]: decode batches, GQA groups over a KV cache) run the same kernel
+//!   (m ≤ [`gemv::SKINNY_M`]: decode batches, GQA groups over a KV cache, a routed expert's
+//!   tokens in a prefill) run the same kernel
 //!   once per activation row on each group of rows while it sits in L1, reading W once.
 //! - Two compute paths, chosen per problem and named in each record's `compute`: `f32-fma <isa>`
 //!   (above; f32 activations always) and `bf16-dot <unit>` ([`dot`]): when activations and
