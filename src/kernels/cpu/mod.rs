@@ -200,7 +200,7 @@ impl Backend for CpuBackend {
                 Kind::DotGemm(dot::DotGemm::new(unit, &problem.a, &problem.w, self.pool.threads()))
             }
         } else if (1..=gemv::SKINNY_M).contains(&m) {
-            Kind::Gemv { x: vec![0f32; m * k], nan_free: gemv::nan_free(&problem.w) }
+            Kind::Gemv { x: vec![0f32; m * k], nan_free: gemv::finite_codes(&problem.w) }
         } else {
             let plan = gemm::GemmPlan::new(self.isa, m, n, self.pool.threads());
             let work = plan.work(k, self.pool.threads());

@@ -1,9 +1,9 @@
 //! Unit tests of the SIMD pieces against their portable twins.
 
 use super::gemm::{microkernel_for_test, portable_microkernel};
-use super::gemv::{raw_factor, rows_portable, Rows, ROWS};
+use super::gemv::{raw_factor, rows_portable, Rows, FP8_PRESCALE, ROWS};
 use super::isa::Isa;
-use crate::formats::{E4m3, E5m2, Element, ScaleSlice};
+use crate::formats::{E4m3, E5m2, Element, Format, ScaleSlice};
 use half::{bf16, f16};
 
 /// `decode16` (a SIMD decode of 16 codes into raw f32 lanes) gives, for every code, the scalar
@@ -126,12 +126,22 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
                 scales: std::array::from_fn(seg_scales),
                 count: ROWS,
                 nan_free,
+                x_prescaled: false,
             };
             rows_portable(&rows, &x, seg, factor, &mut want);
             for isa in Isa::available() {
                 let mut got = [0f32; ROWS];
                 super::gemv::rows_kernel(isa, &rows, &x, seg, factor, &mut got);
                 let what = format!("{} {isa} k={k} seg={seg} nan_free={nan_free} e8m0={e8m0}", E::FORMAT);
+                assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
+            }
+            // AVX2's integer FP8 decode on pre-scaled activations: the same bits as the twin.
+            if E::FORMAT.is_fp8() && nan_free && Isa::available().contains(&Isa::Avx2) {
+                let xs: Vec<f32> = x.iter().map(|v| v * 2f32.powi(FP8_PRESCALE)).collect();
+                let pre = Rows { x_prescaled: true, ..rows };
+                let mut got = [0f32; ROWS];
+                super::gemv::rows_kernel(Isa::Avx2, &pre, &xs, seg, factor, &mut got);
+                let what = format!("{} avx2 integer decode k={k} seg={seg} e8m0={e8m0}", E::FORMAT);
                 assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
             }
         }
@@ -148,21 +158,82 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
 }
 
 #[test]
-fn e4m3_nan_weight_gives_a_nan_row_and_disables_the_fast_decode() {
+fn non_finite_fp8_weights_give_non_finite_rows_and_disable_the_fast_decodes() {
     use crate::formats::{Format, Scaling};
     use crate::kernels::{Backend, Op};
     use crate::measure::inputs::ProblemSpec;
     let k = 100;
     let mut p = ProblemSpec::new(Op::Gemv, 1, 9, k, Format::E4M3, Scaling::PER_TENSOR).build().unwrap();
-    assert!(super::gemv::nan_free(&p.w), "quantized inputs hold no NaN code");
+    assert!(super::gemv::finite_codes(&p.w), "quantized inputs hold no NaN code");
     if let crate::formats::scaling::Codes::E4M3(c) = &mut p.w.codes {
         c[5 * k + 37] = E4m3(0xFF);
     }
-    assert!(!super::gemv::nan_free(&p.w));
+    assert!(!super::gemv::finite_codes(&p.w));
     for isa in Isa::available() {
         let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
         for (r, v) in y.iter().enumerate() {
             assert_eq!(v.is_nan(), r == 5, "{isa} row {r}: {v}");
+        }
+    }
+    // E5M2: an infinite code makes its row infinite (not a large finite number, as the integer
+    // decode would read it) and keeps the whole matrix off that decode.
+    let mut p = ProblemSpec::new(Op::Gemv, 1, 9, k, Format::E5M2, Scaling::PER_TENSOR).build().unwrap();
+    assert!(super::gemv::finite_codes(&p.w));
+    if let crate::formats::scaling::Codes::E5M2(c) = &mut p.w.codes {
+        c[3 * k + 11] = E5m2(0x7C);
+    }
+    assert!(!super::gemv::finite_codes(&p.w));
+    for isa in Isa::available() {
+        let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
+        for (r, v) in y.iter().enumerate() {
+            assert_eq!(!v.is_finite(), r == 3, "{isa} row {r}: {v}");
+        }
+    }
+}
+
+/// AVX2's integer FP8 decode gives `value · 2^-120` (E4M3) and `value · 2^-112` (E5M2) bit for
+/// bit for every finite code (subnormal codes as f32 subnormals, both zeros with their sign).
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn avx2_integer_fp8_decode_is_exact_on_every_finite_code() {
+    fn check<E: Element>(codes: Vec<E>, zero: E, pow: i32) {
+        let scale = 2f32.powi(pow);
+        for chunk in codes.chunks(16) {
+            let mut block = [zero; 16];
+            block[..chunk.len()].copy_from_slice(chunk);
+            let got = super::x86::decode16_fp8_int(&block);
+            for (c, g) in block.iter().zip(got) {
+                let want = c.decode() * scale;
+                let code = bytemuck::bytes_of(c);
+                assert_eq!(g.to_bits(), want.to_bits(), "{} {code:?}: {g:e} vs {want:e}", E::FORMAT);
+            }
+        }
+    }
+    if !Isa::available().contains(&Isa::Avx2) {
+        return;
+    }
+    check((0..=255u8).filter(|c| c & 0x7F != 0x7F).map(E4m3).collect(), E4m3(0), -120);
+    check((0..=255u8).filter(|c| c & 0x7C != 0x7C).map(E5m2).collect(), E5m2(0), -112);
+}
+
+/// An activation too large to pre-scale exactly (|x| ≥ 2^16) keeps AVX2 on the f16 decode: the
+/// GEMV still gives the portable twin's bits.
+#[test]
+fn huge_activations_keep_the_f16_decode_and_the_twins_bits() {
+    use crate::formats::Scaling;
+    use crate::kernels::{Backend, Op};
+    use crate::measure::inputs::ProblemSpec;
+    for format in [Format::E4M3, Format::E5M2] {
+        let mut p = ProblemSpec::new(Op::Gemv, 1, 13, 300, format, Scaling::DEEPSEEK).build().unwrap();
+        if let crate::formats::scaling::Codes::F32(a) = &mut p.a.codes {
+            a[7] = 1e6;
+            a[8] = -70000.0;
+        }
+        let twin = super::CpuBackend::with_isa(1, Isa::Portable).unwrap().compute(&p).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for isa in Isa::available() {
+            let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
+            assert_eq!(bits(&y), bits(&twin), "{format} {isa}");
         }
     }
 }

@@ -15,6 +15,8 @@
 //!   of eight vector ops per 16 weights, +40 % E4M3 GEMV rate on one Zen 4 core.
 
 use super::gemm::{AVX2_MR, AVX2_NR, AVX512_MR, AVX512_NR};
+#[cfg(doc)]
+use super::gemv::FP8_PRESCALE;
 use super::gemv::{reduce16, Rows, LANES, ROWS};
 use crate::formats::{Element, Format};
 use std::arch::x86_64::*;
@@ -167,10 +169,30 @@ unsafe fn load16_avx512<E: Element, const NAN: bool>(p: *const E) -> __m512 {
     }
 }
 
-/// 16 codes at `p` → lanes 0..8 and 8..16.
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn load16_avx2<E: Element, const NAN: bool>(p: *const E) -> [__m256; 2] {
+/// 8 finite FP8 codes at `p` → f32 lanes of `value · 2^-120` (E4M3, `SHIFT` 20) or
+/// `value · 2^-112` (E5M2, `SHIFT` 21): the sign-extended code shifted so its exponent and
+/// mantissa bits land on the f32's low exponent and top mantissa bits, the sign on bit 31.
+/// Exact for every finite code (subnormal codes become f32 subnormals).
+#[target_feature(enable = "avx2")]
+unsafe fn fp8_int8<const SHIFT: i32>(p: *const u8) -> __m256 {
+    let mask = (0x8000_0000u32 | (0x7Fu32 << SHIFT)) as i32;
+    // SAFETY (callers): `p` points at 8 readable codes.
     unsafe {
+        let v = _mm256_cvtepi8_epi32(_mm_loadl_epi64(p.cast()));
+        _mm256_castsi256_ps(_mm256_and_si256(_mm256_slli_epi32::<SHIFT>(v), _mm256_set1_epi32(mask)))
+    }
+}
+
+/// 16 codes at `p` → lanes 0..8 and 8..16. `INT` (FP8 with finite codes only): the integer
+/// decode [`fp8_int8`], for activations pre-scaled by 2^[`FP8_PRESCALE`].
+#[target_feature(enable = "avx2,fma,f16c")]
+unsafe fn load16_avx2<E: Element, const NAN: bool, const INT: bool>(p: *const E) -> [__m256; 2] {
+    unsafe {
+        match (INT, E::FORMAT) {
+            (true, Format::E4M3) => return [fp8_int8::<20>(p.cast()), fp8_int8::<20>(p.cast::<u8>().add(8))],
+            (true, Format::E5M2) => return [fp8_int8::<21>(p.cast()), fp8_int8::<21>(p.cast::<u8>().add(8))],
+            _ => {}
+        }
         match E::FORMAT {
             Format::F32 => [_mm256_loadu_ps(p.cast()), _mm256_loadu_ps(p.cast::<f32>().add(8))],
             Format::BF16 => {
@@ -213,13 +235,24 @@ pub(crate) fn decode16_raw<E: Element>(avx512: bool, finite: bool, codes: &[E; 1
         assert!(has_avx2());
         unsafe {
             let v = if finite {
-                load16_avx2::<E, false>(codes.as_ptr())
+                load16_avx2::<E, false, false>(codes.as_ptr())
             } else {
-                load16_avx2::<E, true>(codes.as_ptr())
+                load16_avx2::<E, true, false>(codes.as_ptr())
             };
             store256x2(&mut out, v)
         };
     }
+    out
+}
+
+#[cfg(test)]
+/// The AVX2 integer FP8 decode of 16 codes (`value · 2^-120` for E4M3, `value · 2^-112` for
+/// E5M2; for tests: every finite code).
+pub(crate) fn decode16_fp8_int<E: Element>(codes: &[E; 16]) -> [f32; 16] {
+    assert!(has_avx2() && E::FORMAT.is_fp8());
+    let mut out = [0f32; 16];
+    // SAFETY: AVX2 checked; 16 codes readable, 16 floats writable.
+    unsafe { store256x2(&mut out, load16_avx2::<E, false, true>(codes.as_ptr())) };
     out
 }
 
@@ -376,17 +409,17 @@ pub(crate) fn gemv_rows_avx2<E: Element>(
     // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
     // goes through padded copies).
     unsafe {
-        if rows.nan_free {
-            gemv_rows_avx2_body::<E, false>(rows, x, seg, factor, out)
-        } else {
-            gemv_rows_avx2_body::<E, true>(rows, x, seg, factor, out)
+        match (rows.nan_free, rows.x_prescaled) {
+            (true, true) => gemv_rows_avx2_body::<E, false, true>(rows, x, seg, factor, out),
+            (true, false) => gemv_rows_avx2_body::<E, false, false>(rows, x, seg, factor, out),
+            (false, _) => gemv_rows_avx2_body::<E, true, false>(rows, x, seg, factor, out),
         }
     }
 }
 
 #[allow(clippy::needless_range_loop)]
 #[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool>(
+unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool, const INT: bool>(
     rows: &Rows<E>,
     x: &[f32],
     seg: usize,
@@ -409,7 +442,7 @@ unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool>(
                     let xp = x.as_ptr().add(c);
                     let xv = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8))];
                     for r in 0..ROWS {
-                        let wv = load16_avx2::<E, NAN>(rows.w[r].as_ptr().add(c));
+                        let wv = load16_avx2::<E, NAN, INT>(rows.w[r].as_ptr().add(c));
                         part[r] = [
                             _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
                             _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
@@ -422,7 +455,7 @@ unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool>(
                 let xp = x.as_ptr().add(c);
                 let xv = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8))];
                 for r in 0..ROWS {
-                    let wv = load16_avx2::<E, NAN>(rows.w[r].as_ptr().add(c));
+                    let wv = load16_avx2::<E, NAN, INT>(rows.w[r].as_ptr().add(c));
                     part[r] = [
                         _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
                         _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
@@ -435,7 +468,7 @@ unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool>(
                 let xv = [_mm256_loadu_ps(xb.as_ptr()), _mm256_loadu_ps(xb.as_ptr().add(8))];
                 for r in 0..ROWS {
                     let wb = padded(&rows.w[r][c..end]);
-                    let wv = load16_avx2::<E, NAN>(wb.as_ptr());
+                    let wv = load16_avx2::<E, NAN, INT>(wb.as_ptr());
                     part[r] = [
                         _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
                         _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
