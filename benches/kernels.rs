@@ -7,6 +7,7 @@
 //! (all cores both), every format's GEMM against FP32, and GEMV weights/s with W ≥ 4× the
 //! last-level cache. Every timed output is first checked against an f64 reference on sampled
 //! elements with the validation bound; a failed check aborts the report.
+//! Last, decode batches (skinny GEMMs of m ≤ `SKINNY_M` rows) against m separate GEMVs.
 //! `CHIPBENCH_BENCH_FULL=1` adds n = 4096; `CHIPBENCH_BENCH_REPORT=0` skips the report.
 
 use chipbench::formats::scaling::Role;
@@ -235,6 +236,59 @@ fn report() {
          f16/f32 ≥ 1.85x (weights/s, cold), fp8/f32 ≥ 2.5x; f32 GEMV ≥ 85% of the read ceiling"
     );
     lowp_report(&backend, threads, peak, n, k);
+    skinny_report(&backend);
+}
+
+/// Skinny products (a decode batch of m ≤ `SKINNY_M` activation rows) run the GEMV kernel once
+/// per row on L1-resident row groups, reading W once: what a batch of m costs against m GEMVs.
+fn skinny_report(backend: &CpuBackend) {
+    let (n, k) = (16384, 4096);
+    println!(
+        "\nDecode batches on W {n}×{k} (skinny GEMMs, m ≤ {}; BF16 128 MiB, E4M3 64 MiB)",
+        chipbench::kernels::SKINNY_M
+    );
+    println!("{:>6} {:>4} {:>10} {:>12} {:>15}", "format", "m", "ms", "/ m GEMVs", "row-weights/s");
+    let values = random_matrix(n, k, 11, Dist::Gaussian);
+    for (format, scaling) in [(Format::BF16, Scaling::NONE), (Format::E4M3, Scaling::DEEPSEEK)] {
+        let w = QuantizedMatrix::quantize(&values, n, k, format, scaling, Role::Weights).unwrap();
+        let ms = [1, 2, 4, 8, 16];
+        let problems: Vec<Problem> = ms
+            .iter()
+            .map(|&m| {
+                let x = random_matrix(m, k, 12 + m as u64, Dist::Gaussian);
+                let a = QuantizedMatrix::quantize(&x, m, k, Format::F32, Scaling::NONE, Role::Activations)
+                    .unwrap();
+                Problem::new(if m == 1 { Op::Gemv } else { Op::Gemm }, a, w.clone()).unwrap()
+            })
+            .collect();
+        let mut prepared: Vec<_> = problems
+            .iter()
+            .map(|p| {
+                let mut prepared = backend.prepare(p).unwrap();
+                prepared.run().unwrap();
+                check(p, &prepared.output().unwrap(), &format!("cpu skinny {} m={}", p.format(), p.m()));
+                prepared
+            })
+            .collect();
+        // Interleaved rounds, best kept, so bandwidth drift hits every m alike.
+        let mut best = vec![f64::INFINITY; ms.len()];
+        for _round in 0..3 {
+            for (b, prepared) in best.iter_mut().zip(prepared.iter_mut()) {
+                *b = b.min(time(3, || {
+                    prepared.run().unwrap();
+                }));
+            }
+        }
+        for (i, &m) in ms.iter().enumerate() {
+            let rate = (m * n * k) as f64 / best[i] / 1e9;
+            println!(
+                "{format:>6} {m:>4} {:>10.2} {:>11.2}x {:>11.2} G/s",
+                best[i] * 1e3,
+                best[i] / (m as f64 * best[0]),
+                rate
+            );
+        }
+    }
 }
 
 /// Low-precision activations: the GEMMs of the default suite in f32 and with BF16/E4M3/E5M2
