@@ -69,7 +69,7 @@ pub(crate) struct Rows<'a, E> {
     /// Every code of these rows is finite (FP8 only, [`finite_codes`]): the SIMD E4M3 decode may
     /// then skip its NaN fix-up (same bits for every other code). Found once at prepare time, as
     /// an inference engine would when it loads the weights.
-    pub nan_free: bool,
+    pub finite: bool,
     /// `x` holds the activations × 2^[`FP8_PRESCALE`] (FP8 weights with finite codes, AVX2
     /// only): the kernel then takes its integer decode (see the module docs).
     pub x_prescaled: bool,
@@ -157,21 +157,43 @@ pub(crate) fn rows_kernel<E: Element>(
 /// beats packing W for the GEMM microkernel, whose rows would be mostly idle (docs/cpu.md).
 pub(crate) use crate::kernels::SKINNY_M;
 
-/// `y = a · Wᵀ` for `a` of `m ≤` [`SKINNY_M`] rows (`m = 1`: the GEMV `y = W · x`).
-/// `x_buf` holds the decoded, scaled activations (`m × k` values). Every output element is
-/// computed exactly as the one-row GEMV computes it (the same row kernel on the same rows), so a
-/// skinny product gives the GEMV's bits row by row, for every thread count.
+/// What a prepared GEMV (or skinny product) keeps between calls.
+pub(crate) struct GemvWork {
+    /// The decoded, scaled activations (`m × k`).
+    x: Vec<f32>,
+    /// For `m > 1`: the results per weight row (`n × m`), transposed into `y` after each call.
+    gathered: Vec<f32>,
+    /// Every weight code is finite ([`finite_codes`]), found once at prepare time.
+    finite: bool,
+}
+
+impl GemvWork {
+    pub(crate) fn new(a: &QuantizedMatrix, w: &QuantizedMatrix) -> GemvWork {
+        let (m, n, k) = (a.rows, w.rows, w.cols);
+        let gathered = if m > 1 { vec![0f32; n * m] } else { Vec::new() };
+        GemvWork { x: vec![0f32; m * k], gathered, finite: finite_codes(w) }
+    }
+
+    /// Bytes of the buffers it holds.
+    pub(crate) fn bytes(&self) -> u64 {
+        ((self.x.len() + self.gathered.len()) * 4) as u64
+    }
+}
+
+/// `y = a · Wᵀ` for `a` of `m ≤` [`SKINNY_M`] rows (`m = 1`: the GEMV `y = W · x`). Every output
+/// element is computed exactly as the one-row GEMV computes it (the same row kernel on the same
+/// rows), so a skinny product gives the GEMV's bits row by row, for every thread count.
 pub(crate) fn run(
     a: &QuantizedMatrix,
     w: &QuantizedMatrix,
     isa: Isa,
-    x_buf: &mut [f32],
-    nan_free: bool,
+    work: &mut GemvWork,
     y: &mut [f32],
     pool: &Pool,
 ) {
     let (m, n, k) = (a.rows, w.rows, w.cols);
-    assert!(m >= 1 && x_buf.len() == m * k && y.len() == m * n);
+    let GemvWork { x: x_buf, gathered, finite } = work;
+    assert!(m >= 1 && x_buf.len() == m * k && y.len() == m * n && (m == 1 || gathered.len() == n * m));
     if k == 0 {
         y.fill(0.0);
         return;
@@ -179,7 +201,8 @@ pub(crate) fn run(
     for (i, x) in x_buf.chunks_mut(k).enumerate() {
         with_codes!(&a.codes, |codes| decode_row_scaled(codes, a, i, 0, x));
     }
-    let x_prescaled = isa == Isa::Avx2 && w.format().is_fp8() && nan_free && prescale_is_exact(x_buf);
+    let finite = *finite;
+    let x_prescaled = isa == Isa::Avx2 && w.format().is_fp8() && finite && prescale_is_exact(x_buf);
     if x_prescaled {
         let f = 2f32.powi(FP8_PRESCALE);
         x_buf.iter_mut().for_each(|v| *v *= f);
@@ -189,11 +212,11 @@ pub(crate) fn run(
     let factor = raw_factor(w.format());
     let threads = pool.threads();
     // Small chunks (a multiple of ROWS) let rayon balance; each row's result does not depend on
-    // which chunk or thread computes it. With m > 1 the results are gathered row-major per
-    // weight row (n × m) and transposed once at the end (n·m floats beside n·k weights).
+    // which chunk or thread computes it. The results are laid out per weight row (n × m: for
+    // m = 1 that is y itself) and, for m > 1, transposed once at the end (n·m floats beside n·k
+    // weights).
     let chunk = (n.div_ceil(threads * 8)).div_ceil(ROWS).max(1) * ROWS;
-    let mut gathered = if m > 1 { vec![0f32; n * m] } else { Vec::new() };
-    let out_t: &mut [f32] = if m > 1 { &mut gathered } else { y };
+    let out_t: &mut [f32] = if m > 1 { gathered } else { y };
     with_codes!(&w.codes, |codes| pool.install(|| {
         out_t.par_chunks_mut(chunk * m).enumerate().for_each(|(ci, ys)| {
             let row0 = ci * chunk;
@@ -206,13 +229,9 @@ pub(crate) fn run(
                     w: std::array::from_fn(|i| &codes[row(i) * k..(row(i) + 1) * k]),
                     scales: std::array::from_fn(|i| w.row_scales(row(i))),
                     count,
-                    nan_free,
+                    finite,
                     x_prescaled,
                 };
-                if m == 1 {
-                    rows_kernel(isa, &rows, xs, seg, factor, out);
-                    continue;
-                }
                 for (i, x) in xs.chunks(k).enumerate() {
                     rows_kernel(isa, &rows, x, seg, factor, &mut tmp[..count]);
                     for (r, v) in tmp[..count].iter().enumerate() {

@@ -200,7 +200,7 @@ impl Backend for CpuBackend {
                 Kind::DotGemm(dot::DotGemm::new(unit, &problem.a, &problem.w, self.pool.threads()))
             }
         } else if (1..=gemv::SKINNY_M).contains(&m) {
-            Kind::Gemv { x: vec![0f32; m * k], nan_free: gemv::finite_codes(&problem.w) }
+            Kind::Gemv(gemv::GemvWork::new(&problem.a, &problem.w))
         } else {
             let plan = gemm::GemmPlan::new(self.isa, m, n, self.pool.threads());
             let work = plan.work(k, self.pool.threads());
@@ -218,7 +218,7 @@ fn native(format: Format) -> Support {
 
 enum Kind {
     Gemm { plan: gemm::GemmPlan, work: gemm::GemmWork },
-    Gemv { x: Vec<f32>, nan_free: bool },
+    Gemv(gemv::GemvWork),
     DotGemm(dot::DotGemm),
     DotGemv(dot::DotGemv),
 }
@@ -236,7 +236,7 @@ impl Prepared for CpuPrepared<'_> {
         let (p, b) = (self.problem, self.backend);
         match &mut self.kind {
             Kind::Gemm { plan, work } => gemm::run(&p.a, &p.w, plan, work, &mut self.out, &b.pool),
-            Kind::Gemv { x, nan_free } => gemv::run(&p.a, &p.w, b.isa, x, *nan_free, &mut self.out, &b.pool),
+            Kind::Gemv(work) => gemv::run(&p.a, &p.w, b.isa, work, &mut self.out, &b.pool),
             Kind::DotGemm(d) => d.run(&p.a, &p.w, &mut self.out, &b.pool),
             Kind::DotGemv(d) => d.run(&p.a, &p.w, &mut self.out, &b.pool),
         }
@@ -252,7 +252,7 @@ impl Prepared for CpuPrepared<'_> {
         let (a, w) = (self.problem.a.logical_bytes(), self.problem.w.logical_bytes());
         let workspace = match &self.kind {
             Kind::Gemm { plan, work } => work.bytes(plan),
-            Kind::Gemv { x, .. } => (x.len() * 4) as u64,
+            Kind::Gemv(work) => work.bytes(),
             Kind::DotGemm(d) => d.workspace_bytes(),
             Kind::DotGemv(d) => d.workspace_bytes(),
         };

@@ -125,7 +125,7 @@ pub(crate) fn gemv_rows_neon<E: Element>(
     // SAFETY: NEON checked; every load reads 16 codes below `end ≤ k` of a row of ≥ k codes (the
     // tail goes through padded copies); the scale slices hold one scale per segment.
     unsafe {
-        if rows.nan_free {
+        if rows.finite {
             rows_body::<E, false>(rows, x, seg, factor, out)
         } else {
             rows_body::<E, true>(rows, x, seg, factor, out)

@@ -116,7 +116,7 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
         let codes8: Vec<u8> = (0..ROWS * nseg).map(|i| [120, 127, 130, 0, 254][i % 5]).collect();
         let factor = raw_factor(E::FORMAT);
         let mut want = [0f32; ROWS];
-        for (nan_free, e8m0) in [(false, false), (true, false), (false, true), (true, true)] {
+        for (finite, e8m0) in [(false, false), (true, false), (false, true), (true, true)] {
             let seg_scales = |r: usize| match e8m0 {
                 false => ScaleSlice::F32(&scales[r * nseg..(r + 1) * nseg]),
                 true => ScaleSlice::E8M0(&codes8[r * nseg..(r + 1) * nseg]),
@@ -125,18 +125,18 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
                 w: std::array::from_fn(|r| &codes[r * k..(r + 1) * k]),
                 scales: std::array::from_fn(seg_scales),
                 count: ROWS,
-                nan_free,
+                finite,
                 x_prescaled: false,
             };
             rows_portable(&rows, &x, seg, factor, &mut want);
             for isa in Isa::available() {
                 let mut got = [0f32; ROWS];
                 super::gemv::rows_kernel(isa, &rows, &x, seg, factor, &mut got);
-                let what = format!("{} {isa} k={k} seg={seg} nan_free={nan_free} e8m0={e8m0}", E::FORMAT);
+                let what = format!("{} {isa} k={k} seg={seg} finite={finite} e8m0={e8m0}", E::FORMAT);
                 assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
             }
             // AVX2's integer FP8 decode on pre-scaled activations: the same bits as the twin.
-            if E::FORMAT.is_fp8() && nan_free && Isa::available().contains(&Isa::Avx2) {
+            if E::FORMAT.is_fp8() && finite && Isa::available().contains(&Isa::Avx2) {
                 let xs: Vec<f32> = x.iter().map(|v| v * 2f32.powi(FP8_PRESCALE)).collect();
                 let pre = Rows { x_prescaled: true, ..rows };
                 let mut got = [0f32; ROWS];

@@ -329,7 +329,7 @@ pub(crate) fn gemv_rows_avx512<E: Element>(
     // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
     // goes through padded copies).
     unsafe {
-        if rows.nan_free {
+        if rows.finite {
             gemv_rows_avx512_body::<E, false>(rows, x, seg, factor, out)
         } else {
             gemv_rows_avx512_body::<E, true>(rows, x, seg, factor, out)
@@ -409,7 +409,7 @@ pub(crate) fn gemv_rows_avx2<E: Element>(
     // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
     // goes through padded copies).
     unsafe {
-        match (rows.nan_free, rows.x_prescaled) {
+        match (rows.finite, rows.x_prescaled) {
             (true, true) => gemv_rows_avx2_body::<E, false, true>(rows, x, seg, factor, out),
             (true, false) => gemv_rows_avx2_body::<E, false, false>(rows, x, seg, factor, out),
             (false, _) => gemv_rows_avx2_body::<E, true, false>(rows, x, seg, factor, out),
