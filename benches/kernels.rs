@@ -94,6 +94,30 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     t[0]
 }
 
+/// Seconds per call of each problem: every one prepared and validated first, then timed in 3
+/// interleaved rounds (best of 3 per round, best round kept), so a drift of the machine's
+/// bandwidth hits them all alike.
+fn interleaved_best(backend: &CpuBackend, problems: &[Problem], what: &str) -> Vec<f64> {
+    let mut prepared: Vec<_> = problems
+        .iter()
+        .map(|p| {
+            let mut prepared = backend.prepare(p).unwrap();
+            prepared.run().unwrap();
+            check(p, &prepared.output().unwrap(), &format!("{what} {} m={}", p.format(), p.m()));
+            prepared
+        })
+        .collect();
+    let mut best = vec![f64::INFINITY; problems.len()];
+    for _round in 0..3 {
+        for (b, prepared) in best.iter_mut().zip(prepared.iter_mut()) {
+            *b = b.min(time(3, || {
+                prepared.run().unwrap();
+            }));
+        }
+    }
+    best
+}
+
 /// The last-level cache (the library's sysfs reader; 32 MiB when it cannot tell).
 fn llc_bytes() -> usize {
     read_bw::llc_bytes().map_or(32 << 20, |b| b as usize)
@@ -202,23 +226,7 @@ fn report() {
         })
         .collect();
     drop(values);
-    let mut prepared: Vec<_> = problems
-        .iter()
-        .map(|p| {
-            let mut prepared = backend.prepare(p).unwrap();
-            prepared.run().unwrap();
-            check(p, &prepared.output().unwrap(), &format!("cpu gemv {}", p.format()));
-            prepared
-        })
-        .collect();
-    let mut best = vec![f64::INFINITY; problems.len()];
-    for _round in 0..3 {
-        for (b, prepared) in best.iter_mut().zip(prepared.iter_mut()) {
-            *b = b.min(time(3, || {
-                prepared.run().unwrap();
-            }));
-        }
-    }
+    let best = interleaved_best(&backend, &problems, "cpu gemv");
     let rate = |i: usize| (n * k) as f64 / best[i] / 1e9;
     for (i, p) in problems.iter().enumerate() {
         let gbs = p.w.logical_bytes().total as f64 / best[i] / 1e9;
@@ -261,24 +269,7 @@ fn skinny_report(backend: &CpuBackend) {
                 Problem::new(if m == 1 { Op::Gemv } else { Op::Gemm }, a, w.clone()).unwrap()
             })
             .collect();
-        let mut prepared: Vec<_> = problems
-            .iter()
-            .map(|p| {
-                let mut prepared = backend.prepare(p).unwrap();
-                prepared.run().unwrap();
-                check(p, &prepared.output().unwrap(), &format!("cpu skinny {} m={}", p.format(), p.m()));
-                prepared
-            })
-            .collect();
-        // Interleaved rounds, best kept, so bandwidth drift hits every m alike.
-        let mut best = vec![f64::INFINITY; ms.len()];
-        for _round in 0..3 {
-            for (b, prepared) in best.iter_mut().zip(prepared.iter_mut()) {
-                *b = b.min(time(3, || {
-                    prepared.run().unwrap();
-                }));
-            }
-        }
+        let best = interleaved_best(backend, &problems, "cpu skinny");
         for (i, &m) in ms.iter().enumerate() {
             let rate = (m * n * k) as f64 / best[i] / 1e9;
             println!(

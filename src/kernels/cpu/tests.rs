@@ -159,36 +159,32 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
 
 #[test]
 fn non_finite_fp8_weights_give_non_finite_rows_and_disable_the_fast_decodes() {
+    use crate::formats::scaling::Codes;
     use crate::formats::{Format, Scaling};
     use crate::kernels::{Backend, Op};
     use crate::measure::inputs::ProblemSpec;
     let k = 100;
-    let mut p = ProblemSpec::new(Op::Gemv, 1, 9, k, Format::E4M3, Scaling::PER_TENSOR).build().unwrap();
-    assert!(super::gemv::finite_codes(&p.w), "quantized inputs hold no NaN code");
-    if let crate::formats::scaling::Codes::E4M3(c) = &mut p.w.codes {
-        c[5 * k + 37] = E4m3(0xFF);
-    }
-    assert!(!super::gemv::finite_codes(&p.w));
-    for isa in Isa::available() {
-        let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
-        for (r, v) in y.iter().enumerate() {
-            assert_eq!(v.is_nan(), r == 5, "{isa} row {r}: {v}");
+    // One code of row `row` replaced by `poison`; `bad` tells the row it spoils on every ISA.
+    let check = |format: Format, row: usize, poison: u8, bad: fn(f32) -> bool| {
+        let mut p = ProblemSpec::new(Op::Gemv, 1, 9, k, format, Scaling::PER_TENSOR).build().unwrap();
+        assert!(super::gemv::finite_codes(&p.w), "quantized inputs hold no non-finite code");
+        match &mut p.w.codes {
+            Codes::E4M3(c) => c[row * k + 37] = E4m3(poison),
+            Codes::E5M2(c) => c[row * k + 11] = E5m2(poison),
+            _ => unreachable!(),
         }
-    }
+        assert!(!super::gemv::finite_codes(&p.w));
+        for isa in Isa::available() {
+            let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
+            for (r, v) in y.iter().enumerate() {
+                assert_eq!(bad(*v), r == row, "{format} {isa} row {r}: {v}");
+            }
+        }
+    };
+    check(Format::E4M3, 5, 0xFF, f32::is_nan);
     // E5M2: an infinite code makes its row infinite (not a large finite number, as the integer
     // decode would read it) and keeps the whole matrix off that decode.
-    let mut p = ProblemSpec::new(Op::Gemv, 1, 9, k, Format::E5M2, Scaling::PER_TENSOR).build().unwrap();
-    assert!(super::gemv::finite_codes(&p.w));
-    if let crate::formats::scaling::Codes::E5M2(c) = &mut p.w.codes {
-        c[3 * k + 11] = E5m2(0x7C);
-    }
-    assert!(!super::gemv::finite_codes(&p.w));
-    for isa in Isa::available() {
-        let y = super::CpuBackend::with_isa(2, isa).unwrap().compute(&p).unwrap();
-        for (r, v) in y.iter().enumerate() {
-            assert_eq!(!v.is_finite(), r == 3, "{isa} row {r}: {v}");
-        }
-    }
+    check(Format::E5M2, 3, 0x7C, |v| !v.is_finite());
 }
 
 /// AVX2's integer FP8 decode gives `value · 2^-120` (E4M3) and `value · 2^-112` (E5M2) bit for
