@@ -81,13 +81,15 @@ fn child_rss_of_fp8_weights_is_about_half_of_bf16() {
     // Operands only (no backend): what the process holds for the same problem in each format.
     let base = ChildJob::Baseline { backend: None, threads: 1 };
     let net = |format, scaling| {
-        let spec = ProblemSpec::new(Op::Gemv, 1, 2048, 4096, format, scaling);
+        // 64 MiB of BF16: the allocator's ~1 MiB of slack stays small beside it (at 16 MiB it
+        // moved the ratio past 0.55 about once in a dozen runs).
+        let spec = ProblemSpec::new(Op::Gemv, 1, 4096, 8192, format, scaling);
         launcher().measure_net(&ChildJob::Workload { backend: None, threads: 1, spec }, &base).unwrap().net()
             as f64
     };
     let bf16 = net(Format::BF16, Scaling::NONE);
     let e4m3 = net(Format::E4M3, Scaling::PER_TENSOR);
-    assert!((bf16 - 16.0 * MIB as f64).abs() < 2.0 * MIB as f64, "bf16 net {bf16}");
+    assert!((bf16 - 64.0 * MIB as f64).abs() < 2.0 * MIB as f64, "bf16 net {bf16}");
     let ratio = e4m3 / bf16;
     assert!((0.45..0.55).contains(&ratio), "e4m3/bf16 RSS ratio {ratio} ({e4m3} / {bf16})");
 }
