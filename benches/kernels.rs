@@ -21,6 +21,9 @@ use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
+/// Interleaved rounds of the cold GEMV table (each round: every format, best of 3 calls).
+const GEMV_ROUNDS: usize = 21;
+
 /// The criterion matrix: (op, m, n, k) × every format (FP8 per-tensor scaled).
 const CASES: &[(Op, usize, usize, usize)] =
     &[(Op::Gemm, 256, 256, 256), (Op::Gemm, 512, 512, 512), (Op::Gemv, 1, 4096, 4096)];
@@ -94,28 +97,65 @@ fn time(reps: usize, mut f: impl FnMut()) -> f64 {
     t[0]
 }
 
-/// Seconds per call of each problem: every one prepared and validated first, then timed in 3
-/// interleaved rounds (best of 3 per round, best round kept), so a drift of the machine's
-/// bandwidth hits them all alike.
-fn interleaved_best(backend: &CpuBackend, problems: &[Problem], what: &str) -> Vec<f64> {
-    let mut prepared: Vec<_> = problems
-        .iter()
-        .map(|p| {
-            let mut prepared = backend.prepare(p).unwrap();
-            prepared.run().unwrap();
-            check(p, &prepared.output().unwrap(), &format!("{what} {} m={}", p.format(), p.m()));
-            prepared
-        })
-        .collect();
-    let mut best = vec![f64::INFINITY; problems.len()];
-    for _round in 0..3 {
-        for (b, prepared) in best.iter_mut().zip(prepared.iter_mut()) {
-            *b = b.min(time(3, || {
+/// Per-round timings of several problems measured side by side: `rounds[r][i]` is the best of 3
+/// calls of problem `i` in round `r`, the problems taking turns within each round.
+struct Interleaved {
+    rounds: Vec<Vec<f64>>,
+}
+
+impl Interleaved {
+    /// Every problem prepared and validated first, then timed in `rounds` interleaved rounds.
+    fn measure(backend: &CpuBackend, problems: &[Problem], what: &str, rounds: usize) -> Interleaved {
+        let mut prepared: Vec<_> = problems
+            .iter()
+            .map(|p| {
+                let mut prepared = backend.prepare(p).unwrap();
                 prepared.run().unwrap();
-            }));
+                check(p, &prepared.output().unwrap(), &format!("{what} {} m={}", p.format(), p.m()));
+                prepared
+            })
+            .collect();
+        let rounds = (0..rounds)
+            .map(|_| {
+                prepared
+                    .iter_mut()
+                    .map(|prepared| {
+                        time(3, || {
+                            prepared.run().unwrap();
+                        })
+                    })
+                    .collect()
+            })
+            .collect();
+        Interleaved { rounds }
+    }
+
+    /// Seconds per call of problem `i`: its best round.
+    fn best(&self, i: usize) -> f64 {
+        self.rounds.iter().map(|r| r[i]).fold(f64::INFINITY, f64::min)
+    }
+
+    /// How many times faster problem `i` runs than problem `base`: the median over rounds of the
+    /// ratio within each round. The two were timed a few milliseconds apart in every round, so a
+    /// drift of the machine's bandwidth between rounds (this VM's moves by ±30 % within minutes)
+    /// cancels in each ratio, where the ratio of two best-of times would pair the base's fastest
+    /// moment with `i`'s fastest, taken in different rounds.
+    fn speedup(&self, i: usize, base: usize) -> f64 {
+        let mut r: Vec<f64> = self.rounds.iter().map(|t| t[base] / t[i]).collect();
+        r.sort_by(f64::total_cmp);
+        let h = r.len() / 2;
+        if r.len() % 2 == 1 {
+            r[h]
+        } else {
+            0.5 * (r[h - 1] + r[h])
         }
     }
-    best
+
+    /// The lowest and highest per-round speedup of `i` over `base` (the spread behind the median).
+    fn speedup_range(&self, i: usize, base: usize) -> (f64, f64) {
+        let r = self.rounds.iter().map(|t| t[base] / t[i]);
+        r.clone().fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+    }
 }
 
 /// The last-level cache (the library's sysfs reader; 32 MiB when it cannot tell).
@@ -209,8 +249,12 @@ fn report() {
     let n = (4 * llc).div_ceil(k).next_multiple_of(1024);
     println!("\nGEMV {n}×{k} (FP8 weights {} MiB ≥ 4× LLC), FP8 per-tensor scaled", (n * k) >> 20);
     println!(
-        "{:>6} {:>10} {:>11} {:>8} {:>10} {:>9}",
-        "format", "MiB", "Gweights/s", "GB/s", "/ read bw", "/ f32"
+        "{:>6} {:>10} {:>11} {:>8} {:>10} {:>9} {:>13}",
+        "format", "MiB", "Gweights/s", "GB/s", "/ read bw", "/ f32", "rounds range"
+    );
+    println!(
+        "(Gweights/s and GB/s: each format's best round; / f32: the median over {GEMV_ROUNDS} rounds of \
+         the speedup within each round, the formats taking turns)"
     );
     let values = random_matrix(n, k, 7, Dist::Gaussian);
     let x = random_matrix(1, k, 8, Dist::Gaussian);
@@ -226,17 +270,19 @@ fn report() {
         })
         .collect();
     drop(values);
-    let best = interleaved_best(&backend, &problems, "cpu gemv");
-    let rate = |i: usize| (n * k) as f64 / best[i] / 1e9;
+    let timed = Interleaved::measure(&backend, &problems, "cpu gemv", GEMV_ROUNDS);
     for (i, p) in problems.iter().enumerate() {
-        let gbs = p.w.logical_bytes().total as f64 / best[i] / 1e9;
+        let best = timed.best(i);
+        let gbs = p.w.logical_bytes().total as f64 / best / 1e9;
+        let (lo, hi) = timed.speedup_range(i, 0);
         println!(
-            "{:>6} {:>10} {:>11.2} {gbs:>8.1} {:>9.1}% {:>8.2}x",
+            "{:>6} {:>10} {:>11.2} {gbs:>8.1} {:>9.1}% {:>8.2}x {:>13}",
             p.format(),
             p.w.logical_bytes().total >> 20,
-            rate(i),
+            (n * k) as f64 / best / 1e9,
             100.0 * gbs / bw,
-            rate(i) / rate(0)
+            timed.speedup(i, 0),
+            format!("{lo:.2}–{hi:.2}")
         );
     }
     println!(
@@ -269,14 +315,14 @@ fn skinny_report(backend: &CpuBackend) {
                 Problem::new(if m == 1 { Op::Gemv } else { Op::Gemm }, a, w.clone()).unwrap()
             })
             .collect();
-        let best = interleaved_best(backend, &problems, "cpu skinny");
+        let timed = Interleaved::measure(backend, &problems, "cpu skinny", 3);
         for (i, &m) in ms.iter().enumerate() {
-            let rate = (m * n * k) as f64 / best[i] / 1e9;
+            let best = timed.best(i);
             println!(
                 "{format:>6} {m:>4} {:>10.2} {:>11.2}x {:>11.2} G/s",
-                best[i] * 1e3,
-                best[i] / (m as f64 * best[0]),
-                rate
+                best * 1e3,
+                1.0 / (m as f64 * timed.speedup(i, 0)),
+                (m * n * k) as f64 / best / 1e9
             );
         }
     }
