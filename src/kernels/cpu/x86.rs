@@ -369,6 +369,10 @@ unsafe fn gemv_rows_avx512_body<E: Element, const NAN: bool>(
                 }
             }
             while c + LANES <= end {
+                // Segments shorter than a line (MX-32 over 1-byte codes) step here alone.
+                if c % line == 0 {
+                    prefetch_rows(rows, k, c);
+                }
                 let xv = _mm512_loadu_ps(x.as_ptr().add(c));
                 for r in 0..ROWS {
                     part[r] =
@@ -452,6 +456,10 @@ unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool, const INT: bool>(
                 }
             }
             while c + LANES <= end {
+                // Segments shorter than a line (MX-32 over 1-byte codes) step here alone.
+                if c % line == 0 {
+                    prefetch_rows(rows, k, c);
+                }
                 let xp = x.as_ptr().add(c);
                 let xv = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8))];
                 for r in 0..ROWS {
