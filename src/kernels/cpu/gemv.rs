@@ -131,6 +131,166 @@ pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, f
     }
 }
 
+/// One ISA's 16-lane vector layer for the row kernel ([`rows_simd`] is the one body every ISA
+/// runs): `Acc` holds 16 f32 lanes (one zmm, two ymm, four NEON q registers), lane `l` of a
+/// chunk of 16 codes is code `c0 + l`, as in [`rows_portable`].
+///
+/// # Safety
+/// Every method may only run on a CPU with the features of its ISA ([`Lanes16::available`]);
+/// the pointer methods read 16 values (codes or f32) at their pointer.
+pub(crate) unsafe trait Lanes16 {
+    type Acc: Copy;
+    /// Whether this CPU has the ISA (checked before every call of [`Lanes16::rows`]).
+    fn available() -> bool;
+    /// Whether this ISA has the integer FP8 decode for pre-scaled activations (see the module docs).
+    const INT_DECODE: bool = false;
+    unsafe fn zero() -> Self::Acc;
+    unsafe fn splat(v: f32) -> Self::Acc;
+    unsafe fn load_x(p: *const f32) -> Self::Acc;
+    /// 16 codes → 16 raw f32 lanes (`value / raw_factor`; `INT`: the integer FP8 decode).
+    /// `NAN`: whether an E4M3 code may be NaN.
+    unsafe fn load_w<E: Element, const NAN: bool, const INT: bool>(p: *const E) -> Self::Acc;
+    /// `a · b + c`, fused, lane by lane.
+    unsafe fn fma(a: Self::Acc, b: Self::Acc, c: Self::Acc) -> Self::Acc;
+    unsafe fn store(a: Self::Acc, out: &mut [f32; LANES]);
+    /// Prefetch each row stream ahead of code `c` (no-op where the ISA layer does not).
+    #[inline(always)]
+    unsafe fn prefetch_rows<E>(_rows: &Rows<E>, _k: usize, _c: usize) {}
+    /// The row kernel compiled for this ISA: `#[target_feature]` on the ISA's side, calling
+    /// [`rows_simd`] with `Self`.
+    unsafe fn rows<E: Element, const NAN: bool, const INT: bool>(
+        rows: &Rows<E>,
+        x: &[f32],
+        seg: usize,
+        factor: f32,
+        out: &mut [f32],
+    );
+}
+
+/// The row kernel on ISA `V`, checked: the CPU has it, the slices have the lengths the
+/// unchecked loads rely on; then the variant for the rows' codes (NaN fix-up or not, integer
+/// FP8 decode where the activations were pre-scaled for it).
+pub(crate) fn rows_on<V: Lanes16, E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, factor: f32, out: &mut [f32]) {
+    assert!(V::available());
+    assert!(!rows.x_prescaled || V::INT_DECODE, "pre-scaled activations reach a row kernel without the integer decode");
+    rows.check(x, seg, out);
+    // SAFETY: the ISA is present; every row and x hold k values and every row a scale per
+    // segment (checked); `rows_simd` loads 16 codes only below each segment's end (the tail
+    // goes through padded copies).
+    unsafe {
+        match (rows.finite, rows.x_prescaled) {
+            (true, true) => V::rows::<E, false, true>(rows, x, seg, factor, out),
+            (true, false) => V::rows::<E, false, false>(rows, x, seg, factor, out),
+            (false, _) => V::rows::<E, true, false>(rows, x, seg, factor, out),
+        }
+    }
+}
+
+/// The [`Lanes16::rows`] method of an ISA: [`rows_simd`] on `Self`, compiled with the ISA's
+/// target features (none for an ISA of the architecture's baseline).
+macro_rules! lanes16_rows {
+    ($($features:literal)?) => {
+        $(#[target_feature(enable = $features)])?
+        unsafe fn rows<E: Element, const NAN: bool, const INT: bool>(
+            rows: &Rows<E>,
+            x: &[f32],
+            seg: usize,
+            factor: f32,
+            out: &mut [f32],
+        ) {
+            unsafe { rows_simd::<Self, E, NAN, INT>(rows, x, seg, factor, out) }
+        }
+    };
+}
+pub(crate) use lanes16_rows;
+
+/// A tail chunk (< 16 values) copied into a zero-padded buffer, so the last step uses the same
+/// 16-lane arithmetic as the others.
+fn padded<T: Copy + bytemuck::Zeroable>(src: &[T]) -> [T; LANES] {
+    let mut b = [T::zeroed(); LANES];
+    b[..src.len()].copy_from_slice(src);
+    b
+}
+
+/// Codes per 64-byte cache line, at least one 16-lane step.
+fn codes_per_line<E>() -> usize {
+    (64 / std::mem::size_of::<E>()).max(LANES)
+}
+
+/// One 16-code step of every row: `part[r] += w[r][..16] · x[..16]`, lane by lane.
+#[inline(always)]
+unsafe fn step<V: Lanes16, E: Element, const NAN: bool, const INT: bool>(
+    part: &mut [V::Acc; ROWS],
+    x: *const f32,
+    w: [*const E; ROWS],
+) {
+    unsafe {
+        let xv = V::load_x(x);
+        for r in 0..ROWS {
+            part[r] = V::fma(V::load_w::<E, NAN, INT>(w[r]), xv, part[r]);
+        }
+    }
+}
+
+/// The row kernel every SIMD ISA runs (the arithmetic of [`rows_portable`]): one cache line of
+/// every row per iteration with its prefetch, then the 16-code steps left in the segment, then
+/// a zero-padded tail; per segment the partial sums go into the totals with the segment's
+/// scale, and the 16 lanes are reduced by [`reduce16`].
+///
+/// # Safety
+/// The CPU has `V`'s ISA; the caller checked the lengths ([`Rows::check`]).
+#[inline(always)]
+pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const INT: bool>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
+    let k = x.len();
+    let line = codes_per_line::<E>();
+    let at = |c: usize| -> [*const E; ROWS] { std::array::from_fn(|r| rows.w[r].as_ptr().wrapping_add(c)) };
+    unsafe {
+        let mut total = [V::zero(); ROWS];
+        let (mut start, mut s) = (0, 0);
+        while start < k {
+            let end = (start + seg).min(k);
+            let mut part = [V::zero(); ROWS];
+            let mut c = start;
+            while c + line <= end {
+                V::prefetch_rows(rows, k, c);
+                for _ in 0..line / LANES {
+                    step::<V, E, NAN, INT>(&mut part, x.as_ptr().add(c), at(c));
+                    c += LANES;
+                }
+            }
+            while c + LANES <= end {
+                // Segments shorter than a line (MX-32 over 1-byte codes) step here alone.
+                if c % line == 0 {
+                    V::prefetch_rows(rows, k, c);
+                }
+                step::<V, E, NAN, INT>(&mut part, x.as_ptr().add(c), at(c));
+                c += LANES;
+            }
+            if c < end {
+                let xb = padded(&x[c..end]);
+                let wb: [[E; LANES]; ROWS] = std::array::from_fn(|r| padded(&rows.w[r][c..end]));
+                step::<V, E, NAN, INT>(&mut part, xb.as_ptr(), std::array::from_fn(|r| wb[r].as_ptr()));
+            }
+            for r in 0..ROWS {
+                total[r] = V::fma(part[r], V::splat(rows.scales[r].get(s) * factor), total[r]);
+            }
+            start = end;
+            s += 1;
+        }
+        for (y, total) in out.iter_mut().zip(total).take(rows.count) {
+            let mut t = [0f32; LANES];
+            V::store(total, &mut t);
+            *y = reduce16(&t);
+        }
+    }
+}
+
 pub(crate) fn rows_kernel<E: Element>(
     isa: Isa,
     rows: &Rows<E>,
@@ -143,11 +303,11 @@ pub(crate) fn rows_kernel<E: Element>(
     assert!(!rows.x_prescaled || isa == Isa::Avx2, "pre-scaled activations reach the {isa} row kernel");
     match isa {
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx512 => super::x86::gemv_rows_avx512(rows, x, seg, factor, out),
+        Isa::Avx512 => rows_on::<super::x86::Avx512, E>(rows, x, seg, factor, out),
         #[cfg(target_arch = "x86_64")]
-        Isa::Avx2 => super::x86::gemv_rows_avx2(rows, x, seg, factor, out),
+        Isa::Avx2 => rows_on::<super::x86::Avx2, E>(rows, x, seg, factor, out),
         #[cfg(target_arch = "aarch64")]
-        Isa::Neon => super::neon::gemv_rows_neon(rows, x, seg, factor, out),
+        Isa::Neon => rows_on::<super::neon::Neon, E>(rows, x, seg, factor, out),
         _ => rows_portable(rows, x, seg, factor, out),
     }
 }

@@ -14,6 +14,9 @@
 //!   (m ≤ [`gemv::SKINNY_M`]: decode batches, GQA groups over a KV cache, a routed expert's
 //!   tokens in a prefill) run the same kernel
 //!   once per activation row on each group of rows while it sits in L1, reading W once.
+//!   The row kernel is written once ([`gemv::rows_simd`]) over a 16-lane vector layer per ISA
+//!   ([`gemv::Lanes16`]: zero, splat, load x, decode 16 codes, fma, store, prefetch), as the dot
+//!   path is over `DotVec`; `x86.rs` and `neon.rs` supply the layers and the target features.
 //! - Two compute paths, chosen per problem and named in each record's `compute`: `f32-fma <isa>`
 //!   (above; f32 activations always) and `bf16-dot <unit>` ([`dot`]): when activations and
 //!   weights are all BF16/E4M3/E5M2 and the CPU has BF16 dot-product units ([`DotUnit`]:

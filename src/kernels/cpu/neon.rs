@@ -16,7 +16,7 @@
 //!   `value · 2^-8`, NaN codes (S.1111.111) forced to an f16 NaN; then the f16 conversion.
 
 use super::gemm::{NEON_MR, NEON_NR};
-use super::gemv::{reduce16, Rows, LANES, ROWS};
+use super::gemv::{lanes16_rows, rows_simd, Lanes16, Rows, LANES};
 use crate::formats::{Element, Format};
 use std::arch::aarch64::*;
 
@@ -110,89 +110,45 @@ pub(crate) fn decode16_raw<E: Element>(codes: &[E; 16]) -> [f32; 16] {
 
 // ---------------------------------------------------------------- GEMV
 
-/// The row kernel: per row 16 lanes of partial sums per scale segment, folded into the totals
-/// with the segment's scale, then [`reduce16`] — the arithmetic of
-/// [`super::gemv::rows_portable`].
-pub(crate) fn gemv_rows_neon<E: Element>(
-    rows: &Rows<E>,
-    x: &[f32],
-    seg: usize,
-    factor: f32,
-    out: &mut [f32],
-) {
-    assert!(has_neon());
-    rows.check(x, seg, out);
-    // SAFETY: NEON checked; every load reads 16 codes below `end ≤ k` of a row of ≥ k codes (the
-    // tail goes through padded copies); the scale slices hold one scale per segment.
-    unsafe {
-        if rows.finite {
-            rows_body::<E, false>(rows, x, seg, factor, out)
-        } else {
-            rows_body::<E, true>(rows, x, seg, factor, out)
-        }
-    }
-}
+/// NEON: 16 lanes in four q registers (no software prefetch: the row streams are left to the
+/// hardware prefetcher).
+pub(crate) struct Neon;
 
-#[inline(always)]
-unsafe fn rows_body<E: Element, const NAN: bool>(
-    rows: &Rows<E>,
-    x: &[f32],
-    seg: usize,
-    factor: f32,
-    out: &mut [f32],
-) {
-    let k = x.len();
-    let zero = [0f32; 4];
-    unsafe {
-        let mut total = [[vld1q_f32(zero.as_ptr()); 4]; ROWS];
-        let (mut start, mut s) = (0, 0);
-        while start < k {
-            let end = (start + seg).min(k);
-            let mut part = [[vld1q_f32(zero.as_ptr()); 4]; ROWS];
-            let mut c = start;
-            while c < end {
-                let full = c + LANES <= end;
-                let xb;
-                let wb;
-                let (xp, wps): (*const f32, [*const E; ROWS]) = if full {
-                    (x.as_ptr().add(c), std::array::from_fn(|r| rows.w[r].as_ptr().add(c)))
-                } else {
-                    let mut xs = [0f32; LANES];
-                    xs[..end - c].copy_from_slice(&x[c..end]);
-                    xb = xs;
-                    wb = std::array::from_fn::<[E; LANES], ROWS, _>(|r| {
-                        let mut b = [bytemuck::Zeroable::zeroed(); LANES];
-                        b[..end - c].copy_from_slice(&rows.w[r][c..end]);
-                        b
-                    });
-                    (xb.as_ptr(), std::array::from_fn(|r| wb[r].as_ptr()))
-                };
-                let xv: [float32x4_t; 4] = std::array::from_fn(|q| vld1q_f32(xp.add(4 * q)));
-                for r in 0..ROWS {
-                    let wv = load16::<E, NAN>(wps[r]);
-                    for q in 0..4 {
-                        part[r][q] = vfmaq_f32(part[r][q], wv[q], xv[q]);
-                    }
-                }
-                c += LANES;
-            }
-            for r in 0..ROWS {
-                let sf = vdupq_n_f32(rows.scales[r].get(s) * factor);
-                for q in 0..4 {
-                    total[r][q] = vfmaq_f32(total[r][q], part[r][q], sf);
-                }
-            }
-            start = end;
-            s += 1;
-        }
-        for (y, total) in out.iter_mut().zip(&total).take(rows.count) {
-            let mut t = [0f32; LANES];
-            for (q, v) in total.iter().enumerate() {
-                vst1q_f32(t.as_mut_ptr().add(4 * q), *v);
-            }
-            *y = reduce16(&t);
+// SAFETY: every method runs only after `available()` (the row kernel checks it); the loads read
+// 16 values at their pointer, as the trait requires of its callers.
+unsafe impl Lanes16 for Neon {
+    type Acc = [float32x4_t; 4];
+    fn available() -> bool {
+        has_neon()
+    }
+    #[inline(always)]
+    unsafe fn zero() -> [float32x4_t; 4] {
+        unsafe { [vdupq_n_f32(0.0); 4] }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> [float32x4_t; 4] {
+        unsafe { [vdupq_n_f32(v); 4] }
+    }
+    #[inline(always)]
+    unsafe fn load_x(p: *const f32) -> [float32x4_t; 4] {
+        unsafe { std::array::from_fn(|q| vld1q_f32(p.add(4 * q))) }
+    }
+    #[inline(always)]
+    unsafe fn load_w<E: Element, const NAN: bool, const INT: bool>(p: *const E) -> [float32x4_t; 4] {
+        unsafe { load16::<E, NAN>(p) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: [float32x4_t; 4], b: [float32x4_t; 4], c: [float32x4_t; 4]) -> [float32x4_t; 4] {
+        unsafe { std::array::from_fn(|q| vfmaq_f32(c[q], a[q], b[q])) }
+    }
+    #[inline(always)]
+    unsafe fn store(a: [float32x4_t; 4], out: &mut [f32; LANES]) {
+        for (q, v) in a.into_iter().enumerate() {
+            unsafe { vst1q_f32(out.as_mut_ptr().add(4 * q), v) }
         }
     }
+    // NEON is the aarch64 baseline: no target features to enable.
+    lanes16_rows!();
 }
 
 // ---------------------------------------------------------------- GEMM microkernel

@@ -17,7 +17,7 @@
 use super::gemm::{AVX2_MR, AVX2_NR, AVX512_MR, AVX512_NR};
 #[cfg(doc)]
 use super::gemv::FP8_PRESCALE;
-use super::gemv::{reduce16, Rows, LANES, ROWS};
+use super::gemv::{lanes16_rows, rows_simd, Lanes16, Rows, LANES, ROWS};
 use crate::formats::{Element, Format};
 use std::arch::x86_64::*;
 
@@ -272,26 +272,6 @@ fn store256x2(out: &mut [f32; 16], v: [__m256; 2]) {
 }
 
 // ---------------------------------------------------------------- GEMV rows
-
-/// A tail chunk (< 16 values) copied into zero-padded buffers, so the last step uses the same
-/// 16-lane arithmetic as the others.
-fn padded<E: Element>(src: &[E]) -> [E; LANES] {
-    let mut b = [<E as bytemuck::Zeroable>::zeroed(); LANES];
-    b[..src.len()].copy_from_slice(src);
-    b
-}
-
-fn padded_x(src: &[f32]) -> [f32; LANES] {
-    let mut b = [0f32; LANES];
-    b[..src.len()].copy_from_slice(src);
-    b
-}
-
-/// Codes per 64-byte cache line, at least one 16-lane step.
-fn codes_per_line<E>() -> usize {
-    (64 / std::mem::size_of::<E>()).max(LANES)
-}
-
 /// How far ahead (bytes) each row stream is prefetched. Measured on Zen 4 (one thread, 4 rows of
 /// 8192 codes): 1-byte codes gain most at 1 KiB (E5M2 +20 %, E4M3 +15 %); wider codes gain
 /// a few % at 256 B and lose at 1 KiB and more (the hardware prefetcher already keeps up).
@@ -317,189 +297,89 @@ fn prefetch_rows<E>(rows: &Rows<E>, k: usize, c: usize) {
     }
 }
 
-pub(crate) fn gemv_rows_avx512<E: Element>(
-    rows: &Rows<E>,
-    x: &[f32],
-    seg: usize,
-    factor: f32,
-    out: &mut [f32],
-) {
-    assert!(has_avx512());
-    rows.check(x, seg, out);
-    // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
-    // goes through padded copies).
-    unsafe {
-        if rows.finite {
-            gemv_rows_avx512_body::<E, false>(rows, x, seg, factor, out)
-        } else {
-            gemv_rows_avx512_body::<E, true>(rows, x, seg, factor, out)
-        }
+/// AVX-512F: 16 lanes in one zmm.
+pub(crate) struct Avx512;
+
+// SAFETY: every method runs only after `available()` (the row kernel checks it); the loads read
+// 16 values at their pointer, as the trait requires of its callers.
+unsafe impl Lanes16 for Avx512 {
+    type Acc = __m512;
+    fn available() -> bool {
+        has_avx512()
     }
+    #[inline(always)]
+    unsafe fn zero() -> __m512 {
+        unsafe { _mm512_setzero_ps() }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> __m512 {
+        unsafe { _mm512_set1_ps(v) }
+    }
+    #[inline(always)]
+    unsafe fn load_x(p: *const f32) -> __m512 {
+        unsafe { _mm512_loadu_ps(p) }
+    }
+    #[inline(always)]
+    unsafe fn load_w<E: Element, const NAN: bool, const INT: bool>(p: *const E) -> __m512 {
+        unsafe { load16_avx512::<E, NAN>(p) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: __m512, b: __m512, c: __m512) -> __m512 {
+        unsafe { _mm512_fmadd_ps(a, b, c) }
+    }
+    #[inline(always)]
+    unsafe fn store(a: __m512, out: &mut [f32; LANES]) {
+        unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) }
+    }
+    #[inline(always)]
+    unsafe fn prefetch_rows<E>(rows: &Rows<E>, k: usize, c: usize) {
+        prefetch_rows(rows, k, c)
+    }
+    lanes16_rows!("avx512f,avx2,fma,f16c");
 }
 
-// Rows index parallel arrays (codes, partial sums, totals, scales).
-#[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx512f,avx2,fma,f16c")]
-unsafe fn gemv_rows_avx512_body<E: Element, const NAN: bool>(
-    rows: &Rows<E>,
-    x: &[f32],
-    seg: usize,
-    factor: f32,
-    out: &mut [f32],
-) {
-    let k = x.len();
-    let line = codes_per_line::<E>();
-    let mut total = [_mm512_setzero_ps(); ROWS];
-    let (mut start, mut s) = (0, 0);
-    while start < k {
-        let end = (start + seg).min(k);
-        let mut part = [_mm512_setzero_ps(); ROWS];
-        let mut c = start;
-        unsafe {
-            // One cache line of every row per iteration, with its prefetch.
-            while c + line <= end {
-                prefetch_rows(rows, k, c);
-                for _ in 0..line / LANES {
-                    let xv = _mm512_loadu_ps(x.as_ptr().add(c));
-                    for r in 0..ROWS {
-                        part[r] =
-                            _mm512_fmadd_ps(load16_avx512::<E, NAN>(rows.w[r].as_ptr().add(c)), xv, part[r]);
-                    }
-                    c += LANES;
-                }
-            }
-            while c + LANES <= end {
-                // Segments shorter than a line (MX-32 over 1-byte codes) step here alone.
-                if c % line == 0 {
-                    prefetch_rows(rows, k, c);
-                }
-                let xv = _mm512_loadu_ps(x.as_ptr().add(c));
-                for r in 0..ROWS {
-                    part[r] =
-                        _mm512_fmadd_ps(load16_avx512::<E, NAN>(rows.w[r].as_ptr().add(c)), xv, part[r]);
-                }
-                c += LANES;
-            }
-            if c < end {
-                let xv = _mm512_loadu_ps(padded_x(&x[c..end]).as_ptr());
-                for r in 0..ROWS {
-                    let wb = padded(&rows.w[r][c..end]);
-                    part[r] = _mm512_fmadd_ps(load16_avx512::<E, NAN>(wb.as_ptr()), xv, part[r]);
-                }
-            }
-        }
-        for r in 0..ROWS {
-            total[r] = _mm512_fmadd_ps(part[r], _mm512_set1_ps(rows.scales[r].get(s) * factor), total[r]);
-        }
-        start = end;
-        s += 1;
-    }
-    for r in 0..rows.count {
-        let mut t = [0f32; LANES];
-        unsafe { _mm512_storeu_ps(t.as_mut_ptr(), total[r]) };
-        out[r] = reduce16(&t);
-    }
-}
+/// AVX2+FMA+F16C: 16 lanes in two ymm (lanes 0..8, 8..16), and the integer FP8 decode.
+pub(crate) struct Avx2;
 
-pub(crate) fn gemv_rows_avx2<E: Element>(
-    rows: &Rows<E>,
-    x: &[f32],
-    seg: usize,
-    factor: f32,
-    out: &mut [f32],
-) {
-    assert!(has_avx2());
-    rows.check(x, seg, out);
-    // SAFETY: features checked; every row and x hold k values; loads stay below k (the tail
-    // goes through padded copies).
-    unsafe {
-        match (rows.finite, rows.x_prescaled) {
-            (true, true) => gemv_rows_avx2_body::<E, false, true>(rows, x, seg, factor, out),
-            (true, false) => gemv_rows_avx2_body::<E, false, false>(rows, x, seg, factor, out),
-            (false, _) => gemv_rows_avx2_body::<E, true, false>(rows, x, seg, factor, out),
-        }
+// SAFETY: as for `Avx512`.
+unsafe impl Lanes16 for Avx2 {
+    type Acc = [__m256; 2];
+    const INT_DECODE: bool = true;
+    fn available() -> bool {
+        has_avx2()
     }
-}
-
-#[allow(clippy::needless_range_loop)]
-#[target_feature(enable = "avx2,fma,f16c")]
-unsafe fn gemv_rows_avx2_body<E: Element, const NAN: bool, const INT: bool>(
-    rows: &Rows<E>,
-    x: &[f32],
-    seg: usize,
-    factor: f32,
-    out: &mut [f32],
-) {
-    let k = x.len();
-    let line = codes_per_line::<E>();
-    let z = _mm256_setzero_ps();
-    let mut total = [[z; 2]; ROWS];
-    let (mut start, mut s) = (0, 0);
-    while start < k {
-        let end = (start + seg).min(k);
-        let mut part = [[z; 2]; ROWS];
-        let mut c = start;
+    #[inline(always)]
+    unsafe fn zero() -> [__m256; 2] {
+        unsafe { [_mm256_setzero_ps(); 2] }
+    }
+    #[inline(always)]
+    unsafe fn splat(v: f32) -> [__m256; 2] {
+        unsafe { [_mm256_set1_ps(v); 2] }
+    }
+    #[inline(always)]
+    unsafe fn load_x(p: *const f32) -> [__m256; 2] {
+        unsafe { [_mm256_loadu_ps(p), _mm256_loadu_ps(p.add(8))] }
+    }
+    #[inline(always)]
+    unsafe fn load_w<E: Element, const NAN: bool, const INT: bool>(p: *const E) -> [__m256; 2] {
+        unsafe { load16_avx2::<E, NAN, INT>(p) }
+    }
+    #[inline(always)]
+    unsafe fn fma(a: [__m256; 2], b: [__m256; 2], c: [__m256; 2]) -> [__m256; 2] {
+        unsafe { [_mm256_fmadd_ps(a[0], b[0], c[0]), _mm256_fmadd_ps(a[1], b[1], c[1])] }
+    }
+    #[inline(always)]
+    unsafe fn store(a: [__m256; 2], out: &mut [f32; LANES]) {
         unsafe {
-            while c + line <= end {
-                prefetch_rows(rows, k, c);
-                for _ in 0..line / LANES {
-                    let xp = x.as_ptr().add(c);
-                    let xv = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8))];
-                    for r in 0..ROWS {
-                        let wv = load16_avx2::<E, NAN, INT>(rows.w[r].as_ptr().add(c));
-                        part[r] = [
-                            _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
-                            _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
-                        ];
-                    }
-                    c += LANES;
-                }
-            }
-            while c + LANES <= end {
-                // Segments shorter than a line (MX-32 over 1-byte codes) step here alone.
-                if c % line == 0 {
-                    prefetch_rows(rows, k, c);
-                }
-                let xp = x.as_ptr().add(c);
-                let xv = [_mm256_loadu_ps(xp), _mm256_loadu_ps(xp.add(8))];
-                for r in 0..ROWS {
-                    let wv = load16_avx2::<E, NAN, INT>(rows.w[r].as_ptr().add(c));
-                    part[r] = [
-                        _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
-                        _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
-                    ];
-                }
-                c += LANES;
-            }
-            if c < end {
-                let xb = padded_x(&x[c..end]);
-                let xv = [_mm256_loadu_ps(xb.as_ptr()), _mm256_loadu_ps(xb.as_ptr().add(8))];
-                for r in 0..ROWS {
-                    let wb = padded(&rows.w[r][c..end]);
-                    let wv = load16_avx2::<E, NAN, INT>(wb.as_ptr());
-                    part[r] = [
-                        _mm256_fmadd_ps(wv[0], xv[0], part[r][0]),
-                        _mm256_fmadd_ps(wv[1], xv[1], part[r][1]),
-                    ];
-                }
-            }
+            _mm256_storeu_ps(out.as_mut_ptr(), a[0]);
+            _mm256_storeu_ps(out.as_mut_ptr().add(8), a[1]);
         }
-        for r in 0..ROWS {
-            let sf = _mm256_set1_ps(rows.scales[r].get(s) * factor);
-            total[r] =
-                [_mm256_fmadd_ps(part[r][0], sf, total[r][0]), _mm256_fmadd_ps(part[r][1], sf, total[r][1])];
-        }
-        start = end;
-        s += 1;
     }
-    for r in 0..rows.count {
-        let mut t = [0f32; LANES];
-        unsafe {
-            _mm256_storeu_ps(t.as_mut_ptr(), total[r][0]);
-            _mm256_storeu_ps(t.as_mut_ptr().add(8), total[r][1]);
-        }
-        out[r] = reduce16(&t);
+    #[inline(always)]
+    unsafe fn prefetch_rows<E>(rows: &Rows<E>, k: usize, c: usize) {
+        prefetch_rows(rows, k, c)
     }
+    lanes16_rows!("avx2,fma,f16c");
 }
 
 // ---------------------------------------------------------------- GEMM microkernels
