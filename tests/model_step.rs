@@ -74,7 +74,16 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         assert!(s.complete(), "{s:?}");
         assert!(s.seconds() > 0.0 && s.tokens_s().is_finite());
         assert!(s.parts.iter().all(|p| p.seconds > 0.0), "{s:?}");
-        assert!(s.predicted_s(back.calibration.as_ref().unwrap()).unwrap() > 0.0);
+        let planner = s.predicted_s(back.calibration.as_ref().unwrap()).unwrap();
+        assert!(planner > 0.0);
+        // Product by product, each at the longer of its two bounds, can never beat the planner's
+        // one bound for the whole step (Σ max(bᵢ/B, fᵢ/P) ≥ Σ bᵢ/B and ≥ Σ fᵢ/P), nor exceed
+        // both bounds taken in full.
+        let roof = s.roofline_s().unwrap();
+        let cal = back.calibration.as_ref().unwrap();
+        let (bw, peak) = (cal.read_gbs * 1e9, cal.fma_peak_gflops[0].gflops * 1e9);
+        assert!(roof >= planner * (1.0 - 1e-12), "{roof} < {planner}: {s:?}");
+        assert!(roof <= (s.bytes() / bw + s.flops() / peak) * (1.0 + 1e-12), "{roof}: {s:?}");
     }
     // FP8 decode reads about half the BF16 bytes (head and KV stay BF16).
     let bytes = |f: &str| {
@@ -94,6 +103,7 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         "tg1 @ d40",
         "e4m3:deepseek",
         "planner t/s",
+        "measured/roofline",
         "decode t/s e4m3:deepseek / bf16:none",
     ] {
         assert!(table.contains(want), "{want} not in\n{table}");

@@ -18,6 +18,10 @@ pub struct PartSum {
     /// Weight-operand bytes of the real products (weights, scales, KV cache), per step.
     pub bytes: f64,
     pub flops: f64,
+    /// Σ over the part's products of the roofline bound of each, `max(bytes / read bandwidth,
+    /// FLOPs / FMA peak)` at the run's calibration (0 without one): what this machine's roofs
+    /// allow product by product, where the planner's figure puts the whole step under one bound.
+    pub roof_s: f64,
 }
 
 /// One measured step: model × phase × step format × backend.
@@ -62,6 +66,11 @@ impl Step {
     }
     pub fn flops(&self) -> f64 {
         self.parts.iter().map(|p| p.flops).sum()
+    }
+    /// The per-product roofline of the step ([`PartSum::roof_s`]), when the run was calibrated.
+    pub fn roofline_s(&self) -> Option<f64> {
+        let s: f64 = self.parts.iter().map(|p| p.roof_s).sum();
+        (s > 0.0).then_some(s)
     }
     /// Tokens one step produces (decode: one per sequence) or consumes (prefill: the prompt).
     pub fn tokens(&self) -> u64 {
@@ -131,7 +140,17 @@ pub fn steps(run: &Run) -> Vec<Step> {
     out
 }
 
+/// The roofline bound of one product: its bytes at the read ceiling or its FLOPs at the FMA peak
+/// of the record's thread count, whichever takes longer (0 without a calibration).
+fn product_roof_s(cal: Option<&Calibration>, threads: usize, bytes: f64, flops: f64) -> f64 {
+    let Some(cal) = cal else { return 0.0 };
+    let read = if cal.read_gbs > 0.0 { bytes / (cal.read_gbs * 1e9) } else { 0.0 };
+    let compute = calibration_peak(cal, threads).map_or(0.0, |(_, g)| flops / (g * 1e9));
+    read.max(compute)
+}
+
 fn collect(run: &Run) -> Vec<Step> {
+    let cal = run.calibration.as_ref();
     let mut out: Vec<Step> = Vec::new();
     for r in &run.records {
         let Some(s) = &r.model_step else { continue };
@@ -177,6 +196,7 @@ fn collect(run: &Run) -> Vec<Step> {
         p.seconds += s.seconds(r);
         p.bytes += bytes;
         p.flops += flops;
+        p.roof_s += product_roof_s(cal, r.threads, bytes, flops);
     }
     out
 }
@@ -193,6 +213,7 @@ pub fn render(run: &Run) -> String {
         let total = st.seconds();
         let share = |i: usize| format!("{:.0} %", 100.0 * st.parts[i].seconds / total);
         let pred = cal.and_then(|c| st.predicted_s(c));
+        let roof = st.roofline_s();
         let mut row = vec![
             st.model.clone(),
             st.step_format.clone(),
@@ -210,11 +231,13 @@ pub fn render(run: &Run) -> String {
                 share(3),
                 pred.map_or("-".into(), |p| format!("{:.2}", st.tokens() as f64 / p)),
                 pred.map_or("-".into(), |p| format!("{:.2}", total / p)),
+                roof.map_or("-".into(), |p| format!("{:.2}", total / p)),
             ]);
         } else {
             let why = format!("incomplete: {} of {} valid", st.valid, st.expected.max(st.valid + st.invalid));
             row.extend([
                 why,
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -240,6 +263,7 @@ pub fn render(run: &Run) -> String {
         "head",
         "planner t/s",
         "measured/planner",
+        "measured/roofline",
     ];
     let mut s = String::from("## Model steps\n\n");
     s += &table(&header, &rows);
@@ -276,7 +300,11 @@ pub fn render(run: &Run) -> String {
         "\nA step is the sum over its distinct matrix products of median × (real work / measured slice) × \
          count (see docs/model-step.md). planner: decode reads every weight and KV byte once at the \
          calibrated read bandwidth; prefill runs every FLOP at the calibrated FMA peak. measured/planner \
-         above 1 = slower than the planner predicts. Norms, softmax, RoPE, sampling and communication \
+         above 1 = slower than the planner predicts. roofline: each product at its own bound, the \
+         longer of its bytes at the read bandwidth and its FLOPs at the FMA peak, summed (a \
+         compute-bound product in a decode step, such as absorbed MLA attention over a long \
+         cache, counts at the FMA peak); measured/roofline is how far the kernels are from this \
+         machine's roofs. Norms, softmax, RoPE, sampling and communication \
          are not in the step.\n"
     );
     s
