@@ -170,9 +170,18 @@ pub(crate) unsafe trait Lanes16 {
 /// The row kernel on ISA `V`, checked: the CPU has it, the slices have the lengths the
 /// unchecked loads rely on; then the variant for the rows' codes (NaN fix-up or not, integer
 /// FP8 decode where the activations were pre-scaled for it).
-pub(crate) fn rows_on<V: Lanes16, E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, factor: f32, out: &mut [f32]) {
+pub(crate) fn rows_on<V: Lanes16, E: Element>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
     assert!(V::available());
-    assert!(!rows.x_prescaled || V::INT_DECODE, "pre-scaled activations reach a row kernel without the integer decode");
+    assert!(
+        !rows.x_prescaled || V::INT_DECODE,
+        "pre-scaled activations reach a row kernel without the integer decode"
+    );
     rows.check(x, seg, out);
     // SAFETY: the ISA is present; every row and x hold k values and every row a scale per
     // segment (checked); `rows_simd` loads 16 codes only below each segment's end (the tail
