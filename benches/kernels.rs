@@ -17,6 +17,7 @@ use chipbench::kernels::{Backend, Op, Problem};
 use chipbench::measure::calibration::fma_peak_gflops;
 use chipbench::measure::inputs::{random_matrix, Dist, ProblemSpec};
 use chipbench::measure::read_bw;
+use chipbench::project::check::median;
 use criterion::{criterion_group, BenchmarkId, Criterion, Throughput};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -141,20 +142,15 @@ impl Interleaved {
     /// cancels in each ratio, where the ratio of two best-of times would pair the base's fastest
     /// moment with `i`'s fastest, taken in different rounds.
     fn speedup(&self, i: usize, base: usize) -> f64 {
-        let mut r: Vec<f64> = self.rounds.iter().map(|t| t[base] / t[i]).collect();
-        r.sort_by(f64::total_cmp);
-        let h = r.len() / 2;
-        if r.len() % 2 == 1 {
-            r[h]
-        } else {
-            0.5 * (r[h - 1] + r[h])
-        }
+        median(&self.rounds.iter().map(|t| t[base] / t[i]).collect::<Vec<_>>())
     }
 
     /// The lowest and highest per-round speedup of `i` over `base` (the spread behind the median).
     fn speedup_range(&self, i: usize, base: usize) -> (f64, f64) {
-        let r = self.rounds.iter().map(|t| t[base] / t[i]);
-        r.clone().fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
+        self.rounds
+            .iter()
+            .map(|t| t[base] / t[i])
+            .fold((f64::INFINITY, 0f64), |(lo, hi), v| (lo.min(v), hi.max(v)))
     }
 }
 

@@ -80,6 +80,12 @@ pub(crate) struct Rows<'a, E> {
 /// f16 path: `value`).
 pub(crate) const FP8_PRESCALE: i32 = 112;
 
+/// Whether the row kernel of `isa` has the integer FP8 decode that pre-scaled activations are
+/// meant for (AVX2 only: AVX-512 and NEON convert through f16 at the same cost).
+pub(crate) fn int_decode(isa: Isa) -> bool {
+    isa == Isa::Avx2
+}
+
 /// Whether `x · 2^FP8_PRESCALE` is exact for every activation (no finite value overflows;
 /// infinities and NaN stay what they are).
 fn prescale_is_exact(x: &[f32]) -> bool {
@@ -142,8 +148,6 @@ pub(crate) unsafe trait Lanes16 {
     type Acc: Copy;
     /// Whether this CPU has the ISA (checked before every call of [`Lanes16::rows`]).
     fn available() -> bool;
-    /// Whether this ISA has the integer FP8 decode for pre-scaled activations (see the module docs).
-    const INT_DECODE: bool = false;
     unsafe fn zero() -> Self::Acc;
     unsafe fn splat(v: f32) -> Self::Acc;
     unsafe fn load_x(p: *const f32) -> Self::Acc;
@@ -169,7 +173,8 @@ pub(crate) unsafe trait Lanes16 {
 
 /// The row kernel on ISA `V`, checked: the CPU has it, the slices have the lengths the
 /// unchecked loads rely on; then the variant for the rows' codes (NaN fix-up or not, integer
-/// FP8 decode where the activations were pre-scaled for it).
+/// FP8 decode where the activations were pre-scaled for it, which [`rows_kernel`] allows only
+/// where [`int_decode`] says the ISA has that decode).
 pub(crate) fn rows_on<V: Lanes16, E: Element>(
     rows: &Rows<E>,
     x: &[f32],
@@ -178,10 +183,6 @@ pub(crate) fn rows_on<V: Lanes16, E: Element>(
     out: &mut [f32],
 ) {
     assert!(V::available());
-    assert!(
-        !rows.x_prescaled || V::INT_DECODE,
-        "pre-scaled activations reach a row kernel without the integer decode"
-    );
     rows.check(x, seg, out);
     // SAFETY: the ISA is present; every row and x hold k values and every row a scale per
     // segment (checked); `rows_simd` loads 16 codes only below each segment's end (the tail
@@ -308,8 +309,7 @@ pub(crate) fn rows_kernel<E: Element>(
     factor: f32,
     out: &mut [f32],
 ) {
-    // Only the AVX2 kernel has the integer decode that pre-scaled activations are meant for.
-    assert!(!rows.x_prescaled || isa == Isa::Avx2, "pre-scaled activations reach the {isa} row kernel");
+    assert!(!rows.x_prescaled || int_decode(isa), "pre-scaled activations reach the {isa} row kernel");
     match isa {
         #[cfg(target_arch = "x86_64")]
         Isa::Avx512 => rows_on::<super::x86::Avx512, E>(rows, x, seg, factor, out),
@@ -371,7 +371,7 @@ pub(crate) fn run(
         with_codes!(&a.codes, |codes| decode_row_scaled(codes, a, i, 0, x));
     }
     let finite = *finite;
-    let x_prescaled = isa == Isa::Avx2 && w.format().is_fp8() && finite && prescale_is_exact(x_buf);
+    let x_prescaled = int_decode(isa) && w.format().is_fp8() && finite && prescale_is_exact(x_buf);
     if x_prescaled {
         let f = 2f32.powi(FP8_PRESCALE);
         x_buf.iter_mut().for_each(|v| *v *= f);

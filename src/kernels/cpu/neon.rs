@@ -100,11 +100,7 @@ pub(crate) fn decode16_raw<E: Element>(codes: &[E; 16]) -> [f32; 16] {
     assert!(has_neon());
     let mut out = [0f32; 16];
     // SAFETY: NEON checked; 16 codes readable, 16 floats writable.
-    unsafe {
-        for (q, v) in load16::<E, true>(codes.as_ptr()).into_iter().enumerate() {
-            vst1q_f32(out.as_mut_ptr().add(4 * q), v);
-        }
-    }
+    unsafe { Neon::store(load16::<E, true>(codes.as_ptr()), &mut out) };
     out
 }
 

@@ -229,7 +229,7 @@ pub(crate) fn decode16_raw<E: Element>(avx512: bool, finite: bool, codes: &[E; 1
             } else {
                 load16_avx512::<E, true>(codes.as_ptr())
             };
-            store512(&mut out, v)
+            Avx512::store(v, &mut out)
         };
     } else {
         assert!(has_avx2());
@@ -239,7 +239,7 @@ pub(crate) fn decode16_raw<E: Element>(avx512: bool, finite: bool, codes: &[E; 1
             } else {
                 load16_avx2::<E, true, false>(codes.as_ptr())
             };
-            store256x2(&mut out, v)
+            Avx2::store(v, &mut out)
         };
     }
     out
@@ -252,23 +252,8 @@ pub(crate) fn decode16_fp8_int<E: Element>(codes: &[E; 16]) -> [f32; 16] {
     assert!(has_avx2() && E::FORMAT.is_fp8());
     let mut out = [0f32; 16];
     // SAFETY: AVX2 checked; 16 codes readable, 16 floats writable.
-    unsafe { store256x2(&mut out, load16_avx2::<E, false, true>(codes.as_ptr())) };
+    unsafe { Avx2::store(load16_avx2::<E, false, true>(codes.as_ptr()), &mut out) };
     out
-}
-
-#[cfg(test)]
-#[target_feature(enable = "avx512f")]
-fn store512(out: &mut [f32; 16], v: __m512) {
-    unsafe { _mm512_storeu_ps(out.as_mut_ptr(), v) }
-}
-
-#[cfg(test)]
-#[target_feature(enable = "avx")]
-fn store256x2(out: &mut [f32; 16], v: [__m256; 2]) {
-    unsafe {
-        _mm256_storeu_ps(out.as_mut_ptr(), v[0]);
-        _mm256_storeu_ps(out.as_mut_ptr().add(8), v[1]);
-    }
 }
 
 // ---------------------------------------------------------------- GEMV rows
@@ -344,7 +329,6 @@ pub(crate) struct Avx2;
 // SAFETY: as for `Avx512`.
 unsafe impl Lanes16 for Avx2 {
     type Acc = [__m256; 2];
-    const INT_DECODE: bool = true;
     fn available() -> bool {
         has_avx2()
     }
