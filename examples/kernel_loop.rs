@@ -1,7 +1,8 @@
 //! Run one CPU kernel in a loop, nothing else: a target for `perf record` / `perf stat`.
 //!
 //! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies]`
-//! (`gemv` takes n = k = the size). Prints the rate once at the end: the mean over the loop and
+//! (`gemv` takes n = k = the size; SIZE may also be `MxNxK`, e.g. `128x768x4096`, the shape of a
+//! model-step slice). Prints the rate once at the end: the mean over the loop and
 //! the median call.
 //!
 //! `copies` > 1 rotates the calls through that many copies of the problem: an independent probe
@@ -33,16 +34,24 @@ fn main() {
         other => fail(&format!("op {other:?}: allowed gemm, gemv")),
     };
     let format: Format = arg(1, "f32").parse().unwrap_or_else(|e| fail(&format!("format: {e}")));
-    let size: usize = arg(2, "2048").parse().unwrap_or_else(|_| fail("SIZE: a positive integer"));
+    let dims: Vec<usize> = arg(2, "2048")
+        .split('x')
+        .map(|d| d.parse().unwrap_or_else(|_| fail("SIZE: a positive integer or MxNxK")))
+        .collect();
     let seconds: f64 = arg(3, "5").parse().unwrap_or_else(|_| fail("SECONDS: a number"));
     let threads: usize = arg(4, "0").parse().unwrap_or_else(|_| fail("THREADS: an integer (0 = all cores)"));
     let copies: usize = match arg(5, "1").parse() {
         Ok(c) if (1..=256).contains(&c) => c,
         _ => fail("COPIES: an integer in 1..=256"),
     };
-    let m = if op == Op::Gemv { 1 } else { size };
+    let (m, n, k) = match (op, &dims[..]) {
+        (Op::Gemv, &[s]) => (1, s, s),
+        (_, &[s]) => (s, s, s),
+        (_, &[m, n, k]) => (m, n, k),
+        _ => fail("SIZE: one integer or MxNxK"),
+    };
     let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
-    let spec = ProblemSpec::new(op, m, size, size, format, scaling);
+    let spec = ProblemSpec::new(op, m, n, k, format, scaling);
     // The same refusal `chipbench run` makes: zero, absurd or too large for memory, before allocating.
     check_fits("kernel_loop", &spec, copies, mem_available_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
     let p = spec.build().unwrap_or_else(|e| fail(&e.to_string()));
@@ -67,12 +76,12 @@ fn main() {
     calls.sort_by(f64::total_cmp);
     let median = if runs % 2 == 1 { calls[runs / 2] } else { (calls[runs / 2 - 1] + calls[runs / 2]) / 2.0 };
     println!(
-        "{op} {format} {m}×{size}×{size} ({copies} cop{}): {runs} runs, mean {:.3} ms, {:.1} GFLOP/s, {:.2} Gweights/s; median {:.3} ms, {:.2} Gweights/s",
+        "{op} {format} {m}×{n}×{k} ({copies} cop{}): {runs} runs, mean {:.3} ms, {:.1} GFLOP/s, {:.2} Gweights/s; median {:.3} ms, {:.2} Gweights/s",
         if copies == 1 { "y" } else { "ies" },
         s * 1e3,
         p.flops() / s / 1e9,
-        (size * size) as f64 / s / 1e9,
+        (n * k) as f64 / s / 1e9,
         median * 1e3,
-        (size * size) as f64 / median / 1e9
+        (n * k) as f64 / median / 1e9
     );
 }

@@ -7,8 +7,12 @@
 //!   last-level cache, as the weights of consecutive layers are): a big matrix is cut, a small one
 //!   (kv_a, the router, one layer's KV cache) is stacked — consecutive layers read one after
 //!   another, which is what a step does;
-//! - prefill (compute-bound): at most `max_m` of the prompt's rows and `n ≤` the real `n`, so the
-//!   f64 reference stays affordable; the time scales with `m·n`.
+//! - prefill (compute-bound): at most `max_m` of the prompt's rows (512: the whole default
+//!   prompt), the real `n` up to [`PREFILL_N`], and K cut in whole blocks of [`K_STEP`] to fit
+//!   `max_macs`: a GEMM's K loop runs the same blocks whatever its length, so a shorter K keeps
+//!   the real product's efficiency, where fewer rows or columns would not (128 × 192 × 16384 ran
+//!   at 91 GFLOP/s where the real 512 × 7168 × 16384 runs at 157 and 512 × 2048 × 1024 at 160).
+//!   The time scales with `m·n·k`.
 //!
 //! Every slice is bounded by `max_macs` so validation never dominates the run.
 
@@ -24,6 +28,12 @@ use crate::profiles::{Model, TensorKind};
 use crate::results::ModelStep;
 use crate::{Error, Result};
 use std::time::Duration;
+
+/// Most columns of a prefill slice: enough work items for every thread, as in the real product.
+pub const PREFILL_N: u64 = 2048;
+/// A prefill slice's K is a multiple of this (two of DeepSeek-V3's 128-wide scale blocks, eight
+/// MX-32 blocks, one CPU GEMM K block), or the whole of K.
+pub const K_STEP: u64 = 256;
 
 /// A step's weight format: the format and scaling of its Linear matrices.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -114,12 +124,12 @@ pub struct Sampling {
 
 impl Sampling {
     /// What `run --model` uses: 64 MiB decode slices (twice a 32 MiB L3), prefill slices of up to
-    /// 128 tokens, a short time budget per product.
+    /// 512 tokens and 2³⁰ multiply-adds, a short time budget per product.
     pub fn standard() -> Sampling {
         Sampling {
             slice_bytes: 64 << 20,
-            max_macs: 384 << 20,
-            max_m: 128,
+            max_macs: 1 << 30,
+            max_m: 512,
             timing: TimerConfig {
                 warmup_runs: 1,
                 warmup: Duration::from_millis(20),
@@ -149,16 +159,23 @@ impl Sampling {
         }
     }
 
-    /// The measured `(m, n)` of a product whose weight operand is stored in `format`.
-    pub fn slice(&self, p: &Product, format: Format, phase: Phase) -> (u64, u64) {
+    /// The measured `(m, n, k)` of a product whose weight operand is stored in `format`.
+    pub fn slice(&self, p: &Product, format: Format, phase: Phase) -> (u64, u64, u64) {
         let m = p.m.min(self.max_m).max(1);
+        if phase == Phase::Prefill {
+            let n = p.n.min(PREFILL_N).max(1);
+            let k = if m * n * p.k <= self.max_macs {
+                p.k
+            } else {
+                (self.max_macs / (m * n) / K_STEP * K_STEP).max(K_STEP).min(p.k)
+            };
+            let n = n.min((self.max_macs / (m * k)).max(1));
+            return (m, n.min(MAX_DIM as u64), k);
+        }
         let by_bytes = self.slice_bytes.div_ceil(p.k * format.bytes() as u64);
         let by_macs = self.max_macs / (m * p.k);
-        let mut n = by_bytes.min(by_macs).max(1);
-        if phase == Phase::Prefill {
-            n = n.min(p.n);
-        }
-        (m, n.min(MAX_DIM as u64))
+        let n = by_bytes.min(by_macs).max(1);
+        (m, n.min(MAX_DIM as u64), p.k)
     }
 }
 
@@ -185,9 +202,9 @@ pub fn plan(
             for sf in formats {
                 for p in shapes::products(model, s) {
                     let (format, scaling) = sf.operand(p.operand);
-                    let (m, n) = sampling.slice(&p, format, s.phase);
+                    let (m, n, k) = sampling.slice(&p, format, s.phase);
                     let op = if m == 1 { Op::Gemv } else { Op::Gemm };
-                    let spec = ProblemSpec::new(op, m as usize, n as usize, p.k as usize, format, scaling)
+                    let spec = ProblemSpec::new(op, m as usize, n as usize, k as usize, format, scaling)
                         .with_seed(seed);
                     let step = ModelStep {
                         model: model.id.clone(),
@@ -200,7 +217,7 @@ pub fn plan(
                         m: p.m as usize,
                         n: p.n as usize,
                         k: p.k as usize,
-                        scale: p.m as f64 * p.n as f64 / (m * n) as f64,
+                        scale: p.m as f64 * p.n as f64 * p.k as f64 / (m * n * k) as f64,
                         batch: s.batch,
                         prompt: s.prompt,
                         context: s.context,
@@ -268,14 +285,19 @@ mod tests {
         for p in &planned {
             let sp = &p.spec;
             assert!((sp.m * sp.n * sp.k) as u64 <= s.max_macs, "{}: {sp:?}", p.label);
-            let back = p.step.scale * (sp.m * sp.n) as f64;
-            assert!((back / (p.step.m * p.step.n) as f64 - 1.0).abs() < 1e-12);
+            let back = p.step.scale * (sp.m * sp.n * sp.k) as f64;
+            assert!((back / (p.step.m * p.step.n * p.step.k) as f64 - 1.0).abs() < 1e-12);
             if p.step.phase == "decode" && sp.m == 1 {
                 // Weights of a decode GEMV slice are past a 32 MiB cache.
                 assert!(sp.n * sp.k * sp.format.bytes() >= 64 << 20, "{}: {sp:?}", p.label);
             }
             if p.step.phase == "prefill" {
-                assert!(sp.n <= p.step.n && sp.m <= 128);
+                // All 512 prompt rows, the real n up to PREFILL_N, K in whole 256-blocks (or all).
+                assert!(sp.m == p.step.m.min(512) && sp.n <= p.step.n && sp.k <= p.step.k, "{sp:?}");
+                assert!(sp.n == p.step.n.min(PREFILL_N as usize), "{}: {sp:?}", p.label);
+                assert!(sp.k == p.step.k || sp.k % K_STEP as usize == 0, "{}: {sp:?}", p.label);
+            } else {
+                assert_eq!(sp.k, p.step.k);
             }
         }
         // FP8 head and router stay BF16 and are measured once for both the FP8 and BF16 steps.
