@@ -69,19 +69,25 @@ pub(crate) fn pack_panel<E: Element>(
     transpose(scratch, kc, rows, kc, width, out);
 }
 
-/// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p < kc`: AVX-512 register blocks
-/// where the CPU has them, else the portable loop.
+/// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p < kc`: AVX-512 or AVX2 register
+/// blocks where the CPU has them, else the portable loop.
 fn transpose(src: &[f32], ld: usize, rows: usize, kc: usize, width: usize, out: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if super::x86::has_avx512() {
-        return super::x86::transpose_avx512(src, ld, rows, kc, width, out);
+    {
+        if super::x86::has_avx512() {
+            return super::x86::transpose_avx512(src, ld, rows, kc, width, out);
+        }
+        if super::x86::has_avx2() {
+            return super::x86::transpose_avx2(src, ld, rows, kc, width, out);
+        }
     }
     transpose_portable(src, ld, rows, kc, width, out, 0);
 }
 
 /// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p0 ≤ p < kc`: row by row, contiguous
 /// reads, stores `width` apart into the L1-resident panel (no per-element branch or bounds
-/// check). The portable twin of [`super::x86::transpose_avx512`], which finishes with it.
+/// check). The portable twin of [`super::x86::transpose_avx512`] and
+/// [`super::x86::transpose_avx2`], which finish with it.
 pub(crate) fn transpose_portable(
     src: &[f32],
     ld: usize,
@@ -125,26 +131,40 @@ mod tests {
     use crate::formats::scaling::Role;
     use crate::formats::{Format, Scaling};
 
-    /// The AVX-512 transpose (16 × 16 register blocks, masked partial blocks, portable tail)
-    /// writes exactly what the portable twin writes, for every height and odd depths.
+    /// The AVX-512 and AVX2 transposes (16 × 16 or 8 × 8 register blocks, masked partial
+    /// blocks, portable tail) write exactly what the portable twin writes, for every height and
+    /// odd depths.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn simd_transpose_equals_the_portable_twin() {
-        if !super::super::x86::has_avx512() {
-            eprintln!("SKIPPED: no AVX-512F on this CPU");
-            return;
+        use super::super::isa::Isa;
+        let isa = Isa::detect();
+        let simd_transpose = match isa {
+            Isa::Avx512 => super::super::x86::transpose_avx512,
+            Isa::Avx2 => super::super::x86::transpose_avx2,
+            _ => {
+                eprintln!("SKIPPED: no AVX2 on this CPU");
+                return;
+            }
+        };
+        // Both when the CPU has AVX-512 (AVX2 then too).
+        let mut kernels = vec![simd_transpose as fn(&[f32], usize, usize, usize, usize, &mut [f32])];
+        if isa == Isa::Avx512 {
+            kernels.push(super::super::x86::transpose_avx2);
         }
-        for width in [12, 32, 37] {
-            for rows in 1..=width {
-                for (kc, ld) in [(1, 1), (15, 15), (16, 20), (17, 17), (48, 64), (71, 75)] {
-                    let src: Vec<f32> = (0..(rows - 1) * ld + kc).map(|i| i as f32 + 0.5).collect();
-                    let mut simd = vec![-1.0; kc * width];
-                    let mut portable = simd.clone();
-                    super::super::x86::transpose_avx512(&src, ld, rows, kc, width, &mut simd);
-                    transpose_portable(&src, ld, rows, kc, width, &mut portable, 0);
-                    assert_eq!(simd, portable, "width {width} rows {rows} kc {kc} ld {ld}");
-                    for (p, r) in [(0, 0), (kc - 1, rows - 1)] {
-                        assert_eq!(portable[p * width + r], src[r * ld + p]);
+        for transpose in kernels {
+            for width in [6, 12, 16, 32, 37] {
+                for rows in 1..=width {
+                    for (kc, ld) in [(1, 1), (15, 15), (16, 20), (17, 17), (48, 64), (71, 75)] {
+                        let src: Vec<f32> = (0..(rows - 1) * ld + kc).map(|i| i as f32 + 0.5).collect();
+                        let mut simd = vec![-1.0; kc * width];
+                        let mut portable = simd.clone();
+                        transpose(&src, ld, rows, kc, width, &mut simd);
+                        transpose_portable(&src, ld, rows, kc, width, &mut portable, 0);
+                        assert_eq!(simd, portable, "width {width} rows {rows} kc {kc} ld {ld}");
+                        for (p, r) in [(0, 0), (kc - 1, rows - 1)] {
+                            assert_eq!(portable[p * width + r], src[r * ld + p]);
+                        }
                     }
                 }
             }

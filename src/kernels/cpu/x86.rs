@@ -21,7 +21,7 @@ use super::gemv::{lanes16_rows, rows_simd, Lanes16, Rows, LANES, ROWS};
 use crate::formats::{Element, Format};
 use std::arch::x86_64::*;
 
-fn has_avx2() -> bool {
+pub(crate) fn has_avx2() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") && is_x86_feature_detected!("f16c")
 }
 
@@ -114,6 +114,79 @@ unsafe fn transpose16_avx512(src: *const f32, kc: usize, h: usize, dst: *mut f32
                     mask,
                     _mm512_shuffle_f32x4::<0xDD>(a, b),
                 );
+            }
+        }
+    }
+}
+
+/// `out[p * width + r] = src[r * ld + p]` as [`transpose_avx512`] does, on AVX2: 8 × 8 blocks
+/// transposed in registers (masked stores for a block of fewer than 8 rows), the last `kc % 8`
+/// columns by the portable twin. On a CPU without AVX-512 this is most of what packing W costs
+/// when the GEMM has few rows (a scalar transpose took two thirds of an 18 × 2048 × 7168 GEMM).
+pub(crate) fn transpose_avx2(src: &[f32], ld: usize, rows: usize, kc: usize, width: usize, out: &mut [f32]) {
+    assert!(has_avx2());
+    assert!(rows <= width && kc <= ld && out.len() >= kc * width);
+    assert!(rows == 0 || src.len() >= (rows - 1) * ld + kc);
+    let kc8 = kc - kc % 8;
+    for r0 in (0..rows).step_by(8) {
+        let h = (rows - r0).min(8);
+        for p0 in (0..kc8).step_by(8) {
+            // SAFETY: features checked; rows r0..r0+h of src hold columns p0..p0+8 (p0 + 8 ≤
+            // kc ≤ ld, r0 + h ≤ rows), and out rows p0..p0+8 hold columns r0..r0+h (r0 + h ≤ width).
+            unsafe {
+                transpose8_avx2(
+                    src.as_ptr().add(r0 * ld + p0),
+                    ld,
+                    h,
+                    out.as_mut_ptr().add(p0 * width + r0),
+                    width,
+                )
+            };
+        }
+    }
+    super::pack::transpose_portable(src, ld, rows, kc, width, out, kc8);
+}
+
+/// Transpose the `h × 8` block at `src` (row stride `ld`) into the `8 × h` block at `dst` (row
+/// stride `width`): unpack, shuffle, then swap 128-bit halves.
+#[target_feature(enable = "avx2")]
+unsafe fn transpose8_avx2(src: *const f32, ld: usize, h: usize, dst: *mut f32, width: usize) {
+    unsafe {
+        let r: [__m256; 8] =
+            std::array::from_fn(
+                |j| if j < h { _mm256_loadu_ps(src.add(j * ld)) } else { _mm256_setzero_ps() },
+            );
+        // t[2q], t[2q + 1]: rows 2q and 2q + 1 interleaved (low / high pairs of each 128-bit lane).
+        let t: [__m256; 8] = std::array::from_fn(|i| {
+            let (a, b) = (r[2 * (i / 2)], r[2 * (i / 2) + 1]);
+            if i % 2 == 0 {
+                _mm256_unpacklo_ps(a, b)
+            } else {
+                _mm256_unpackhi_ps(a, b)
+            }
+        });
+        // u[4q + j], 128-bit lane l: column 4l + j of rows 4q..4q+4.
+        let u: [__m256; 8] = std::array::from_fn(|i| {
+            let (q, j) = (i / 4, i % 4);
+            let (a, b) = (t[4 * q + j / 2], t[4 * q + 2 + j / 2]);
+            if j % 2 == 0 {
+                _mm256_shuffle_ps::<0x44>(a, b)
+            } else {
+                _mm256_shuffle_ps::<0xEE>(a, b)
+            }
+        });
+        let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+        let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(h as i32), lanes);
+        for j in 0..4 {
+            // Column j from the low halves, column 4 + j from the high halves.
+            let lo = _mm256_permute2f128_ps::<0x20>(u[j], u[4 + j]);
+            let hi = _mm256_permute2f128_ps::<0x31>(u[j], u[4 + j]);
+            if h == 8 {
+                _mm256_storeu_ps(dst.add(j * width), lo);
+                _mm256_storeu_ps(dst.add((4 + j) * width), hi);
+            } else {
+                _mm256_maskstore_ps(dst.add(j * width), mask, lo);
+                _mm256_maskstore_ps(dst.add((4 + j) * width), mask, hi);
             }
         }
     }
