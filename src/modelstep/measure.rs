@@ -163,7 +163,7 @@ impl Sampling {
     pub fn slice(&self, p: &Product, format: Format, phase: Phase) -> (u64, u64, u64) {
         let m = p.m.min(self.max_m).max(1);
         if phase == Phase::Prefill {
-            let n = p.n.min(PREFILL_N).max(1);
+            let n = p.n.clamp(1, PREFILL_N);
             let k = if m * n * p.k <= self.max_macs {
                 p.k
             } else {
