@@ -160,7 +160,7 @@ fn pack_pairs<E: Element>(
             continue;
         }
         let start = (r0 + r) * q.cols + p0;
-        E::decode_slice(&codes[start..start + kc], &mut scratch[..kc]);
+        super::gemv::decode_codes(&codes[start..start + kc], &mut scratch[..kc]);
         scratch[kc] = 0.0; // the partner of an odd last element
         for (p, pair) in scratch[..2 * kcp].chunks_exact(2).enumerate() {
             out[p * width + r] = bf16_bits(pair[0]) | bf16_bits(pair[1]) << 16;
@@ -339,7 +339,7 @@ impl DotGemv {
         scales: &mut [f32],
     ) {
         let k = q.cols;
-        E::decode_slice(&codes[row * k..(row + 1) * k], &mut f[..k]);
+        super::gemv::decode_codes(&codes[row * k..(row + 1) * k], &mut f[..k]);
         f[k..].fill(0.0);
         for (p, v) in pairs.iter_mut().zip(f.chunks_exact(2)) {
             *p = bf16_bits(v[0]) | bf16_bits(v[1]) << 16;

@@ -169,6 +169,8 @@ pub(crate) unsafe trait Lanes16 {
         factor: f32,
         out: &mut [f32],
     );
+    /// [`decode_simd`] compiled for this ISA.
+    unsafe fn decode<E: Element>(codes: &[E], out: &mut [f32]);
 }
 
 /// The row kernel on ISA `V`, checked: the CPU has it, the slices have the lengths the
@@ -209,6 +211,10 @@ macro_rules! lanes16_rows {
             out: &mut [f32],
         ) {
             unsafe { rows_simd::<Self, E, NAN, INT>(rows, x, seg, factor, out) }
+        }
+        $(#[target_feature(enable = $features)])?
+        unsafe fn decode<E: Element>(codes: &[E], out: &mut [f32]) {
+            unsafe { super::gemv::decode_simd::<Self, E>(codes, out) }
         }
     };
 }
@@ -298,6 +304,52 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
             V::store(total, &mut t);
             *y = reduce16(&t);
         }
+    }
+}
+
+/// `out[i] = codes[i].decode()`, exactly, 16 codes at a time through the row kernel's decode
+/// ([`Lanes16::load_w`], NaN codes included) times its raw factor (a power of two; the `-0`
+/// addend keeps the sign of zero), the tail by [`Element::decode_slice`].
+///
+/// # Safety
+/// The CPU has `V`'s ISA; `out` holds `codes.len()` values.
+#[inline(always)]
+pub(crate) unsafe fn decode_simd<V: Lanes16, E: Element>(codes: &[E], out: &mut [f32]) {
+    let n16 = codes.len() / LANES * LANES;
+    let factor = raw_factor(E::FORMAT);
+    unsafe {
+        let (f, neg_zero) = (V::splat(factor), V::splat(-0.0));
+        for c in (0..n16).step_by(LANES) {
+            let raw = V::load_w::<E, true, false>(codes.as_ptr().add(c));
+            let v = if factor == 1.0 { raw } else { V::fma(raw, f, neg_zero) };
+            V::store(v, &mut *(out.as_mut_ptr().add(c) as *mut [f32; LANES]));
+        }
+    }
+    E::decode_slice(&codes[n16..], &mut out[n16..]);
+}
+
+/// `out[i] = codes[i].decode()` (exactly [`Element::decode_slice`]'s values) with the best SIMD
+/// decode this CPU has: the decode of GEMM packing and of activations.
+pub(crate) fn decode_codes<E: Element>(codes: &[E], out: &mut [f32]) {
+    decode_codes_on(Isa::detect(), codes, out)
+}
+
+/// [`decode_codes`] with the decode of `isa` (which the CPU must have).
+pub(crate) fn decode_codes_on<E: Element>(isa: Isa, codes: &[E], out: &mut [f32]) {
+    assert_eq!(codes.len(), out.len(), "decode_codes: length mismatch");
+    fn on<V: Lanes16, E: Element>(codes: &[E], out: &mut [f32]) {
+        assert!(V::available());
+        // SAFETY: the ISA is present; out holds codes.len() values (checked above).
+        unsafe { V::decode(codes, out) }
+    }
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx512 => on::<super::x86::Avx512, E>(codes, out),
+        #[cfg(target_arch = "x86_64")]
+        Isa::Avx2 => on::<super::x86::Avx2, E>(codes, out),
+        #[cfg(target_arch = "aarch64")]
+        Isa::Neon => on::<super::neon::Neon, E>(codes, out),
+        _ => E::decode_slice(codes, out),
     }
 }
 

@@ -23,9 +23,22 @@ pub enum Isa {
 }
 
 impl Isa {
-    /// The best level this CPU supports.
+    /// The best level this CPU supports (feature checks only: cheap enough for every call).
     pub fn detect() -> Isa {
-        Self::available()[0]
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::x86::has_avx512() {
+                return Isa::Avx512;
+            }
+            if super::x86::has_avx2() {
+                return Isa::Avx2;
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        if std::arch::is_aarch64_feature_detected!("neon") {
+            return Isa::Neon;
+        }
+        Isa::Portable
     }
 
     /// Every level this CPU can run, best first (`Portable` is always last).
