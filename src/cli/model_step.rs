@@ -79,7 +79,11 @@ pub fn exec(args: &Args) -> Result<()> {
     install_sigint(stop.clone());
     let opened = registry::open_all(&backends, &threads);
     let mut notes: Vec<String> = Vec::new();
-    let (max_threads, calibration, devices) = calibrate_opened(&opened, args, &mut notes)?;
+    let (max_threads, mut calibration, devices) = calibrate_opened(&opened, args, &mut notes)?;
+    // The planner's "local" bounds are the best FMA peak and read ceiling seen over the run, as
+    // in `run`: a VM short of a vCPU while calibrating once gave half the FMA peak, and the
+    // prefill slices then ran 1.5x "faster than the planner".
+    let probe = super::run::ceiling_probe(calibration.as_ref(), args, max_threads);
     let mut opts = RunOptions::new(sampling.timing, None, stop.clone());
     opts.repeat = args.repeat as usize;
     opts.cold = !(args.warm || args.quick);
@@ -99,8 +103,9 @@ pub fn exec(args: &Args) -> Result<()> {
             }
         }
         Event::Skipped(_) => bar.inc(1),
-        Event::BlockDone { .. } => {}
+        Event::BlockDone { .. } => super::run::remeasure(calibration.as_mut(), probe.as_ref()),
     });
+    drop(probe);
     bar.finish_and_clear();
     for s in &outcome.skipped {
         notes.push(s.clone());

@@ -188,12 +188,7 @@ pub fn exec(args: Args) -> Result<()> {
     // How busy the host is before the first measurement (the env records it again at the end).
     let load_before = crate::results::HostLoad::read();
     let (max_threads, mut calibration, mut devices) = calibrate_opened(&opened, &args, &mut notes)?;
-    // The read ceiling is re-measured between the blocks of records (one shape each), with one
-    // buffer allocated here for the whole run, so the ceiling is a range over the run's minutes.
-    let probe = calibration
-        .as_ref()
-        .filter(|_| !args.quick)
-        .map(|_| calibration::read_probe(&CalibrationConfig::full(max_threads)));
+    let probe = ceiling_probe(calibration.as_ref(), &args, max_threads);
     if suite.backends.contains(&BackendKind::Wgpu) {
         for d in crate::kernels::wgpu::list_adapters() {
             if !devices.contains(&d) {
@@ -267,9 +262,7 @@ pub fn exec(args: Args) -> Result<()> {
                     total
                 );
             }
-            if let (Some(cal), Some(probe)) = (calibration.as_mut(), probe.as_ref()) {
-                calibration::remeasure(cal, probe);
-            }
+            remeasure(calibration.as_mut(), probe.as_ref());
         }
     });
     drop(probe);
@@ -442,4 +435,26 @@ fn group_skipped(lines: &[String]) -> Vec<(String, usize)> {
         *groups.entry(format!("{backend}: skipped: {reason}")).or_default() += 1;
     }
     groups.into_iter().collect()
+}
+
+/// The read-ceiling probe of a calibrated, non-`--quick` run: the ceilings are re-measured
+/// between the blocks of records (one shape, or one model-step product, each) with one buffer
+/// allocated for the whole run, so each is a range over the run's minutes and a dip while
+/// calibrating does not leave a "peak" that the records beat.
+pub(super) fn ceiling_probe(
+    cal: Option<&crate::results::Calibration>,
+    args: &Args,
+    max_threads: usize,
+) -> Option<crate::measure::read_bw::ReadProbe> {
+    cal.filter(|_| !args.quick).map(|_| calibration::read_probe(&CalibrationConfig::full(max_threads)))
+}
+
+/// After a block: re-measure the FMA peak and the read ceiling, keeping the best seen.
+pub(super) fn remeasure(
+    cal: Option<&mut crate::results::Calibration>,
+    probe: Option<&crate::measure::read_bw::ReadProbe>,
+) {
+    if let (Some(cal), Some(probe)) = (cal, probe) {
+        calibration::remeasure(cal, probe);
+    }
 }
