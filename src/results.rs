@@ -375,12 +375,27 @@ pub struct ModelStep {
     pub m: usize,
     pub n: usize,
     pub k: usize,
-    /// Real work over measured work, `(m·n) / (m_measured·n_measured)`.
+    /// Real work over measured work, `(m·n·k) / (m_measured·n_measured·k_measured)`.
     pub scale: f64,
     /// Sequences per decode step, prompt tokens, context tokens of the step.
     pub batch: u64,
     pub prompt: u64,
     pub context: u64,
+    /// The read ceiling and FMA peak measured right after this product was timed: the roofs of
+    /// the paired planner, which puts each product at the bandwidth or peak of its own moment
+    /// (this VM's read bandwidth moves 2× within a minute). Absent without a calibration, with
+    /// `--quick`, and in files written before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roofs_after: Option<RoofsNow>,
+}
+
+/// Roofs measured at one moment of a run ([`ModelStep::roofs_after`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoofsNow {
+    /// Read ceiling, GB/s (the calibration's winning read variant).
+    pub read_gbs: f64,
+    /// FMA peak at the record's thread count, GFLOP/s.
+    pub fma_gflops: f64,
 }
 
 impl ModelStep {

@@ -7,7 +7,7 @@ use chipbench::kernels::registry::BackendKind;
 use chipbench::measure::runner::RunOptions;
 use chipbench::modelstep::{self, steps, Phase, Sampling, StepFormat, StepShape};
 use chipbench::profiles;
-use chipbench::results::{Calibration, Run, Stream, ThreadPeak};
+use chipbench::results::{Calibration, RoofsNow, Run, Stream, ThreadPeak};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -46,18 +46,28 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     let backends = vec![BackendKind::Cpu.open(1).unwrap()];
     let opts = RunOptions::new(sampling.timing, None, Arc::new(AtomicBool::new(false)));
     let mut layers = Vec::new();
-    let out = modelstep::measure(&planned, &backends, &opts, &mut |ev| {
+    // Roofs "re-measured" after each product: a fixed read ceiling and FMA peak, so the paired
+    // planner below can be checked by hand.
+    let (read_gbs, fma_gflops) = (10.0, 50.0);
+    let mut roofs_now = || -> Option<Box<dyn Fn(usize) -> RoofsNow>> {
+        Some(Box::new(move |_threads| RoofsNow { read_gbs, fma_gflops }))
+    };
+    let mut on_event = |ev: chipbench::measure::runner::Event<'_>| {
         if let chipbench::measure::runner::Event::Measuring { label } = ev {
             if let Some(l) = label.strip_prefix(modelstep::STEP_LABEL) {
                 layers.push(l.to_string());
             }
         }
-    });
+    };
+    let out = modelstep::measure(&planned, &backends, &opts, &mut on_event, &mut roofs_now);
     assert!(!out.interrupted && out.skipped.is_empty(), "{:?}", out.skipped);
     assert_eq!(out.records.len(), planned.len());
     for r in &out.records {
         assert!(r.valid, "{} {} {}×{}×{}: {}", r.format, r.scaling, r.m, r.n, r.k, r.note);
-        assert!(r.model_step.is_some());
+        assert!(r
+            .model_step
+            .as_ref()
+            .is_some_and(|s| s.roofs_after == Some(RoofsNow { read_gbs, fma_gflops })));
     }
     // Progress named every distinct product once, with its model, phase and layer kind.
     assert_eq!(layers.len(), modelstep::measure::cases(&planned).len());
@@ -84,6 +94,13 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         let (bw, peak) = (cal.read_gbs * 1e9, cal.fma_peak_gflops[0].gflops * 1e9);
         assert!(roof >= planner * (1.0 - 1e-12), "{roof} < {planner}: {s:?}");
         assert!(roof <= (s.bytes() / bw + s.flops() / peak) * (1.0 + 1e-12), "{roof}: {s:?}");
+        // The paired planner: the planner's rule at the roofs each product carries (fixed here).
+        let paired = s.paired_planner_s().unwrap();
+        let want = match s.phase {
+            Phase::Decode => s.bytes() / (read_gbs * 1e9),
+            Phase::Prefill => s.flops() / (fma_gflops * 1e9),
+        };
+        assert!((paired / want - 1.0).abs() < 1e-9, "{paired} vs {want}: {s:?}");
     }
     // FP8 decode reads about half the BF16 bytes (head and KV stay BF16).
     let bytes = |f: &str| {
@@ -104,6 +121,7 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         "e4m3:deepseek",
         "planner t/s",
         "measured/roofline",
+        "paired",
         "decode t/s e4m3:deepseek / bf16:none",
     ] {
         assert!(table.contains(want), "{want} not in\n{table}");

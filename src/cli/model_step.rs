@@ -5,11 +5,12 @@
 
 use super::run::{calibrate_opened, install_sigint, progress_bar, write_and_finish, Args};
 use crate::kernels::registry::{self, BackendKind};
+use crate::measure::calibration;
 use crate::measure::runner::{Event, RunOptions};
 use crate::measure::{env, memory};
 use crate::modelstep::{self, Phase, Sampling, StepFormat, StepShape};
 use crate::profiles;
-use crate::results::{Run, SCHEMA_VERSION};
+use crate::results::{RoofsNow, Run, SCHEMA_VERSION};
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -91,7 +92,7 @@ pub fn exec(args: &Args) -> Result<()> {
     opts.rounds = 1;
     let bar = progress_bar((modelstep::measure::cases(&planned).len() * opened.backends.len()) as u64);
     let mut layer = String::new();
-    let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut |ev| match ev {
+    let mut on_event = |ev: Event| match ev {
         Event::Measuring { label } if label.starts_with(modelstep::STEP_LABEL) => {
             layer = label[modelstep::STEP_LABEL.len()..].to_string()
         }
@@ -103,8 +104,24 @@ pub fn exec(args: &Args) -> Result<()> {
             }
         }
         Event::Skipped(_) => bar.inc(1),
-        Event::BlockDone { .. } => super::run::remeasure(calibration.as_mut(), probe.as_ref()),
-    });
+        Event::BlockDone { .. } => {}
+    };
+    // After each product: the roofs again (the best seen stays the calibration's), and what
+    // this moment gave goes into the product's records for the paired planner.
+    let mut roofs_now = || -> Option<Box<dyn Fn(usize) -> RoofsNow>> {
+        let (cal, probe) = (calibration.as_mut()?, probe.as_ref()?);
+        let (read, fma) = calibration::remeasure_now(cal, probe);
+        let read_gbs = read?;
+        Some(Box::new(move |threads| RoofsNow {
+            read_gbs,
+            fma_gflops: fma
+                .iter()
+                .find(|p| p.threads == threads)
+                .or(fma.iter().max_by_key(|p| p.threads))
+                .map_or(0.0, |p| p.gflops),
+        }))
+    };
+    let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut on_event, &mut roofs_now);
     drop(probe);
     bar.finish_and_clear();
     for s in &outcome.skipped {

@@ -130,18 +130,28 @@ pub fn read_probe(cfg: &CalibrationConfig) -> ReadProbe {
 /// seen), and counts the re-measurement. Returns the new figure, `None` when `cal` has no
 /// winning variant (a calibration from before the key existed).
 pub fn remeasure(cal: &mut Calibration, probe: &ReadProbe) -> Option<f64> {
-    remeasure_fma(cal);
-    let variant = ReadVariant::parse(&cal.read_variant).filter(|v| v.isa.available())?;
-    let gbs = probe.measure(&[variant], 2, 4).best()?.gbs;
-    note_remeasure(cal, gbs);
-    Some(gbs)
+    remeasure_now(cal, probe).0
+}
+
+/// [`remeasure`], returning what this re-measurement itself found (not the best seen): the read
+/// figure and the FMA peak per calibrated thread count.
+pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe) -> (Option<f64>, Vec<ThreadPeak>) {
+    let fma = remeasure_fma(cal);
+    let variant = ReadVariant::parse(&cal.read_variant).filter(|v| v.isa.available());
+    let gbs = variant.and_then(|v| probe.measure(&[v], 2, 4).best().map(|b| b.gbs));
+    if let Some(gbs) = gbs {
+        note_remeasure(cal, gbs);
+    }
+    (gbs, fma)
 }
 
 /// Re-measure the FMA peak at every calibrated thread count (one 50 ms trial each) and raise
 /// the calibrated figures, and the f32-fma compute roofs, where they were beaten: a dip while
 /// calibrating (on a VM, the other vCPU descheduled for a moment) must not leave a "peak" that
 /// the records then beat. A peak is the best ever seen, like the read ceiling.
-pub fn remeasure_fma(cal: &mut Calibration) {
+/// Returns what it measured at each thread count.
+pub fn remeasure_fma(cal: &mut Calibration) -> Vec<ThreadPeak> {
+    let mut fresh = Vec::new();
     for i in 0..cal.fma_peak_gflops.len() {
         let threads = cal.fma_peak_gflops[i].threads;
         let cfg = CalibrationConfig {
@@ -149,8 +159,11 @@ pub fn remeasure_fma(cal: &mut Calibration) {
             trials: 1,
             ..CalibrationConfig::quick(threads)
         };
-        note_fma_peak(cal, threads, fma_peak(threads, &cfg));
+        let gflops = fma_peak(threads, &cfg);
+        note_fma_peak(cal, threads, gflops);
+        fresh.push(ThreadPeak { threads, gflops });
     }
+    fresh
 }
 
 /// Fold one re-measured FMA peak at `threads` into `cal` (see [`remeasure_fma`]).

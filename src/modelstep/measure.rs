@@ -221,6 +221,7 @@ pub fn plan(
                         batch: s.batch,
                         prompt: s.prompt,
                         context: s.context,
+                        roofs_after: None,
                     };
                     let label = format!("{} {} · {}: {}", model.id, s.phase, p.layer, p.name);
                     out.push(Planned { step, spec, label });

@@ -15,6 +15,7 @@ pub use steps::Step;
 
 use crate::kernels::Backend;
 use crate::measure::runner::{self, Event, Outcome, RunOptions};
+use crate::results::RoofsNow;
 use std::sync::atomic::Ordering;
 
 /// What [`measure`] puts in front of a product's label in `Event::Measuring` (the runner's own
@@ -24,11 +25,14 @@ pub const STEP_LABEL: &str = "step ";
 /// Run every distinct slice of `planned` once (validated, then timed, by the suite runner) and
 /// return one record per planned product, tagged with its `model_step`. Only one product's
 /// operands are alive at a time: the runner builds a case, measures it and drops it.
+/// `roofs_now(threads)`, called once after each product, re-measures the machine's roofs; what
+/// it returns goes into the product's records as [`crate::results::ModelStep::roofs_after`].
 pub fn measure(
     planned: &[Planned],
     backends: &[Box<dyn Backend>],
     opts: &RunOptions,
     on_event: &mut dyn FnMut(Event),
+    roofs_now: &mut dyn FnMut() -> Option<Box<dyn Fn(usize) -> RoofsNow>>,
 ) -> Outcome {
     let mut out = Outcome::default();
     for case in measure::cases(planned) {
@@ -39,10 +43,13 @@ pub fn measure(
         on_event(Event::Measuring { label: &format!("{STEP_LABEL}{}", case.shape) });
         let got = runner::run_cases(std::slice::from_ref(&case), backends, opts, on_event);
         out.skipped.extend(got.skipped);
+        let roofs = if got.records.is_empty() { None } else { roofs_now() };
         for rec in &got.records {
             for p in planned.iter().filter(|p| p.spec == case.spec) {
                 let mut r = rec.clone();
-                r.model_step = Some(p.step.clone());
+                let mut step = p.step.clone();
+                step.roofs_after = roofs.as_ref().map(|at| at(rec.threads));
+                r.model_step = Some(step);
                 out.records.push(r);
             }
         }

@@ -210,8 +210,8 @@ mod tests {
         let local = Roof { bandwidth: 10e9, flops_s: 100e9, peak: "x".into() };
         // Part 0 bytes-bound (1 GB, 1 GFLOP), part 1 FLOP-bound (1 MB, 100 GFLOP).
         let parts = [
-            PartSum { seconds: 0.2, bytes: 1e9, flops: 1e9, roof_s: 0.0 },
-            PartSum { seconds: 2.0, bytes: 1e6, flops: 100e9, roof_s: 0.0 },
+            PartSum { seconds: 0.2, bytes: 1e9, flops: 1e9, ..Default::default() },
+            PartSum { seconds: 2.0, bytes: 1e6, flops: 100e9, ..Default::default() },
             PartSum::default(),
             PartSum::default(),
         ];

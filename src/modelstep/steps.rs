@@ -22,6 +22,12 @@ pub struct PartSum {
     /// FLOPs / FMA peak)` at the run's calibration (0 without one): what this machine's roofs
     /// allow product by product, where the planner's figure puts the whole step under one bound.
     pub roof_s: f64,
+    /// Σ over the part's products of the planner's bound at the roofs measured right after each
+    /// product ([`ModelStep::roofs_after`]): decode, its bytes at that read ceiling; prefill, its
+    /// FLOPs at that FMA peak. 0 where a product has none.
+    pub paired_s: f64,
+    /// Products of the part without `roofs_after`.
+    pub unpaired: usize,
 }
 
 /// One measured step: model × phase × step format × backend.
@@ -71,6 +77,14 @@ impl Step {
     pub fn roofline_s(&self) -> Option<f64> {
         let s: f64 = self.parts.iter().map(|p| p.roof_s).sum();
         (s > 0.0).then_some(s)
+    }
+    /// The paired planner ([`PartSum::paired_s`]): the planner's rule with each product at the
+    /// roofs of its own moment, so that a drift of the machine between calibration and a product
+    /// does not count as the kernels' distance from the planner. `None` unless every product
+    /// carries its roofs.
+    pub fn paired_planner_s(&self) -> Option<f64> {
+        let s: f64 = self.parts.iter().map(|p| p.paired_s).sum();
+        (self.parts.iter().all(|p| p.unpaired == 0) && s > 0.0).then_some(s)
     }
     /// Tokens one step produces (decode: one per sequence) or consumes (prefill: the prompt).
     pub fn tokens(&self) -> u64 {
@@ -197,6 +211,15 @@ fn collect(run: &Run) -> Vec<Step> {
         p.bytes += bytes;
         p.flops += flops;
         p.roof_s += product_roof_s(cal, r.threads, bytes, flops);
+        match s.roofs_after {
+            Some(at) if phase == Phase::Decode && at.read_gbs > 0.0 => {
+                p.paired_s += bytes / (at.read_gbs * 1e9)
+            }
+            Some(at) if phase == Phase::Prefill && at.fma_gflops > 0.0 => {
+                p.paired_s += flops / (at.fma_gflops * 1e9)
+            }
+            _ => p.unpaired += 1,
+        }
     }
     out
 }
@@ -214,6 +237,7 @@ pub fn render(run: &Run) -> String {
         let share = |i: usize| format!("{:.0} %", 100.0 * st.parts[i].seconds / total);
         let pred = cal.and_then(|c| st.predicted_s(c));
         let roof = st.roofline_s();
+        let paired = st.paired_planner_s();
         let mut row = vec![
             st.model.clone(),
             st.step_format.clone(),
@@ -231,12 +255,14 @@ pub fn render(run: &Run) -> String {
                 share(3),
                 pred.map_or("-".into(), |p| format!("{:.2}", st.tokens() as f64 / p)),
                 pred.map_or("-".into(), |p| format!("{:.2}", total / p)),
+                paired.map_or("-".into(), |p| format!("{:.2}", total / p)),
                 roof.map_or("-".into(), |p| format!("{:.2}", total / p)),
             ]);
         } else {
             let why = format!("incomplete: {} of {} valid", st.valid, st.expected.max(st.valid + st.invalid));
             row.extend([
                 why,
+                "-".into(),
                 "-".into(),
                 "-".into(),
                 "-".into(),
@@ -263,6 +289,7 @@ pub fn render(run: &Run) -> String {
         "head",
         "planner t/s",
         "measured/planner",
+        "paired",
         "measured/roofline",
     ];
     let mut s = String::from("## Model steps\n\n");
@@ -300,7 +327,9 @@ pub fn render(run: &Run) -> String {
         "\nA step is the sum over its distinct matrix products of median × (real work / measured slice) × \
          count (see docs/model-step.md). planner: decode reads every weight and KV byte once at the \
          calibrated read bandwidth; prefill runs every FLOP at the calibrated FMA peak. measured/planner \
-         above 1 = slower than the planner predicts. roofline: each product at its own bound, the \
+         above 1 = slower than the planner predicts. paired: measured / the planner with each product \
+         at the read ceiling (decode) or FMA peak (prefill) re-measured right after it, which \
+         cancels this machine's drift between the calibration and the product. roofline: each product at its own bound, the \
          longer of its bytes at the read bandwidth and its FLOPs at the FMA peak, summed (a \
          compute-bound product in a decode step, such as absorbed MLA attention over a long \
          cache, counts at the FMA peak); measured/roofline is how far the kernels are from this \
