@@ -81,12 +81,23 @@ pub fn step_weight_format(step: &Step) -> Result<Format> {
     })
 }
 
+/// A part's roofline time on this machine: at the roofs re-measured right after each of its
+/// products where every product carries them (the paired roofs, which cancel this machine's
+/// drift between the calibration and the product), else at `local` (the run's calibration).
+pub fn local_seconds(local: &Roof, p: &PartSum) -> f64 {
+    if p.unpaired == 0 && p.paired_read_s.max(p.paired_compute_s) > 0.0 {
+        p.paired_read_s.max(p.paired_compute_s)
+    } else {
+        local.seconds(p)
+    }
+}
+
 /// Project a measured step onto `chip`.
 pub fn project(step: &Step, local: &Roof, chip: &Chip) -> Result<Projected> {
     let roof = Roof::chip(chip, step_weight_format(step)?)?;
     let mut parts = [0.0; 4];
     for (out, p) in parts.iter_mut().zip(&step.parts).take(Part::ALL.len()) {
-        let here = local.seconds(p);
+        let here = local_seconds(local, p);
         *out = if here > 0.0 { p.seconds * roof.seconds(p) / here } else { 0.0 };
     }
     Ok(Projected { chip: chip.id.clone(), parts, roof })
@@ -169,17 +180,28 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
         "paper plan t/s",
         "measured-scaled / paper",
     ];
+    let paired = steps.iter().all(|st| st.parts.iter().all(|p| p.unpaired == 0));
+    let here = if paired {
+        let [lo, hi] = cal.read_gbs_range.unwrap_or([cal.read_gbs, cal.read_gbs]);
+        format!(
+            "each product at the read ceiling and FMA peak re-measured right after it, {lo:.1}–{hi:.1} GB/s \
+             over the run"
+        )
+    } else {
+        format!(
+            "{:.1} GB/s read, {:.1} GFLOP/s FMA",
+            cal.read_gbs,
+            calibration_peak(cal, steps[0].threads).map_or(0.0, |x| x.1)
+        )
+    };
     Ok(format!(
         "## {} measured here ({}), scaled part by part onto each chip\n\n{}\nEach part's measured time × its \
          roofline time on the chip / its roofline time here (bytes at the memory bandwidth or FLOPs at the \
-         format's peak, whichever bounds it; here: {:.1} GB/s read, {:.1} GFLOP/s FMA). The paper plan \
-         assumes 100 % of the roof on one chip; the chips needed to hold the model are not applied to \
-         either column.\n",
+         format's peak, whichever bounds it; here: {here}). The paper plan assumes 100 % of the roof on one \
+         chip; the chips needed to hold the model are not applied to either column.\n",
         model.name,
         run.run_id,
         table(&header, &rows),
-        cal.read_gbs,
-        calibration_peak(cal, steps[0].threads).map_or(0.0, |x| x.1),
     ))
 }
 
@@ -224,5 +246,16 @@ mod tests {
         assert!((p.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.1).abs() < 1e-12);
         assert!((p.parts[1] - 2.0 * (1e6 / bw).max(100e9 / peak) / 1.0).abs() < 1e-12);
         assert_eq!(p.parts[2], 0.0);
+        // With the roofs each product carried (paired), a part's time here is at those roofs: the
+        // read ceiling of its moment was half the calibrated one, so its efficiency was double.
+        let mut paired = parts;
+        paired[0].paired_read_s = 0.2;
+        paired[0].paired_compute_s = 0.01;
+        let q = project(&step(paired), &local, &chip).unwrap();
+        assert!((q.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.2).abs() < 1e-12);
+        assert_eq!(q.parts[1], p.parts[1], "a part without paired roofs keeps the calibration's");
+        paired[0].unpaired = 1;
+        let r = project(&step(paired), &local, &chip).unwrap();
+        assert_eq!(r.parts[0], p.parts[0], "one product without roofs: the calibration's for the part");
     }
 }

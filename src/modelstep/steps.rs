@@ -22,10 +22,11 @@ pub struct PartSum {
     /// FLOPs / FMA peak)` at the run's calibration (0 without one): what this machine's roofs
     /// allow product by product, where the planner's figure puts the whole step under one bound.
     pub roof_s: f64,
-    /// Σ over the part's products of the planner's bound at the roofs measured right after each
-    /// product ([`ModelStep::roofs_after`]): decode, its bytes at that read ceiling; prefill, its
-    /// FLOPs at that FMA peak. 0 where a product has none.
-    pub paired_s: f64,
+    /// Σ over the part's products of its bytes at the read ceiling, and of its FLOPs at the FMA
+    /// peak, re-measured right after that product ([`ModelStep::roofs_after`]): the part's two
+    /// roofline times at the roofs of the products' own moments.
+    pub paired_read_s: f64,
+    pub paired_compute_s: f64,
     /// Products of the part without `roofs_after`.
     pub unpaired: usize,
 }
@@ -83,7 +84,14 @@ impl Step {
     /// does not count as the kernels' distance from the planner. `None` unless every product
     /// carries its roofs.
     pub fn paired_planner_s(&self) -> Option<f64> {
-        let s: f64 = self.parts.iter().map(|p| p.paired_s).sum();
+        let s: f64 = self
+            .parts
+            .iter()
+            .map(|p| match self.phase {
+                Phase::Decode => p.paired_read_s,
+                Phase::Prefill => p.paired_compute_s,
+            })
+            .sum();
         (self.parts.iter().all(|p| p.unpaired == 0) && s > 0.0).then_some(s)
     }
     /// Tokens one step produces (decode: one per sequence) or consumes (prefill: the prompt).
@@ -212,11 +220,9 @@ fn collect(run: &Run) -> Vec<Step> {
         p.flops += flops;
         p.roof_s += product_roof_s(cal, r.threads, bytes, flops);
         match s.roofs_after {
-            Some(at) if phase == Phase::Decode && at.read_gbs > 0.0 => {
-                p.paired_s += bytes / (at.read_gbs * 1e9)
-            }
-            Some(at) if phase == Phase::Prefill && at.fma_gflops > 0.0 => {
-                p.paired_s += flops / (at.fma_gflops * 1e9)
+            Some(at) if at.read_gbs > 0.0 && at.fma_gflops > 0.0 => {
+                p.paired_read_s += bytes / (at.read_gbs * 1e9);
+                p.paired_compute_s += flops / (at.fma_gflops * 1e9);
             }
             _ => p.unpaired += 1,
         }
