@@ -47,6 +47,7 @@ fn main() {
     let (m, n, k) = match (op, &dims[..]) {
         (Op::Gemv, &[s]) => (1, s, s),
         (_, &[s]) => (s, s, s),
+        (Op::Gemv, &[m, _, _]) if m != 1 => fail("SIZE: a GEMV has M = 1 (1xNxK, or one integer)"),
         (_, &[m, n, k]) => (m, n, k),
         _ => fail("SIZE: one integer or MxNxK"),
     };

@@ -49,9 +49,7 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     // Roofs "re-measured" after each product: a fixed read ceiling and FMA peak, so the paired
     // planner below can be checked by hand.
     let (read_gbs, fma_gflops) = (10.0, 50.0);
-    let mut roofs_now = || -> Option<Box<dyn Fn(usize) -> RoofsNow>> {
-        Some(Box::new(move |_threads| RoofsNow { read_gbs, fma_gflops }))
-    };
+    let mut roofs_now = || Some((read_gbs, vec![ThreadPeak { threads: 1, gflops: fma_gflops }]));
     let mut on_event = |ev: chipbench::measure::runner::Event<'_>| {
         if let chipbench::measure::runner::Event::Measuring { label } = ev {
             if let Some(l) = label.strip_prefix(modelstep::STEP_LABEL) {

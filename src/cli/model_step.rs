@@ -10,7 +10,7 @@ use crate::measure::runner::{Event, RunOptions};
 use crate::measure::{env, memory};
 use crate::modelstep::{self, Phase, Sampling, StepFormat, StepShape};
 use crate::profiles;
-use crate::results::{RoofsNow, Run, SCHEMA_VERSION};
+use crate::results::{Run, SCHEMA_VERSION};
 use crate::{Error, Result};
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -108,18 +108,9 @@ pub fn exec(args: &Args) -> Result<()> {
     };
     // After each product: the roofs again (the best seen stays the calibration's), and what
     // this moment gave goes into the product's records for the paired planner.
-    let mut roofs_now = || -> Option<Box<dyn Fn(usize) -> RoofsNow>> {
-        let (cal, probe) = (calibration.as_mut()?, probe.as_ref()?);
-        let (read, fma) = calibration::remeasure_now(cal, probe);
-        let read_gbs = read?;
-        Some(Box::new(move |threads| RoofsNow {
-            read_gbs,
-            fma_gflops: fma
-                .iter()
-                .find(|p| p.threads == threads)
-                .or(fma.iter().max_by_key(|p| p.threads))
-                .map_or(0.0, |p| p.gflops),
-        }))
+    let mut roofs_now = || {
+        let (read, fma) = calibration::remeasure_now(calibration.as_mut()?, probe.as_ref()?);
+        Some((read?, fma))
     };
     let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut on_event, &mut roofs_now);
     drop(probe);

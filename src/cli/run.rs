@@ -262,7 +262,9 @@ pub fn exec(args: Args) -> Result<()> {
                     total
                 );
             }
-            remeasure(calibration.as_mut(), probe.as_ref());
+            if let (Some(cal), Some(probe)) = (calibration.as_mut(), probe.as_ref()) {
+                calibration::remeasure(cal, probe);
+            }
         }
     });
     drop(probe);
@@ -447,14 +449,4 @@ pub(super) fn ceiling_probe(
     max_threads: usize,
 ) -> Option<crate::measure::read_bw::ReadProbe> {
     cal.filter(|_| !args.quick).map(|_| calibration::read_probe(&CalibrationConfig::full(max_threads)))
-}
-
-/// After a block: re-measure the FMA peak and the read ceiling, keeping the best seen.
-pub(super) fn remeasure(
-    cal: Option<&mut crate::results::Calibration>,
-    probe: Option<&crate::measure::read_bw::ReadProbe>,
-) {
-    if let (Some(cal), Some(probe)) = (cal, probe) {
-        calibration::remeasure(cal, probe);
-    }
 }

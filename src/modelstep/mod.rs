@@ -15,7 +15,8 @@ pub use steps::Step;
 
 use crate::kernels::Backend;
 use crate::measure::runner::{self, Event, Outcome, RunOptions};
-use crate::results::RoofsNow;
+use crate::project::roofline::nearest_peak;
+use crate::results::{RoofsNow, ThreadPeak};
 use std::sync::atomic::Ordering;
 
 /// What [`measure`] puts in front of a product's label in `Event::Measuring` (the runner's own
@@ -25,14 +26,15 @@ pub const STEP_LABEL: &str = "step ";
 /// Run every distinct slice of `planned` once (validated, then timed, by the suite runner) and
 /// return one record per planned product, tagged with its `model_step`. Only one product's
 /// operands are alive at a time: the runner builds a case, measures it and drops it.
-/// `roofs_now(threads)`, called once after each product, re-measures the machine's roofs; what
-/// it returns goes into the product's records as [`crate::results::ModelStep::roofs_after`].
+/// `roofs_now`, called once after each product, re-measures the machine's roofs (the read
+/// ceiling, GB/s, and the FMA peak per thread count); what it returns goes into the product's
+/// records as [`crate::results::ModelStep::roofs_after`], at each record's thread count.
 pub fn measure(
     planned: &[Planned],
     backends: &[Box<dyn Backend>],
     opts: &RunOptions,
     on_event: &mut dyn FnMut(Event),
-    roofs_now: &mut dyn FnMut() -> Option<Box<dyn Fn(usize) -> RoofsNow>>,
+    roofs_now: &mut dyn FnMut() -> Option<(f64, Vec<ThreadPeak>)>,
 ) -> Outcome {
     let mut out = Outcome::default();
     for case in measure::cases(planned) {
@@ -48,7 +50,10 @@ pub fn measure(
             for p in planned.iter().filter(|p| p.spec == case.spec) {
                 let mut r = rec.clone();
                 let mut step = p.step.clone();
-                step.roofs_after = roofs.as_ref().map(|at| at(rec.threads));
+                step.roofs_after = roofs.as_ref().map(|(read_gbs, fma)| RoofsNow {
+                    read_gbs: *read_gbs,
+                    fma_gflops: nearest_peak(fma, rec.threads).map_or(0.0, |(_, g)| g),
+                });
                 r.model_step = Some(step);
                 out.records.push(r);
             }

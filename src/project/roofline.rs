@@ -128,7 +128,12 @@ pub fn project(r: &Record, chip: &Chip) -> Result<Projection> {
 /// The FMA peak measured at `threads` (exact match, else the entry with the nearest thread
 /// count), GFLOP/s.
 pub fn calibration_peak(cal: &Calibration, threads: usize) -> Option<(usize, f64)> {
-    cal.fma_peak_gflops
+    nearest_peak(&cal.fma_peak_gflops, threads)
+}
+
+/// Of measured FMA peaks per thread count, the one at the count nearest `threads`.
+pub fn nearest_peak(peaks: &[crate::results::ThreadPeak], threads: usize) -> Option<(usize, f64)> {
+    peaks
         .iter()
         .filter(|p| p.gflops > 0.0)
         .min_by_key(|p| p.threads.abs_diff(threads))

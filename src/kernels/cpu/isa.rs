@@ -41,27 +41,15 @@ impl Isa {
         Isa::Portable
     }
 
-    /// Every level this CPU can run, best first (`Portable` is always last).
+    /// Every level this CPU can run, best first (`Portable` is always last): the best one and
+    /// every level below it on the same architecture.
     pub fn available() -> Vec<Isa> {
-        let mut v = Vec::new();
-        #[cfg(target_arch = "x86_64")]
-        {
-            let avx2 = is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma")
-                && is_x86_feature_detected!("f16c");
-            if avx2 && is_x86_feature_detected!("avx512f") {
-                v.push(Isa::Avx512);
-            }
-            if avx2 {
-                v.push(Isa::Avx2);
-            }
+        match Self::detect() {
+            Isa::Avx512 => vec![Isa::Avx512, Isa::Avx2, Isa::Portable],
+            Isa::Avx2 => vec![Isa::Avx2, Isa::Portable],
+            Isa::Neon => vec![Isa::Neon, Isa::Portable],
+            Isa::Portable => vec![Isa::Portable],
         }
-        #[cfg(target_arch = "aarch64")]
-        if std::arch::is_aarch64_feature_detected!("neon") {
-            v.push(Isa::Neon);
-        }
-        v.push(Isa::Portable);
-        v
     }
 
     pub fn name(self) -> &'static str {

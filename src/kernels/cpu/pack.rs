@@ -73,16 +73,13 @@ pub(crate) fn pack_panel<E: Element>(
 /// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p < kc`: AVX-512 or AVX2 register
 /// blocks where the CPU has them, else the portable loop.
 fn transpose(src: &[f32], ld: usize, rows: usize, kc: usize, width: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if super::x86::has_avx512() {
-            return super::x86::transpose_avx512(src, ld, rows, kc, width, out);
-        }
-        if super::x86::has_avx2() {
-            return super::x86::transpose_avx2(src, ld, rows, kc, width, out);
-        }
+    match super::isa::Isa::detect() {
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx512 => super::x86::transpose_avx512(src, ld, rows, kc, width, out),
+        #[cfg(target_arch = "x86_64")]
+        super::isa::Isa::Avx2 => super::x86::transpose_avx2(src, ld, rows, kc, width, out),
+        _ => transpose_portable(src, ld, rows, kc, width, out, 0),
     }
-    transpose_portable(src, ld, rows, kc, width, out, 0);
 }
 
 /// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p0 ≤ p < kc`: row by row, contiguous
