@@ -443,9 +443,18 @@ impl QuantizedMatrix {
     /// The scales of block row `r / block.rows` (one per K segment of row `r`).
     #[inline]
     pub fn row_scales(&self, r: usize) -> ScaleSlice<'_> {
-        let (_, bc) = self.scale_grid();
-        let b0 = (r / self.block.rows) * bc;
-        self.scales.slice(b0..b0 + bc)
+        self.row_scales_fn()(r)
+    }
+
+    /// [`QuantizedMatrix::row_scales`] with the scale grid worked out once, for a kernel that
+    /// asks for every row (one division per row instead of three).
+    #[inline]
+    pub fn row_scales_fn<'a>(&'a self) -> impl Fn(usize) -> ScaleSlice<'a> + 'a {
+        let ((_, bc), block_rows, view) = (self.scale_grid(), self.block.rows, self.scales.view());
+        move |r| {
+            let b0 = (r / block_rows) * bc;
+            view.slice(b0..b0 + bc)
+        }
     }
 
     /// A copy whose block `(bi, bj)` carries the scale of block `source(bi, bj)` of this matrix:

@@ -93,12 +93,22 @@ fn prescale_is_exact(x: &[f32]) -> bool {
 }
 
 impl<E> Rows<'_, E> {
-    /// What a SIMD row kernel relies on before its unchecked loads: every row holds `x.len()`
-    /// codes, every row one scale per segment, and `out` a slot per real row.
-    pub(crate) fn check(&self, x: &[f32], seg: usize, out: &[f32]) {
-        let nseg = x.len().div_ceil(seg.max(1));
-        assert!(seg > 0 && self.count <= ROWS && out.len() >= self.count);
-        assert!(self.w.iter().all(|w| w.len() == x.len()) && self.scales.iter().all(|s| s.len() >= nseg));
+    /// The depth `k` of the rows (the length of each).
+    pub(crate) fn k(&self) -> usize {
+        self.w[0].len()
+    }
+
+    /// What a SIMD row kernel relies on before its unchecked loads: every row holds `k` codes
+    /// and one scale per segment, `x` holds `m ≥ 1` activation rows of `k` values, and `out` a
+    /// slot per real row and activation row. Returns `m`.
+    pub(crate) fn check(&self, x: &[f32], seg: usize, out: &[f32]) -> usize {
+        let k = self.k();
+        assert!(k > 0 && x.len().is_multiple_of(k) && !x.is_empty(), "x holds whole rows of k = {k}");
+        let m = x.len() / k;
+        let nseg = k.div_ceil(seg.max(1));
+        assert!(seg > 0 && self.count <= ROWS && out.len() >= self.count * m);
+        assert!(self.w.iter().all(|w| w.len() == k) && self.scales.iter().all(|s| s.len() >= nseg));
+        m
     }
 }
 
@@ -112,10 +122,13 @@ pub(crate) fn finite_codes(w: &QuantizedMatrix) -> bool {
     }
 }
 
-/// The portable twin: the same arithmetic as the SIMD row kernels, lane by lane.
+/// The portable twin: the same arithmetic as the SIMD row kernels, lane by lane. `x` holds `m`
+/// activation rows of `k`; `out[r·m + i]` = row `r` · activation row `i`.
 pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, factor: f32, out: &mut [f32]) {
-    let k = x.len();
-    for (r, y) in out.iter_mut().enumerate().take(rows.count) {
+    let k = rows.k();
+    let m = x.len() / k.max(1);
+    for (ri, y) in out.iter_mut().enumerate().take(rows.count * m) {
+        let (r, x) = (ri / m, &x[ri % m * k..][..k]);
         let (w, scales) = (rows.w[r], rows.scales[r]);
         let mut total = [0f32; LANES];
         for (s, start) in (0..k).step_by(seg).enumerate() {
@@ -248,20 +261,39 @@ unsafe fn step<V: Lanes16, E: Element, const NAN: bool, const INT: bool>(
     }
 }
 
-/// The row kernel every SIMD ISA runs (the arithmetic of [`rows_portable`]): one cache line of
-/// every row per iteration with its prefetch, then the 16-code steps left in the segment, then
-/// a zero-padded tail; per segment the partial sums go into the totals with the segment's
-/// scale, and the 16 lanes are reduced by [`reduce16`].
+/// The row kernel every SIMD ISA runs (the arithmetic of [`rows_portable`]): for each activation
+/// row of `x` (`m` rows of `k`: a skinny product passes them all in one call, while its weight
+/// rows sit in L1), one cache line of every weight row per iteration with its prefetch, then the
+/// 16-code steps left in the segment, then a zero-padded tail; per segment the partial sums go
+/// into the totals with the segment's scale, and the 16 lanes are reduced by [`reduce16`] into
+/// `out[r·m + i]`.
 ///
 /// # Safety
 /// The CPU has `V`'s ISA; the caller checked the lengths ([`Rows::check`]).
 #[inline(always)]
 pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const INT: bool>(
     rows: &Rows<E>,
-    x: &[f32],
+    xs: &[f32],
     seg: usize,
     factor: f32,
     out: &mut [f32],
+) {
+    let k = rows.k();
+    let m = xs.len() / k;
+    for (i, x) in xs.chunks_exact(k).enumerate() {
+        // SAFETY: as for the whole function; `x` is one activation row of `k`.
+        unsafe { rows_simd_one::<V, E, NAN, INT>(rows, x, seg, factor, |r, v| out[r * m + i] = v) }
+    }
+}
+
+/// [`rows_simd`] for one activation row `x` of `k`; `put(r, y)` takes row `r`'s result.
+#[inline(always)]
+unsafe fn rows_simd_one<V: Lanes16, E: Element, const NAN: bool, const INT: bool>(
+    rows: &Rows<E>,
+    x: &[f32],
+    seg: usize,
+    factor: f32,
+    mut put: impl FnMut(usize, f32),
 ) {
     let k = x.len();
     let line = codes_per_line::<E>();
@@ -299,10 +331,10 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
             start = end;
             s += 1;
         }
-        for (y, total) in out.iter_mut().zip(total).take(rows.count) {
+        for (r, total) in total.into_iter().enumerate().take(rows.count) {
             let mut t = [0f32; LANES];
             V::store(total, &mut t);
-            *y = reduce16(&t);
+            put(r, reduce16(&t));
         }
     }
 }
@@ -353,6 +385,8 @@ pub(crate) fn decode_codes_on<E: Element>(isa: Isa, codes: &[E], out: &mut [f32]
     }
 }
 
+/// The row kernel of `isa` on one group of rows and the `m = x.len() / k` activation rows of
+/// `x`: `out[r·m + i]` = weight row `r` · activation row `i`, each as the one-row GEMV computes it.
 pub(crate) fn rows_kernel<E: Element>(
     isa: Isa,
     rows: &Rows<E>,
@@ -438,27 +472,22 @@ pub(crate) fn run(
     // weights).
     let chunk = (n.div_ceil(threads * 8)).div_ceil(ROWS).max(1) * ROWS;
     let out_t: &mut [f32] = if m > 1 { gathered } else { y };
+    let row_scales = w.row_scales_fn();
     with_codes!(&w.codes, |codes| pool.install(|| {
         out_t.par_chunks_mut(chunk * m).enumerate().for_each(|(ci, ys)| {
             let row0 = ci * chunk;
-            let mut tmp = [0f32; ROWS];
             for (g, out) in ys.chunks_mut(ROWS * m).enumerate() {
                 let r0 = row0 + g * ROWS;
                 let count = out.len() / m;
                 let row = |i: usize| r0 + i.min(count - 1);
                 let rows = Rows {
                     w: std::array::from_fn(|i| &codes[row(i) * k..(row(i) + 1) * k]),
-                    scales: std::array::from_fn(|i| w.row_scales(row(i))),
+                    scales: std::array::from_fn(|i| row_scales(row(i))),
                     count,
                     finite,
                     x_prescaled,
                 };
-                for (i, x) in xs.chunks(k).enumerate() {
-                    rows_kernel(isa, &rows, x, seg, factor, &mut tmp[..count]);
-                    for (r, v) in tmp[..count].iter().enumerate() {
-                        out[r * m + i] = *v;
-                    }
-                }
+                rows_kernel(isa, &rows, xs, seg, factor, out);
             }
         })
     }));

@@ -174,6 +174,30 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
                 let what = format!("{} avx2 integer decode k={k} seg={seg} e8m0={e8m0}", E::FORMAT);
                 assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
             }
+            // Three activation rows in one call (a skinny product): out[r·3 + i] is row r ·
+            // activation row i, the bits of the one-row call on each, on every path.
+            let x3: Vec<f32> =
+                [1.0f32, -0.5, 3.0].iter().flat_map(|f| x.iter().map(move |v| v * f)).collect();
+            let mut each = [0f32; ROWS * 3];
+            for (i, xi) in x3.chunks(k).enumerate() {
+                let mut one = [0f32; ROWS];
+                rows_portable(&rows, xi, seg, factor, &mut one);
+                (0..ROWS).for_each(|r| each[r * 3 + i] = one[r]);
+            }
+            let mut twin3 = [0f32; ROWS * 3];
+            rows_portable(&rows, &x3, seg, factor, &mut twin3);
+            assert_eq!(
+                twin3.map(f32::to_bits),
+                each.map(f32::to_bits),
+                "{} twin, 3 activation rows",
+                E::FORMAT
+            );
+            for isa in Isa::available() {
+                let mut got = [0f32; ROWS * 3];
+                super::gemv::rows_kernel(isa, &rows, &x3, seg, factor, &mut got);
+                let what = format!("{} {isa} 3 activation rows k={k} seg={seg} e8m0={e8m0}", E::FORMAT);
+                assert_eq!(got.map(f32::to_bits), each.map(f32::to_bits), "{what}");
+            }
         }
     }
     for (k, seg) in [(1, 1), (15, 15), (33, 32), (200, 128), (300, 300), (64, 32)] {
