@@ -174,29 +174,40 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
                 let what = format!("{} avx2 integer decode k={k} seg={seg} e8m0={e8m0}", E::FORMAT);
                 assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
             }
-            // Three activation rows in one call (a skinny product): out[r·3 + i] is row r ·
-            // activation row i, the bits of the one-row call on each, on every path.
-            let x3: Vec<f32> =
-                [1.0f32, -0.5, 3.0].iter().flat_map(|f| x.iter().map(move |v| v * f)).collect();
-            let mut each = [0f32; ROWS * 3];
-            for (i, xi) in x3.chunks(k).enumerate() {
-                let mut one = [0f32; ROWS];
-                rows_portable(&rows, xi, seg, factor, &mut one);
-                (0..ROWS).for_each(|r| each[r * 3 + i] = one[r]);
-            }
-            let mut twin3 = [0f32; ROWS * 3];
-            rows_portable(&rows, &x3, seg, factor, &mut twin3);
-            assert_eq!(
-                twin3.map(f32::to_bits),
-                each.map(f32::to_bits),
-                "{} twin, 3 activation rows",
-                E::FORMAT
-            );
-            for isa in Isa::available() {
-                let mut got = [0f32; ROWS * 3];
-                super::gemv::rows_kernel(isa, &rows, &x3, seg, factor, &mut got);
-                let what = format!("{} {isa} 3 activation rows k={k} seg={seg} e8m0={e8m0}", E::FORMAT);
-                assert_eq!(got.map(f32::to_bits), each.map(f32::to_bits), "{what}");
+            // Several activation rows in one call (a skinny product; 2..4 share each weight
+            // decode, 7 = 4 + 3): out[r·m + i] is row r · activation row i, the bits of the
+            // one-row call on each, on every path.
+            for m in [2, 3, 4, 7] {
+                let xm: Vec<f32> =
+                    (0..m).flat_map(|i| x.iter().map(move |v| v * (1.0 - 0.75 * i as f32))).collect();
+                let mut each = vec![0f32; ROWS * m];
+                for (i, xi) in xm.chunks(k).enumerate() {
+                    let mut one = [0f32; ROWS];
+                    rows_portable(&rows, xi, seg, factor, &mut one);
+                    (0..ROWS).for_each(|r| each[r * m + i] = one[r]);
+                }
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                let mut twin = vec![0f32; ROWS * m];
+                rows_portable(&rows, &xm, seg, factor, &mut twin);
+                assert_eq!(bits(&twin), bits(&each), "{} twin, {m} activation rows", E::FORMAT);
+                for isa in Isa::available() {
+                    let mut got = vec![0f32; ROWS * m];
+                    super::gemv::rows_kernel(isa, &rows, &xm, seg, factor, &mut got);
+                    let what = format!("{} {isa} {m} activation rows k={k} seg={seg} e8m0={e8m0}", E::FORMAT);
+                    assert_eq!(bits(&got), bits(&each), "{what}");
+                }
+                if E::FORMAT.is_fp8() && finite && Isa::available().contains(&Isa::Avx2) {
+                    let pre = Rows { x_prescaled: true, ..rows };
+                    let xs: Vec<f32> = xm.iter().map(|v| v * 2f32.powi(FP8_PRESCALE)).collect();
+                    let mut got = vec![0f32; ROWS * m];
+                    super::gemv::rows_kernel(Isa::Avx2, &pre, &xs, seg, factor, &mut got);
+                    assert_eq!(
+                        bits(&got),
+                        bits(&each),
+                        "{} avx2 integer decode, {m} activation rows",
+                        E::FORMAT
+                    );
+                }
             }
         }
     }

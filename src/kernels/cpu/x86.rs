@@ -17,7 +17,7 @@
 use super::gemm::{AVX2_MR, AVX2_NR, AVX512_MR, AVX512_NR};
 #[cfg(doc)]
 use super::gemv::FP8_PRESCALE;
-use super::gemv::{lanes16_rows, rows_simd, Lanes16, Rows, LANES, ROWS};
+use super::gemv::{lanes16_rows, rows_simd, Lanes16, Rows, LANES};
 use crate::formats::{Element, Format};
 use std::arch::x86_64::*;
 
@@ -359,14 +359,15 @@ fn prefetch_bytes<E>() -> usize {
 }
 
 /// Prefetch every row [`prefetch_bytes`] ahead of code `c`. Past the end of a row the stream
-/// continues in the same row of the next group (`ROWS · k` codes further: the caller's rows are
-/// consecutive rows of W), which the hardware prefetcher would only find after a few misses.
+/// continues in the same row of the next group (`rows.len() · k` codes further: the caller's rows
+/// are consecutive rows of W, taken `rows.len()` at a time), which the hardware prefetcher would
+/// only find after a few misses.
 /// A prefetch never faults, so the address may lie past the matrix (`wrapping_add`, not read).
 #[inline(always)]
-fn prefetch_rows<E>(rows: &Rows<E>, k: usize, c: usize) {
+fn prefetch_rows<E>(rows: &[&[E]], k: usize, c: usize) {
     let ahead = c + prefetch_bytes::<E>() / std::mem::size_of::<E>();
-    let skip = if ahead < k { ahead } else { ROWS * k + ahead - k };
-    for w in &rows.w {
+    let skip = if ahead < k { ahead } else { rows.len() * k + ahead - k };
+    for w in rows {
         // SAFETY: prefetch is a hint; it reads nothing and cannot fault.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().wrapping_add(skip).cast()) };
     }
@@ -407,8 +408,8 @@ unsafe impl Lanes16 for Avx512 {
         unsafe { _mm512_storeu_ps(out.as_mut_ptr(), a) }
     }
     #[inline(always)]
-    unsafe fn prefetch_rows<E>(rows: &Rows<E>, k: usize, c: usize) {
-        prefetch_rows(rows, k, c)
+    unsafe fn prefetch_rows<E>(w: &[&[E]], k: usize, c: usize) {
+        prefetch_rows(w, k, c)
     }
     lanes16_rows!("avx512f,avx2,fma,f16c");
 }
@@ -450,8 +451,8 @@ unsafe impl Lanes16 for Avx2 {
         }
     }
     #[inline(always)]
-    unsafe fn prefetch_rows<E>(rows: &Rows<E>, k: usize, c: usize) {
-        prefetch_rows(rows, k, c)
+    unsafe fn prefetch_rows<E>(w: &[&[E]], k: usize, c: usize) {
+        prefetch_rows(w, k, c)
     }
     lanes16_rows!("avx2,fma,f16c");
 }
