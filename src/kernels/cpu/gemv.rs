@@ -312,35 +312,25 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
             let mut i0 = 0;
             while i0 < m {
                 let mut put = |_: usize, i: usize, v: f32| out[r * m + i0 + i] = v;
+                // The activation rows i0..i0 + MX against weight row r.
+                macro_rules! mx {
+                    ($mx:literal) => {
+                        block::<V, E, NAN, INT, 1, $mx>(
+                            w,
+                            sc,
+                            std::array::from_fn(|i| x_at(i0 + i)),
+                            seg,
+                            factor,
+                            1,
+                            &mut put,
+                        )
+                    };
+                }
                 match m - i0 {
-                    1 => block::<V, E, NAN, INT, 1, 1>(w, sc, [x_at(i0)], seg, factor, 1, &mut put),
-                    2 => block::<V, E, NAN, INT, 1, 2>(
-                        w,
-                        sc,
-                        std::array::from_fn(|i| x_at(i0 + i)),
-                        seg,
-                        factor,
-                        1,
-                        &mut put,
-                    ),
-                    3 => block::<V, E, NAN, INT, 1, 3>(
-                        w,
-                        sc,
-                        std::array::from_fn(|i| x_at(i0 + i)),
-                        seg,
-                        factor,
-                        1,
-                        &mut put,
-                    ),
-                    _ => block::<V, E, NAN, INT, 1, 4>(
-                        w,
-                        sc,
-                        std::array::from_fn(|i| x_at(i0 + i)),
-                        seg,
-                        factor,
-                        1,
-                        &mut put,
-                    ),
+                    1 => mx!(1),
+                    2 => mx!(2),
+                    3 => mx!(3),
+                    _ => mx!(4),
                 }
                 i0 += 4;
             }
