@@ -100,15 +100,14 @@ impl<E> Rows<'_, E> {
 
     /// What a SIMD row kernel relies on before its unchecked loads: every row holds `k` codes
     /// and one scale per segment, `x` holds `m ≥ 1` activation rows of `k` values, and `out` a
-    /// slot per real row and activation row. Returns `m`.
-    pub(crate) fn check(&self, x: &[f32], seg: usize, out: &[f32]) -> usize {
+    /// slot per real row and activation row.
+    pub(crate) fn check(&self, x: &[f32], seg: usize, out: &[f32]) {
         let k = self.k();
         assert!(k > 0 && x.len().is_multiple_of(k) && !x.is_empty(), "x holds whole rows of k = {k}");
         let m = x.len() / k;
         let nseg = k.div_ceil(seg.max(1));
         assert!(seg > 0 && self.count <= ROWS && out.len() >= self.count * m);
         assert!(self.w.iter().all(|w| w.len() == k) && self.scales.iter().all(|s| s.len() >= nseg));
-        m
     }
 }
 
@@ -355,7 +354,7 @@ unsafe fn block<V: Lanes16, E: Element, const NAN: bool, const INT: bool, const 
     let k = x[0].len();
     let line = codes_per_line::<E>();
     let at = |c: usize| -> [*const E; R] { std::array::from_fn(|r| w[r].as_ptr().wrapping_add(c)) };
-    let x_at = |c: usize| -> [*const f32; MX] { std::array::from_fn(|i| x[i].as_ptr().wrapping_add(c)) };
+    let x_ptrs = |c: usize| -> [*const f32; MX] { std::array::from_fn(|i| x[i].as_ptr().wrapping_add(c)) };
     unsafe {
         let mut total = [[V::zero(); MX]; R];
         let (mut start, mut s) = (0, 0);
@@ -366,7 +365,7 @@ unsafe fn block<V: Lanes16, E: Element, const NAN: bool, const INT: bool, const 
             while c + line <= end {
                 V::prefetch_rows(&w, k, c);
                 for _ in 0..line / LANES {
-                    step::<V, E, NAN, INT, R, MX>(&mut part, x_at(c), at(c));
+                    step::<V, E, NAN, INT, R, MX>(&mut part, x_ptrs(c), at(c));
                     c += LANES;
                 }
             }
@@ -375,7 +374,7 @@ unsafe fn block<V: Lanes16, E: Element, const NAN: bool, const INT: bool, const 
                 if c % line == 0 {
                     V::prefetch_rows(&w, k, c);
                 }
-                step::<V, E, NAN, INT, R, MX>(&mut part, x_at(c), at(c));
+                step::<V, E, NAN, INT, R, MX>(&mut part, x_ptrs(c), at(c));
                 c += LANES;
             }
             if c < end {
