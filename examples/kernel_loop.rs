@@ -1,8 +1,8 @@
 //! Run one CPU kernel in a loop, nothing else: a target for `perf record` / `perf stat`.
 //!
-//! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies]`
+//! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies] [scaling]`
 //! (`gemv` takes n = k = the size; SIZE may also be `MxNxK`, e.g. `128x768x4096`, the shape of a
-//! model-step slice). Prints the rate once at the end: the mean over the loop and
+//! model-step slice; `scaling` is any `--scaling` value, FP8 only, per-tensor by default). Prints the rate once at the end: the mean over the loop and
 //! the median call.
 //!
 //! `copies` > 1 rotates the calls through that many copies of the problem: an independent probe
@@ -20,7 +20,7 @@ use std::time::Instant;
 /// Bad arguments end in one line naming the argument and what it allows, not a panic.
 fn fail(what: &str) -> ! {
     eprintln!(
-        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS] [COPIES]"
+        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS] [COPIES] [SCALING]"
     );
     std::process::exit(2)
 }
@@ -51,7 +51,12 @@ fn main() {
         (_, &[m, n, k]) => (m, n, k),
         _ => fail("SIZE: one integer or MxNxK"),
     };
-    let scaling = if format.is_fp8() { Scaling::PER_TENSOR } else { Scaling::NONE };
+    let scaling = match args.get(6) {
+        None if format.is_fp8() => Scaling::PER_TENSOR,
+        None => Scaling::NONE,
+        Some(_) if !format.is_fp8() => fail("SCALING: only FP8 formats take a scaling"),
+        Some(s) => s.parse().unwrap_or_else(|e| fail(&format!("SCALING: {e}"))),
+    };
     let spec = ProblemSpec::new(op, m, n, k, format, scaling);
     // The same refusal `chipbench run` makes: zero, absurd or too large for memory, before allocating.
     check_fits("kernel_loop", &spec, copies, mem_available_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
