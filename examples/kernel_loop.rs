@@ -2,8 +2,8 @@
 //!
 //! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies] [scaling]`
 //! (`gemv` takes n = k = the size; SIZE may also be `MxNxK`, e.g. `128x768x4096`, the shape of a
-//! model-step slice; `scaling` is any `--scaling` value, FP8 only, per-tensor by default). Prints the rate once at the end: the mean over the loop and
-//! the median call.
+//! model-step slice; `scaling` is any `--scaling` value, FP8 only, per-tensor by default). Prints
+//! the rate once at the end: the mean over the loop and the median call.
 //!
 //! `copies` > 1 rotates the calls through that many copies of the problem: an independent probe
 //! of what a cold-weights GEMV reaches (the runner's rotation is checked against it), written
