@@ -225,7 +225,8 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
             }
         }
     }
-    for (k, seg) in [(1, 1), (15, 15), (33, 32), (200, 128), (300, 300), (64, 32)] {
+    // k = 1031: a 2-byte group of 8 KiB, where 4 or more activation rows run in pairs.
+    for (k, seg) in [(1, 1), (15, 15), (33, 32), (200, 128), (300, 300), (64, 32), (1031, 128)] {
         let n = ROWS * k;
         // Finite codes only (a NaN weight makes a NaN row in every path, but NaN != NaN).
         check(&(0..n).map(|i| E4m3((i * 37 % 126) as u8 | ((i as u8 & 1) << 7))).collect::<Vec<_>>(), k, seg);
