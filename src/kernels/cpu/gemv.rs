@@ -79,10 +79,12 @@ pub(crate) struct Rows<'a, E> {
 /// block once a group's four rows hold this many bytes (k ≥ 1024 for BF16): the four-row loop
 /// would read each group once per activation row from L2, the pairs read it half as often.
 /// Measured on Zen 3 (2 threads, BF16, alternated with the four-row loop): 16 × 2048 × 7168
-/// +15–27 %, 16 × 7168 × 2048 +30–34 %, 8 × 16384 × 4096 +6–28 %, 4 × 16384 × 4096 −3 to +13 %;
+/// +15–36 %, 16 × 7168 × 2048 +30–34 %, 8 × 16384 × 4096 +6–28 %, 4 × 16384 × 4096 −4 to +13 %;
 /// slower at 2 activation rows (−5–14 %) and on 128-deep rows (a GQA score product, 1 KiB
-/// groups that stay in L1: −3–9 %), which keep the four-row loop.
+/// groups that stay in L1: −3–9 %), which keep the four-row loop (docs/cpu.md).
 const PAIRS_MIN_GROUP_BYTES: usize = 8 << 10;
+// The paired path splits a group into pairs of rows.
+const _: () = assert!(ROWS.is_multiple_of(2));
 
 /// The power of two the activations are pre-scaled by for the AVX2 integer FP8 decode, which
 /// yields `value · 2^-120` (E4M3; the f16 path: `value · 2^-8`) or `value · 2^-112` (E5M2; the
@@ -300,7 +302,8 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
     let x_at = |i: usize| &xs[i * k..(i + 1) * k];
     // SAFETY (all calls): as for the whole function; each `x` is an activation row of `k`.
     unsafe {
-        if std::mem::size_of::<E>() == 2 && m >= 4 && ROWS * k * 2 >= PAIRS_MIN_GROUP_BYTES {
+        let size = std::mem::size_of::<E>();
+        if size == 2 && m >= 4 && ROWS * k * size >= PAIRS_MIN_GROUP_BYTES {
             for h in (0..rows.count).step_by(2) {
                 let (w, sc) = ([rows.w[h], rows.w[h + 1]], [rows.scales[h], rows.scales[h + 1]]);
                 let count = (rows.count - h).min(2);
@@ -325,7 +328,7 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
             }
             return;
         }
-        if m == 1 || std::mem::size_of::<E>() > 1 {
+        if m == 1 || size > 1 {
             for i in 0..m {
                 let put = |r: usize, _: usize, v: f32| out[r * m + i] = v;
                 block::<V, E, NAN, INT, ROWS, 1>(
