@@ -297,79 +297,68 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
     factor: f32,
     out: &mut [f32],
 ) {
+    let (k, size) = (rows.k(), std::mem::size_of::<E>());
+    let m = xs.len() / k;
+    // SAFETY (all calls): as for the whole function.
+    unsafe {
+        if m == 1 || (size > 1 && !(size == 2 && m >= 4 && ROWS * k * size >= PAIRS_MIN_GROUP_BYTES)) {
+            tiles::<V, E, NAN, INT, ROWS, 1>(rows, xs, seg, factor, out)
+        } else if size == 2 {
+            tiles::<V, E, NAN, INT, 2, 2>(rows, xs, seg, factor, out)
+        } else {
+            tiles::<V, E, NAN, INT, 1, 4>(rows, xs, seg, factor, out)
+        }
+    }
+}
+
+/// The group's weight rows in tiles of `R` × the activation rows of `xs` in tiles of `MX` (the
+/// last tile may hold fewer, 1..=3 of them), each tile pair through [`block`]; `out[r·m + i]` =
+/// weight row `r` · activation row `i`.
+///
+/// # Safety
+/// As for [`rows_simd`]; `R` divides [`ROWS`] and `MX` ≤ 4.
+#[inline(always)]
+unsafe fn tiles<V: Lanes16, E: Element, const NAN: bool, const INT: bool, const R: usize, const MX: usize>(
+    rows: &Rows<E>,
+    xs: &[f32],
+    seg: usize,
+    factor: f32,
+    out: &mut [f32],
+) {
     let k = rows.k();
     let m = xs.len() / k;
     let x_at = |i: usize| &xs[i * k..(i + 1) * k];
-    // SAFETY (all calls): as for the whole function; each `x` is an activation row of `k`.
-    unsafe {
-        let size = std::mem::size_of::<E>();
-        if size == 2 && m >= 4 && ROWS * k * size >= PAIRS_MIN_GROUP_BYTES {
-            for h in (0..rows.count).step_by(2) {
-                let (w, sc) = ([rows.w[h], rows.w[h + 1]], [rows.scales[h], rows.scales[h + 1]]);
-                let count = (rows.count - h).min(2);
-                let mut i0 = 0;
-                while i0 < m {
-                    let mut put = |r: usize, i: usize, v: f32| out[(h + r) * m + i0 + i] = v;
-                    if m - i0 == 1 {
-                        block::<V, E, NAN, INT, 2, 1>(w, sc, [x_at(i0)], seg, factor, count, &mut put);
-                    } else {
-                        block::<V, E, NAN, INT, 2, 2>(
-                            w,
-                            sc,
-                            [x_at(i0), x_at(i0 + 1)],
-                            seg,
-                            factor,
-                            count,
-                            &mut put,
-                        );
-                    }
-                    i0 += 2;
-                }
-            }
-            return;
-        }
-        if m == 1 || size > 1 {
-            for i in 0..m {
-                let put = |r: usize, _: usize, v: f32| out[r * m + i] = v;
-                block::<V, E, NAN, INT, ROWS, 1>(
-                    rows.w,
-                    rows.scales,
-                    [x_at(i)],
-                    seg,
-                    factor,
-                    rows.count,
-                    put,
-                );
-            }
-            return;
-        }
-        for r in 0..rows.count {
-            let (w, sc) = ([rows.w[r]], [rows.scales[r]]);
-            let mut i0 = 0;
-            while i0 < m {
-                let mut put = |_: usize, i: usize, v: f32| out[r * m + i0 + i] = v;
-                // The activation rows i0..i0 + MX against weight row r.
-                macro_rules! mx {
-                    ($mx:literal) => {
-                        block::<V, E, NAN, INT, 1, $mx>(
+    for h in (0..rows.count).step_by(R) {
+        let w: [&[E]; R] = std::array::from_fn(|r| rows.w[h + r]);
+        let sc: [ScaleSlice<'_>; R] = std::array::from_fn(|r| rows.scales[h + r]);
+        let count = (rows.count - h).min(R);
+        let mut i0 = 0;
+        while i0 < m {
+            let mut put = |r: usize, i: usize, v: f32| out[(h + r) * m + i0 + i] = v;
+            // The activation rows i0..i0 + n against the weight rows h..h + R.
+            macro_rules! mx {
+                ($n:expr) => {
+                    // SAFETY: as for the whole function; each `x` is an activation row of `k`.
+                    unsafe {
+                        block::<V, E, NAN, INT, R, { $n }>(
                             w,
                             sc,
                             std::array::from_fn(|i| x_at(i0 + i)),
                             seg,
                             factor,
-                            1,
+                            count,
                             &mut put,
                         )
-                    };
-                }
-                match m - i0 {
-                    1 => mx!(1),
-                    2 => mx!(2),
-                    3 => mx!(3),
-                    _ => mx!(4),
-                }
-                i0 += 4;
+                    }
+                };
             }
+            match (m - i0).min(MX) {
+                n if n == MX => mx!(MX),
+                1 => mx!(1),
+                2 => mx!(2),
+                _ => mx!(3),
+            }
+            i0 += MX;
         }
     }
 }
