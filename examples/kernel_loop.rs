@@ -1,9 +1,11 @@
 //! Run one CPU kernel in a loop, nothing else: a target for `perf record` / `perf stat`.
 //!
-//! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies] [scaling]`
+//! `cargo run --release --example kernel_loop -- gemm f32 2048 [seconds] [threads] [copies] [scaling] [act]`
 //! (`gemv` takes n = k = the size; SIZE may also be `MxNxK`, e.g. `128x768x4096`, the shape of a
-//! model-step slice; `scaling` is any `--scaling` value, FP8 only, per-tensor by default). Prints
-//! the rate once at the end: the mean over the loop and the median call.
+//! model-step slice; `scaling` is any `--scaling` value, FP8 only, per-tensor by default, `-` for
+//! the default; `act` is the activations' format, f32 by default: bf16, e4m3 or e5m2 with a weight
+//! format of those three runs the BF16 dot-product path where the CPU has it). Prints the rate
+//! once at the end: the mean over the loop and the median call, and which compute units ran.
 //!
 //! `copies` > 1 rotates the calls through that many copies of the problem: an independent probe
 //! of what a cold-weights GEMV reaches (the runner's rotation is checked against it), written
@@ -20,7 +22,7 @@ use std::time::Instant;
 /// Bad arguments end in one line naming the argument and what it allows, not a panic.
 fn fail(what: &str) -> ! {
     eprintln!(
-        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS] [COPIES] [SCALING]"
+        "kernel_loop: {what}; usage: kernel_loop gemm|gemv f32|bf16|f16|e4m3|e5m2 SIZE [SECONDS] [THREADS] [COPIES] [SCALING|-] [ACT]"
     );
     std::process::exit(2)
 }
@@ -51,13 +53,14 @@ fn main() {
         (_, &[m, n, k]) => (m, n, k),
         _ => fail("SIZE: one integer or MxNxK"),
     };
-    let scaling = match args.get(6) {
+    let scaling = match args.get(6).filter(|s| *s != "-") {
         None if format.is_fp8() => Scaling::PER_TENSOR,
         None => Scaling::NONE,
         Some(_) if !format.is_fp8() => fail("SCALING: only FP8 formats take a scaling"),
         Some(s) => s.parse().unwrap_or_else(|e| fail(&format!("SCALING: {e}"))),
     };
-    let spec = ProblemSpec::new(op, m, n, k, format, scaling);
+    let act: Format = arg(7, "f32").parse().unwrap_or_else(|e| fail(&format!("ACT: {e}")));
+    let spec = ProblemSpec::new(op, m, n, k, format, scaling).with_act_format(act);
     // The same refusal `chipbench run` makes: zero, absurd or too large for memory, before allocating.
     check_fits("kernel_loop", &spec, copies, mem_available_bytes()).unwrap_or_else(|e| fail(&e.to_string()));
     let p = spec.build().unwrap_or_else(|e| fail(&e.to_string()));
@@ -82,12 +85,13 @@ fn main() {
     calls.sort_by(f64::total_cmp);
     let median = if runs % 2 == 1 { calls[runs / 2] } else { (calls[runs / 2 - 1] + calls[runs / 2]) / 2.0 };
     println!(
-        "{op} {format} {m}×{n}×{k} ({copies} cop{}): {runs} runs, mean {:.3} ms, {:.1} GFLOP/s, {:.2} Gweights/s; median {:.3} ms, {:.2} Gweights/s",
+        "{op} {format} (a={act}) {m}×{n}×{k} ({copies} cop{}): {runs} runs, mean {:.3} ms, {:.1} GFLOP/s, {:.2} Gweights/s; median {:.3} ms, {:.2} Gweights/s; {}",
         if copies == 1 { "y" } else { "ies" },
         s * 1e3,
         p.flops() / s / 1e9,
         (n * k) as f64 / s / 1e9,
         median * 1e3,
-        (n * k) as f64 / median / 1e9
+        (n * k) as f64 / median / 1e9,
+        prepared[0].compute()
     );
 }

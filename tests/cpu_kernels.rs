@@ -108,7 +108,9 @@ fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
         .flat_map(|t| units.iter().map(move |&u| CpuBackend::new(t).with_dot(Some(u)).unwrap()))
         .collect();
     let gemm = [(7, 129, 1031), (129, 7, 7), (1, 1000, 129)];
-    let gemv = [(1031, 129), (7, 1031), (129, 1)];
+    // k = 1031: two GEMV chunks, rows at odd offsets (BF16 pairs packed); k = 2080: three chunks,
+    // every row 4-byte aligned (BF16 pairs read in place, a 32-element last chunk).
+    let gemv = [(1031, 129), (7, 1031), (129, 1), (5, 2080)];
     let mut checked = 0;
     for w in low {
         for act in low {
@@ -151,7 +153,7 @@ fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
             }
         }
     }
-    assert_eq!(checked, (1 + 8 * 4) * 6);
+    assert_eq!(checked, (1 + 8 * 4) * 7);
 }
 
 /// With the dot path off (no units, or `CHIPBENCH_NO_BF16_DOT=1`), low-precision activations run

@@ -28,6 +28,7 @@ pub(crate) use layer::*;
 use super::gemm::{cut_items, split};
 use super::gemv::reduce16;
 use super::Pool;
+use crate::formats::scaling::ScaleSlice;
 use crate::formats::{Element, Format, QuantizedMatrix};
 use crate::with_codes;
 use rayon::prelude::*;
@@ -38,6 +39,8 @@ pub(crate) const KC: usize = 256;
 const KCP: usize = KC / 2;
 /// Most promotion segments in one K block (MX: 32 elements).
 const SEGS: usize = KC / 32;
+/// K chunk of the dot GEMV (elements, a multiple of [`KC`]): 4 rows of pairs in 8 KiB of L1.
+const GEMV_KC: usize = 1024;
 
 /// Whether the dot path can run this product exactly: both operands hold BF16-exact values.
 pub(crate) fn eligible(a: Format, w: Format) -> bool {
@@ -45,10 +48,12 @@ pub(crate) fn eligible(a: Format, w: Format) -> bool {
     exact(a) && exact(w)
 }
 
-/// The scale of element (`row`, `col`) of `q`: the one place the dot path reads scales.
+/// The scale of column `col` of a row of `q` whose scales are `rs` (`q.row_scales(row)`): the
+/// one place the dot path reads scales. (`scale_at` per segment cost three divisions each; in the
+/// GEMV that capped a core at about 2 weights per cycle.)
 #[inline]
-fn scale(q: &QuantizedMatrix, row: usize, col: usize) -> f32 {
-    q.scale_at(row, col)
+fn scale(rs: ScaleSlice, q: &QuantizedMatrix, col: usize) -> f32 {
+    rs.get(col / q.block.cols)
 }
 
 /// BF16 bits of a value that is exact in BF16 (a decoded BF16/E4M3/E5M2 code).
@@ -132,9 +137,83 @@ impl std::fmt::Display for DotUnit {
 
 // ---------------------------------------------------------------- packing
 
+/// The pairs are built as two halves of a `u32` in memory order (BF16 codes are copied as they
+/// lie), which is the element order the units read only on a little-endian target.
+const _: () = assert!(cfg!(target_endian = "little"), "the dot path packs K-pairs as little-endian u32");
+
+/// `codes` (one row, `kc` codes) as K-pairs in `out[..kc.div_ceil(2)]`; an odd last element gets
+/// a zero partner. BF16 codes are copied as they lie (a pair of BF16 codes is a K-pair); FP8 codes
+/// go through the unit's SIMD conversion where it has one (AVX-512: 32 codes at a time, exact),
+/// and the rest through [`row_pairs_portable`]. `f` is decode scratch of at least `kc + 1` values.
+fn row_pairs<E: Element>(codes: &[E], f: &mut [f32], out: &mut [u32]) {
+    let kc = codes.len();
+    let kcp = kc.div_ceil(2);
+    if E::FORMAT == Format::BF16 {
+        let halves: &mut [u16] = bytemuck::cast_slice_mut(&mut out[..kcp]);
+        halves[..kc].copy_from_slice(bytemuck::cast_slice(codes));
+        halves[kc..].fill(0);
+        return;
+    }
+    let done = simd_pairs(codes, &mut out[..kcp]);
+    debug_assert!(done.is_multiple_of(2));
+    row_pairs_portable(&codes[done..], f, &mut out[done / 2..kcp]);
+}
+
+/// FP8 codes to K-pairs with the CPU's SIMD conversion, as many as it takes (a multiple of 32);
+/// returns how many codes it converted (0 where there is none).
+fn simd_pairs<E: Element>(codes: &[E], out: &mut [u32]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if E::FORMAT.is_fp8() {
+        return super::x86_bf16::fp8_pairs(E::FORMAT == Format::E4M3, bytemuck::cast_slice(codes), out);
+    }
+    let _ = (codes, out);
+    0
+}
+
+/// The portable twin of [`row_pairs`]: the SIMD decode to f32 into `f` (exact values, which are
+/// exact in BF16), then each value's top half.
+fn row_pairs_portable<E: Element>(codes: &[E], f: &mut [f32], out: &mut [u32]) {
+    let kc = codes.len();
+    let kcp = kc.div_ceil(2);
+    super::gemv::decode_codes(codes, &mut f[..kc]);
+    f[kc..2 * kcp].fill(0.0);
+    for (p, v) in out[..kcp].iter_mut().zip(f.chunks_exact(2)) {
+        *p = bf16_bits(v[0]) | bf16_bits(v[1]) << 16;
+    }
+}
+
+/// Ask for the cache lines of `codes[..len]` (clipped to the slice) ahead of their use: the dot
+/// GEMV reads each row in short chunks, too short for the hardware prefetcher to ramp up on.
+#[inline(always)]
+fn prefetch_span<E>(codes: &[E], len: usize) {
+    let bytes = std::mem::size_of_val(&codes[..len.min(codes.len())]);
+    #[cfg(target_arch = "x86_64")]
+    for off in (0..bytes).step_by(64) {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is a hint; it reads nothing and cannot fault (the address is in the slice).
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(codes.as_ptr().cast::<i8>().wrapping_add(off)) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = bytes;
+}
+
+/// BF16 codes read as K-pairs where they lie (`None` for other formats, or a span that is not
+/// 4-byte aligned).
+fn pairs_in_place<E: Element>(span: &[E]) -> Option<&[u32]> {
+    (E::FORMAT == Format::BF16).then(|| bytemuck::try_cast_slice(span).ok()).flatten()
+}
+
+/// Scratch values [`pack_pairs`] needs for micro-panels `width` rows wide.
+fn pack_scratch_len(width: usize) -> usize {
+    KC + 2 + width * KCP
+}
+
 /// Pack rows `[r0, r0 + width)` × K range `[p0, p0 + kc)` of `q` as K-pairs,
 /// `out[pair · width + r]`, and the scales of its promotion segments (`seg` elements each),
-/// `scales[s · width + r]`. Rows past the matrix are zero (scale 0).
+/// `scales[s · width + r]`. Rows past the matrix are zero (scale 0). Each row becomes a
+/// contiguous run of pairs ([`row_pairs`]), then the block is transposed with the GEMM packing's
+/// SIMD transpose (it moves 32-bit lanes, so pairs travel as f32 bit patterns, unchanged).
+/// `scratch` holds [`pack_scratch_len`]`(width)` values.
 #[allow(clippy::too_many_arguments)]
 fn pack_pairs<E: Element>(
     codes: &[E],
@@ -149,24 +228,21 @@ fn pack_pairs<E: Element>(
     let kcp = kc.div_ceil(2);
     let nseg = kc.div_ceil(seg);
     let rows = q.rows.saturating_sub(r0).min(width);
-    for r in 0..width {
-        if r >= rows {
-            for p in 0..kcp {
-                out[p * width + r] = 0;
-            }
-            for s in 0..nseg {
-                scales[s * width + r] = 0.0;
-            }
-            continue;
-        }
+    let (f, block) = scratch.split_at_mut(KC + 2);
+    let block: &mut [u32] = bytemuck::cast_slice_mut(&mut block[..rows * kcp]);
+    for (r, pairs) in block.chunks_exact_mut(kcp.max(1)).enumerate() {
         let start = (r0 + r) * q.cols + p0;
-        super::gemv::decode_codes(&codes[start..start + kc], &mut scratch[..kc]);
-        scratch[kc] = 0.0; // the partner of an odd last element
-        for (p, pair) in scratch[..2 * kcp].chunks_exact(2).enumerate() {
-            out[p * width + r] = bf16_bits(pair[0]) | bf16_bits(pair[1]) << 16;
-        }
+        row_pairs(&codes[start..start + kc], f, pairs);
+    }
+    let out = &mut out[..kcp * width];
+    if rows < width {
+        out.fill(0);
+    }
+    super::pack::transpose(bytemuck::cast_slice(block), kcp, rows, kcp, width, bytemuck::cast_slice_mut(out));
+    for r in 0..width {
+        let rs = (r < rows).then(|| q.row_scales(r0 + r));
         for s in 0..nseg {
-            scales[s * width + r] = scale(q, r0 + r, p0 + s * seg);
+            scales[s * width + r] = rs.map_or(0.0, |rs| scale(rs, q, p0 + s * seg));
         }
     }
 }
@@ -200,7 +276,11 @@ impl DotGemm {
             .flat_map(|_| col_chunks.iter())
             .map(|&(c0, c1)| {
                 let panels = (c1 - c0).div_ceil(nr);
-                (vec![0u32; panels * nr * KCP], vec![0f32; panels * nr * SEGS], vec![0f32; KC + 1])
+                (
+                    vec![0u32; panels * nr * KCP],
+                    vec![0f32; panels * nr * SEGS],
+                    vec![0f32; pack_scratch_len(nr)],
+                )
             })
             .collect();
         DotGemm {
@@ -234,7 +314,7 @@ impl DotGemm {
         let (a_pack, sa_pack) = (&mut self.a_pack, &mut self.sa_pack);
         with_codes!(&a.codes, |codes| pool.install(|| {
             a_pack.par_chunks_mut(mr * KCP).zip(sa_pack.par_chunks_mut(mr * SEGS)).enumerate().for_each_init(
-                || vec![0f32; KC + 1],
+                || vec![0f32; pack_scratch_len(mr)],
                 |scratch, (i, (ap, sp))| {
                     let (p0, kc) = blocks[i / m_panels];
                     pack_pairs(codes, a, ((i % m_panels) * mr, mr), (p0, kc), seg, ap, sp, scratch)
@@ -311,7 +391,7 @@ pub(crate) struct DotGemv {
 impl DotGemv {
     pub(crate) fn new(unit: DotUnit, a: &QuantizedMatrix, w: &QuantizedMatrix) -> DotGemv {
         let k = a.cols;
-        let seg = promotion(a, w, usize::MAX);
+        let seg = promotion(a, w, KC);
         DotGemv {
             kernels: unit.kernels(),
             seg,
@@ -328,7 +408,8 @@ impl DotGemv {
         ((self.x.len() + self.sx.len()) * 4) as u64
     }
 
-    /// Decode row `row` of `q` into `pairs` (zero-padded) and its segment scales.
+    /// Row `row` of `q` as K-pairs in `pairs` (zero-padded) and its segment scales; `f` is
+    /// decode scratch of at least `k + 1` values.
     fn pack_row<E: Element>(
         codes: &[E],
         q: &QuantizedMatrix,
@@ -339,55 +420,78 @@ impl DotGemv {
         scales: &mut [f32],
     ) {
         let k = q.cols;
-        super::gemv::decode_codes(&codes[row * k..(row + 1) * k], &mut f[..k]);
-        f[k..].fill(0.0);
-        for (p, v) in pairs.iter_mut().zip(f.chunks_exact(2)) {
-            *p = bf16_bits(v[0]) | bf16_bits(v[1]) << 16;
-        }
+        row_pairs(&codes[row * k..(row + 1) * k], f, pairs);
+        pairs[k.div_ceil(2)..].fill(0);
+        let rs = q.row_scales(row);
         for (s, v) in scales.iter_mut().enumerate() {
-            *v = scale(q, row, s * seg);
+            *v = scale(rs, q, s * seg);
         }
     }
 
-    /// `y = W · x` for `x = a` (1 × k).
+    /// `y = W · x` for `x = a` (1 × k). Each group of [`ROWS`] rows is decoded into pairs one
+    /// chunk of [`GEMV_KC`] elements (whole segments) at a time, so the pairs the dot steps read
+    /// are still in L1; the lane totals carry from chunk to chunk, so the chunking does not change
+    /// the sums.
     pub(crate) fn run(&mut self, a: &QuantizedMatrix, w: &QuantizedMatrix, y: &mut [f32], pool: &Pool) {
         let (n, k) = (w.rows, w.cols);
         if k == 0 {
             y.fill(0.0);
             return;
         }
-        let (seg, pairs) = (self.seg, Self::pairs(k));
-        let seg_pairs = if seg >= k { pairs } else { seg / 2 };
-        let nseg = self.sx.len();
-        let mut f = vec![0f32; 2 * pairs];
+        let seg = self.seg;
+        let mut f = vec![0f32; 2 * Self::pairs(k) + 2];
         with_codes!(&a.codes, |codes| Self::pack_row(codes, a, 0, seg, &mut f, &mut self.x, &mut self.sx));
         let (x, sx, rows_fn) = (&self.x, &self.sx, self.kernels.rows);
+        let ck = (GEMV_KC / seg).max(1) * seg;
+        let (ckp, segc) = (Self::pairs(ck), ck.div_ceil(seg));
         let chunk = n.div_ceil(pool.threads() * 8).div_ceil(ROWS).max(1) * ROWS;
+        let row_scales = w.row_scales_fn();
         with_codes!(&w.codes, |codes| pool.install(|| {
             y.par_chunks_mut(chunk).enumerate().for_each_init(
-                || (vec![0f32; 2 * pairs], vec![0u32; ROWS * pairs], vec![0f32; ROWS * nseg]),
+                || (vec![0f32; ck + 2], vec![0u32; ROWS * ckp], vec![0f32; ROWS * segc]),
                 |(f, wp, sc), (ci, ys)| {
                     for (g, out) in ys.chunks_mut(ROWS).enumerate() {
                         let r0 = ci * chunk + g * ROWS;
-                        for r in 0..ROWS {
-                            // Rows past the group's end repeat its first row (results dropped).
-                            let row = if r < out.len() { r0 + r } else { r0 };
-                            let (wr, sr) =
-                                (&mut wp[r * pairs..(r + 1) * pairs], &mut sc[r * nseg..(r + 1) * nseg]);
-                            Self::pack_row(codes, w, row, seg, f, wr, sr);
-                            for (s, &xs) in sr.iter_mut().zip(sx) {
-                                *s *= xs;
+                        let mut total: Totals = [[0.0; LANES]; ROWS];
+                        for c0 in (0..k).step_by(ck) {
+                            let kc = ck.min(k - c0);
+                            let (kcp, s0, ns) = (Self::pairs(kc), c0 / seg, kc.div_ceil(seg));
+                            let row = |r: usize| if r < out.len() { r0 + r } else { r0 };
+                            // BF16 codes are K-pairs as they lie: read them in place when the
+                            // chunk is whole pairs with no padding and the row is 4-byte aligned.
+                            let direct: [Option<&[u32]>; ROWS] = std::array::from_fn(|r| {
+                                let span = &codes[row(r) * k + c0..row(r) * k + c0 + kc];
+                                if kc == 2 * kcp {
+                                    pairs_in_place(span)
+                                } else {
+                                    None
+                                }
+                            });
+                            for r in 0..ROWS {
+                                // Rows past the group's end repeat its first row (results dropped).
+                                let span = &codes[row(r) * k + c0..row(r) * k + c0 + kc];
+                                if direct[r].is_none() {
+                                    let next = (row(r) * k + c0 + ck).min(codes.len());
+                                    prefetch_span(&codes[next..], ck);
+                                    let wr = &mut wp[r * ckp..r * ckp + kcp];
+                                    row_pairs(span, f, wr);
+                                    wr[kc.div_ceil(2)..].fill(0);
+                                }
+                                let rs = row_scales(row(r));
+                                for (j, v) in sc[r * segc..r * segc + ns].iter_mut().enumerate() {
+                                    *v = scale(rs, w, c0 + j * seg) * sx[s0 + j];
+                                }
                             }
+                            let args = RowArgs {
+                                pairs: kcp,
+                                seg_pairs: if seg >= kc { kcp } else { seg / 2 },
+                                x: &x[c0 / 2..c0 / 2 + kcp],
+                                w: std::array::from_fn(|r| direct[r].unwrap_or(&wp[r * ckp..r * ckp + kcp])),
+                                s: std::array::from_fn(|r| &sc[r * segc..r * segc + ns]),
+                            };
+                            rows_fn(&args, &mut total);
                         }
-                        let args = RowArgs {
-                            pairs,
-                            seg_pairs,
-                            x,
-                            w: std::array::from_fn(|r| &wp[r * pairs..(r + 1) * pairs]),
-                            s: std::array::from_fn(|r| &sc[r * nseg..(r + 1) * nseg]),
-                        };
-                        let lanes = rows_fn(&args);
-                        for (o, l) in out.iter_mut().zip(&lanes) {
+                        for (o, l) in out.iter_mut().zip(&total) {
                             *o = reduce16(l);
                         }
                     }

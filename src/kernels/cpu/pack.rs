@@ -72,7 +72,7 @@ pub(crate) fn pack_panel<E: Element>(
 
 /// `out[p * width + r] = src[r * ld + p]` for `r < rows`, `p < kc`: AVX-512 or AVX2 register
 /// blocks where the CPU has them, else the portable loop.
-fn transpose(src: &[f32], ld: usize, rows: usize, kc: usize, width: usize, out: &mut [f32]) {
+pub(crate) fn transpose(src: &[f32], ld: usize, rows: usize, kc: usize, width: usize, out: &mut [f32]) {
     match super::isa::Isa::detect() {
         #[cfg(target_arch = "x86_64")]
         super::isa::Isa::Avx512 => super::x86::transpose_avx512(src, ld, rows, kc, width, out),

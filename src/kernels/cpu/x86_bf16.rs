@@ -62,6 +62,67 @@ impl DotVec for Zmm {
     unsafe fn storef(p: *mut f32, v: Self) {
         unsafe { _mm512_storeu_ps(p, v.0) }
     }
+    #[inline(always)]
+    fn prefetch(p: *const u32) {
+        // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+}
+
+/// FP8 codes (E4M3 when `e4m3`, else E5M2) to K-pairs of BF16, 32 codes at a time: as many as
+/// the CPU can take (AVX512_BF16 and AVX512BW) in whole groups of 32; returns how many it
+/// converted (0 without the features). Exact: each code becomes f16 bits (E5M2 is the top byte
+/// of an f16; E4M3's bits shifted into f16's field give the value · 2^-8), widened to f32
+/// (`vcvtph2ps`, exact for every f16), E4M3 multiplied back by 2^8 (exact), and narrowed to BF16
+/// (`vcvtne2ps2bf16`, exact since every FP8 value is a BF16 value, none of them denormal).
+/// E4M3's NaN codes give a NaN. Twin: [`super::dot`]'s portable pair conversion.
+pub(crate) fn fp8_pairs(e4m3: bool, codes: &[u8], out: &mut [u32]) -> usize {
+    let groups = (codes.len() / 32).min(out.len() / 16);
+    if groups == 0 || !has_avx512_bf16() || !is_x86_feature_detected!("avx512bw") {
+        return 0;
+    }
+    // SAFETY: the features are present; `groups` whole groups fit `codes` and `out`.
+    unsafe {
+        if e4m3 {
+            fp8_pairs_body::<true>(codes.as_ptr(), groups, out.as_mut_ptr())
+        } else {
+            fp8_pairs_body::<false>(codes.as_ptr(), groups, out.as_mut_ptr())
+        }
+    }
+    groups * 32
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
+unsafe fn fp8_pairs_body<const E4M3: bool>(codes: *const u8, groups: usize, out: *mut u32) {
+    for g in 0..groups {
+        // SAFETY (caller): 32 codes readable at `codes + 32g`, 16 pairs writable at `out + 16g`.
+        unsafe {
+            let c = _mm256_loadu_si256(codes.add(32 * g).cast());
+            let h = if E4M3 {
+                let bits = _mm512_and_si512(
+                    _mm512_slli_epi16::<7>(_mm512_cvtepi8_epi16(c)),
+                    _mm512_set1_epi16(0xBF80u16 as i16),
+                );
+                // S.1111.111 is NaN in E4M3 (its f16 image would read 1.875 · 2^0 · 2^-8 · 2^8).
+                let nan = _mm512_cmpeq_epi16_mask(
+                    _mm512_or_si512(bits, _mm512_set1_epi16(0x8000u16 as i16)),
+                    _mm512_set1_epi16(0xBF80u16 as i16),
+                );
+                _mm512_mask_mov_epi16(bits, nan, _mm512_set1_epi16(0x7E00))
+            } else {
+                _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(c))
+            };
+            let mut lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+            let mut hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h));
+            if E4M3 {
+                let up = _mm512_set1_ps(256.0);
+                (lo, hi) = (_mm512_mul_ps(lo, up), _mm512_mul_ps(hi, up));
+            }
+            // Codes 0..16 in the low half (pairs 0..8), 16..32 in the high half.
+            let b = _mm512_cvtne2ps_pbh(hi, lo);
+            _mm512_storeu_si512(out.add(16 * g).cast(), std::mem::transmute::<__m512bh, __m512i>(b));
+        }
+    }
 }
 
 crate::dot_kernels!(Zmm, MR, NV, has_avx512_bf16(), "avx512f,avx512bf16");

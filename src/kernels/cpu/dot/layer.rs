@@ -26,7 +26,14 @@ pub(crate) trait DotVec: Copy {
     /// `a · b + c`, fused.
     unsafe fn fma(a: Self, b: Self, c: Self) -> Self;
     unsafe fn storef(p: *mut f32, v: Self);
+    /// A hint to fetch the cache line at `p` (which may lie past any allocation: never read).
+    #[inline(always)]
+    fn prefetch(_p: *const u32) {}
 }
+
+/// How far ahead (pairs) the GEMV row body asks for each weight row: 256 bytes, the distance the
+/// f32 row kernel uses for 2-byte codes.
+const PREFETCH_PAIRS: usize = 64;
 
 /// The portable twin of a dot unit: 16 lanes, each computed as the instruction computes it.
 /// Products of two BF16 values are exact in f32; denormal inputs read as zero and denormal
@@ -173,9 +180,11 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
     }
 }
 
-/// GEMV: [`ROWS`] rows at once. `x` and every `w[r]` hold `pairs` K-pairs (a multiple of
-/// [`LANES`], zero-padded); `s[r][seg]` is the combined scale of segment `seg`. Returns the 16
-/// lane totals of each row.
+/// GEMV: [`ROWS`] rows at once over one chunk of K. `x` and every `w[r]` hold `pairs` K-pairs (a
+/// multiple of [`LANES`], zero-padded); `s[r][seg]` is the combined scale of segment `seg`.
+/// `total` holds the 16 lane totals of each row so far (zero before the first chunk) and
+/// receives them after this chunk, so a row cut into chunks of whole segments adds up exactly as
+/// one call over the whole row would.
 ///
 /// # Safety
 /// As [`tile`]: features present, `x` and `w[r]` valid for `pairs` values, `s[r]` for one scale
@@ -187,15 +196,19 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize>(
     x: *const u32,
     w: [*const u32; ROWS],
     s: [*const f32; ROWS],
-) -> [[f32; LANES]; ROWS] {
-    let mut total = [[V::zero(); NV]; ROWS];
+    out: &mut [[f32; LANES]; ROWS],
+) {
     let (mut q, mut si) = (0, 0);
-    let mut out = [[0f32; LANES]; ROWS];
     unsafe {
+        let mut total: [[V; NV]; ROWS] =
+            std::array::from_fn(|r| std::array::from_fn(|v| V::loadf(out[r].as_ptr().add(v * V::W))));
         while q < pairs {
             let end = (q + seg_pairs).min(pairs);
             let mut part = [[V::zero(); NV]; ROWS];
             while q < end {
+                for wr in &w {
+                    V::prefetch(wr.wrapping_add(q + PREFETCH_PAIRS));
+                }
                 let xv: [V; NV] = std::array::from_fn(|v| V::load(x.add(q + v * V::W)));
                 for (r, part) in part.iter_mut().enumerate() {
                     for v in 0..NV {
@@ -218,7 +231,6 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize>(
             }
         }
     }
-    out
 }
 
 /// Independent chains of the peak loop (enough to cover the dot latency on every port).
@@ -291,6 +303,9 @@ pub(crate) struct RowArgs<'a> {
     pub s: [&'a [f32]; ROWS],
 }
 
+/// The 16 lane totals of each of the [`ROWS`] rows of a GEMV row-kernel call.
+pub(crate) type Totals = [[f32; LANES]; ROWS];
+
 impl RowArgs<'_> {
     pub(crate) fn check(&self) {
         let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
@@ -306,7 +321,7 @@ pub(crate) struct Kernels {
     pub mr: usize,
     pub nr: usize,
     pub tile: fn(&Tile, &mut [&mut [f32]], usize),
-    pub rows: fn(&RowArgs) -> [[f32; LANES]; ROWS],
+    pub rows: fn(&RowArgs, &mut Totals),
 }
 
 /// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
@@ -344,9 +359,7 @@ macro_rules! dot_kernels {
         }
 
         $(#[target_feature(enable = $feat)])?
-        unsafe fn rows_body(
-            r: &$crate::kernels::cpu::dot::RowArgs,
-        ) -> [[f32; $crate::kernels::cpu::dot::LANES]; $crate::kernels::cpu::dot::ROWS] {
+        unsafe fn rows_body(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut $crate::kernels::cpu::dot::Totals) {
             // SAFETY (caller): features present, slices checked by `RowArgs::check`.
             unsafe {
                 $crate::kernels::cpu::dot::rows::<$v, { $crate::kernels::cpu::dot::LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }>(
@@ -355,6 +368,7 @@ macro_rules! dot_kernels {
                     r.x.as_ptr(),
                     r.w.map(|w| w.as_ptr()),
                     r.s.map(|s| s.as_ptr()),
+                    total,
                 )
             }
         }
@@ -378,11 +392,11 @@ macro_rules! dot_kernels {
             Some((flops, unsafe { peak_body(iters) }))
         }
 
-        fn rows_entry(r: &$crate::kernels::cpu::dot::RowArgs) -> [[f32; $crate::kernels::cpu::dot::LANES]; $crate::kernels::cpu::dot::ROWS] {
+        fn rows_entry(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut $crate::kernels::cpu::dot::Totals) {
             assert!($has, "dot unit not present on this CPU");
             r.check();
             // SAFETY: the CPU has the features; every slice checked above.
-            unsafe { rows_body(r) }
+            unsafe { rows_body(r, total) }
         }
     };
 }
