@@ -197,6 +197,11 @@ fn prefetch_span<E>(codes: &[E], len: usize) {
     let _ = bytes;
 }
 
+/// `Some(true)` for E4M3 codes, `Some(false)` for E5M2, `None` for other formats.
+fn fp8_kind<E: Element>(_: &[E]) -> Option<bool> {
+    E::FORMAT.is_fp8().then_some(E::FORMAT == Format::E4M3)
+}
+
 /// BF16 codes read as K-pairs where they lie (`None` for other formats, or a span that is not
 /// 4-byte aligned).
 fn pairs_in_place<E: Element>(span: &[E]) -> Option<&[u32]> {
@@ -441,7 +446,7 @@ impl DotGemv {
         let seg = self.seg;
         let mut f = vec![0f32; 2 * Self::pairs(k) + 2];
         with_codes!(&a.codes, |codes| Self::pack_row(codes, a, 0, seg, &mut f, &mut self.x, &mut self.sx));
-        let (x, sx, rows_fn) = (&self.x, &self.sx, self.kernels.rows);
+        let (x, sx, rows_fn, rows_fp8) = (&self.x, &self.sx, self.kernels.rows, self.kernels.rows_fp8);
         let ck = (GEMV_KC / seg).max(1) * seg;
         let (ckp, segc) = (Self::pairs(ck), ck.div_ceil(seg));
         let chunk = n.div_ceil(pool.threads() * 8).div_ceil(ROWS).max(1) * ROWS;
@@ -456,40 +461,37 @@ impl DotGemv {
                         for c0 in (0..k).step_by(ck) {
                             let kc = ck.min(k - c0);
                             let (kcp, s0, ns) = (Self::pairs(kc), c0 / seg, kc.div_ceil(seg));
+                            // Rows past the group's end repeat its first row (results dropped).
                             let row = |r: usize| if r < out.len() { r0 + r } else { r0 };
-                            // BF16 codes are K-pairs as they lie: read them in place when the
-                            // chunk is whole pairs with no padding and the row is 4-byte aligned.
-                            let direct: [Option<&[u32]>; ROWS] = std::array::from_fn(|r| {
-                                let span = &codes[row(r) * k + c0..row(r) * k + c0 + kc];
-                                if kc == 2 * kcp {
-                                    pairs_in_place(span)
-                                } else {
-                                    None
-                                }
-                            });
+                            let span = |r: usize| &codes[row(r) * k + c0..row(r) * k + c0 + kc];
                             for r in 0..ROWS {
-                                // Rows past the group's end repeat its first row (results dropped).
-                                let span = &codes[row(r) * k + c0..row(r) * k + c0 + kc];
-                                if direct[r].is_none() {
-                                    let next = (row(r) * k + c0 + ck).min(codes.len());
-                                    prefetch_span(&codes[next..], ck);
-                                    let wr = &mut wp[r * ckp..r * ckp + kcp];
-                                    row_pairs(span, f, wr);
-                                    wr[kc.div_ceil(2)..].fill(0);
-                                }
                                 let rs = row_scales(row(r));
                                 for (j, v) in sc[r * segc..r * segc + ns].iter_mut().enumerate() {
                                     *v = scale(rs, w, c0 + j * seg) * sx[s0 + j];
                                 }
                             }
-                            let args = RowArgs {
-                                pairs: kcp,
-                                seg_pairs: if seg >= kc { kcp } else { seg / 2 },
-                                x: &x[c0 / 2..c0 / 2 + kcp],
-                                w: std::array::from_fn(|r| direct[r].unwrap_or(&wp[r * ckp..r * ckp + kcp])),
-                                s: std::array::from_fn(|r| &sc[r * segc..r * segc + ns]),
-                            };
-                            rows_fn(&args, &mut total);
+                            let (seg_pairs, x) =
+                                (if seg >= kc { kcp } else { seg / 2 }, &x[c0 / 2..c0 / 2 + kcp]);
+                            let s = std::array::from_fn(|r| &sc[r * segc..r * segc + ns]);
+                            // A chunk of whole pairs with no padding is read where it lies: FP8
+                            // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
+                            let whole = kc == 2 * kcp;
+                            if let (true, Some(e4m3)) = (whole, fp8_kind(&codes[..0])) {
+                                let w = std::array::from_fn(|r| bytemuck::cast_slice::<_, u8>(span(r)));
+                                rows_fp8(&RowArgs { pairs: kcp, seg_pairs, x, w, s }, e4m3, &mut total);
+                                continue;
+                            }
+                            let direct: [Option<&[u32]>; ROWS] =
+                                std::array::from_fn(|r| if whole { pairs_in_place(span(r)) } else { None });
+                            for r in (0..ROWS).filter(|&r| direct[r].is_none()) {
+                                let next = (row(r) * k + c0 + ck).min(codes.len());
+                                prefetch_span(&codes[next..], ck);
+                                let wr = &mut wp[r * ckp..r * ckp + kcp];
+                                row_pairs(span(r), f, wr);
+                                wr[kc.div_ceil(2)..].fill(0);
+                            }
+                            let w = std::array::from_fn(|r| direct[r].unwrap_or(&wp[r * ckp..r * ckp + kcp]));
+                            rows_fn(&RowArgs { pairs: kcp, seg_pairs, x, w, s }, &mut total);
                         }
                         for (o, l) in out.iter_mut().zip(&total) {
                             *o = reduce16(l);

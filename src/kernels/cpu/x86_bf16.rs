@@ -10,8 +10,12 @@ use std::arch::x86_64::*;
 const MR: usize = 12;
 const NV: usize = 2;
 
+/// AVX512_BF16 with the AVX-512 base the unit's kernels use (F, and BW for the FP8 conversion;
+/// every CPU with AVX512_BF16 has both).
 pub(crate) fn has_avx512_bf16() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bf16")
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512bf16")
 }
 
 #[derive(Clone, Copy)]
@@ -63,9 +67,14 @@ impl DotVec for Zmm {
         unsafe { _mm512_storeu_ps(p, v.0) }
     }
     #[inline(always)]
-    fn prefetch(p: *const u32) {
+    fn prefetch(p: *const u8) {
         // SAFETY: a prefetch is a hint; it reads nothing and cannot fault.
         unsafe { _mm_prefetch::<_MM_HINT_T0>(p.cast()) }
+    }
+    #[inline(always)]
+    unsafe fn load_fp8(p: *const u8, e4m3: bool) -> Self {
+        // SAFETY (caller): 32 codes readable at `p`; the body has AVX512BW (see `fp8_pairs`).
+        unsafe { Zmm(_mm512_castsi512_ps(if e4m3 { fp8_zmm::<true>(p) } else { fp8_zmm::<false>(p) })) }
     }
 }
 
@@ -78,7 +87,7 @@ impl DotVec for Zmm {
 /// E4M3's NaN codes give a NaN. Twin: [`super::dot`]'s portable pair conversion.
 pub(crate) fn fp8_pairs(e4m3: bool, codes: &[u8], out: &mut [u32]) -> usize {
     let groups = (codes.len() / 32).min(out.len() / 16);
-    if groups == 0 || !has_avx512_bf16() || !is_x86_feature_detected!("avx512bw") {
+    if groups == 0 || !has_avx512_bf16() {
         return 0;
     }
     // SAFETY: the features are present; `groups` whole groups fit `codes` and `out`.
@@ -96,33 +105,49 @@ pub(crate) fn fp8_pairs(e4m3: bool, codes: &[u8], out: &mut [u32]) -> usize {
 unsafe fn fp8_pairs_body<const E4M3: bool>(codes: *const u8, groups: usize, out: *mut u32) {
     for g in 0..groups {
         // SAFETY (caller): 32 codes readable at `codes + 32g`, 16 pairs writable at `out + 16g`.
-        unsafe {
-            let c = _mm256_loadu_si256(codes.add(32 * g).cast());
-            let h = if E4M3 {
-                let bits = _mm512_and_si512(
-                    _mm512_slli_epi16::<7>(_mm512_cvtepi8_epi16(c)),
-                    _mm512_set1_epi16(0xBF80u16 as i16),
-                );
-                // S.1111.111 is NaN in E4M3 (its f16 image would read 1.875 · 2^0 · 2^-8 · 2^8).
-                let nan = _mm512_cmpeq_epi16_mask(
-                    _mm512_or_si512(bits, _mm512_set1_epi16(0x8000u16 as i16)),
-                    _mm512_set1_epi16(0xBF80u16 as i16),
-                );
-                _mm512_mask_mov_epi16(bits, nan, _mm512_set1_epi16(0x7E00))
-            } else {
-                _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(c))
-            };
-            let mut lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
-            let mut hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h));
-            if E4M3 {
-                let up = _mm512_set1_ps(256.0);
-                (lo, hi) = (_mm512_mul_ps(lo, up), _mm512_mul_ps(hi, up));
-            }
-            // Codes 0..16 in the low half (pairs 0..8), 16..32 in the high half.
-            let b = _mm512_cvtne2ps_pbh(hi, lo);
-            _mm512_storeu_si512(out.add(16 * g).cast(), std::mem::transmute::<__m512bh, __m512i>(b));
-        }
+        unsafe { _mm512_storeu_si512(out.add(16 * g).cast(), fp8_zmm::<E4M3>(codes.add(32 * g))) }
     }
 }
 
-crate::dot_kernels!(Zmm, MR, NV, has_avx512_bf16(), "avx512f,avx512bf16");
+/// The 32 FP8 codes at `p` as 16 K-pairs of BF16 (see [`fp8_pairs`]).
+///
+/// # Safety
+/// AVX512F, AVX512BW and AVX512_BF16 present (the caller's features); 32 codes readable at `p`.
+#[inline(always)]
+unsafe fn fp8_zmm<const E4M3: bool>(p: *const u8) -> __m512i {
+    unsafe {
+        let c = _mm256_loadu_si256(p.cast());
+        if E4M3 {
+            return e4m3_zmm(c);
+        }
+        let h = _mm512_slli_epi16::<8>(_mm512_cvtepu8_epi16(c));
+        let lo = _mm512_cvtph_ps(_mm512_castsi512_si256(h));
+        let hi = _mm512_cvtph_ps(_mm512_extracti64x4_epi64::<1>(h));
+        // Codes 0..16 in the low half (pairs 0..8), 16..32 in the high half.
+        std::mem::transmute::<__m512bh, __m512i>(_mm512_cvtne2ps_pbh(hi, lo))
+    }
+}
+
+/// 32 E4M3 codes as 32 BF16 words, in integer arithmetic (no float conversion: on Zen 4 the f16
+/// route, two `vcvtph2ps`, two multiplies and `vcvtne2ps2bf16`, held the GEMV at 9-14 G
+/// weights/s). Normal codes: the 7 magnitude bits shifted into BF16's exponent and mantissa
+/// fields and the exponent re-biased (+120); the 7 subnormal codes (and zero) from an 8-entry
+/// table; S.1111.111 → NaN; the sign moved to bit 15.
+#[inline(always)]
+unsafe fn e4m3_zmm(c: __m256i) -> __m512i {
+    const SUBNORMAL: [u16; 8] = [0, 0x3B00, 0x3B80, 0x3BC0, 0x3C00, 0x3C20, 0x3C40, 0x3C60];
+    unsafe {
+        let w = _mm512_cvtepu8_epi16(c);
+        let mag = _mm512_and_si512(w, _mm512_set1_epi16(0x7F));
+        let normal = _mm512_add_epi16(_mm512_slli_epi16::<4>(mag), _mm512_set1_epi16(120 << 7));
+        let table = _mm512_castsi128_si512(_mm_loadu_si128(SUBNORMAL.as_ptr().cast()));
+        let zero_exp = _mm512_testn_epi16_mask(w, _mm512_set1_epi16(0x78));
+        let v = _mm512_mask_permutexvar_epi16(normal, zero_exp, mag, table);
+        let nan = _mm512_cmpeq_epi16_mask(mag, _mm512_set1_epi16(0x7F));
+        let v = _mm512_mask_mov_epi16(v, nan, _mm512_set1_epi16(0x7FC0));
+        let sign = _mm512_and_si512(_mm512_slli_epi16::<8>(w), _mm512_set1_epi16(0x8000u16 as i16));
+        _mm512_or_si512(v, sign)
+    }
+}
+
+crate::dot_kernels!(Zmm, MR, NV, has_avx512_bf16(), "avx512f,avx512bw,avx512bf16");

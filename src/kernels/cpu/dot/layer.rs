@@ -28,12 +28,55 @@ pub(crate) trait DotVec: Copy {
     unsafe fn storef(p: *mut f32, v: Self);
     /// A hint to fetch the cache line at `p` (which may lie past any allocation: never read).
     #[inline(always)]
-    fn prefetch(_p: *const u32) {}
+    fn prefetch(_p: *const u8) {}
+    /// `W` K-pairs from the `2W` FP8 codes at `p` (E4M3 when `e4m3`, else E5M2), each code
+    /// converted exactly to BF16. The default converts code by code ([`fp8_bf16`]); units with a
+    /// vector conversion override it and are tested against it.
+    #[inline(always)]
+    unsafe fn load_fp8(p: *const u8, e4m3: bool) -> Self {
+        let mut pairs = [0u32; LANES];
+        for (i, q) in pairs[..Self::W].iter_mut().enumerate() {
+            // SAFETY (caller): `p` is valid for 2W codes.
+            let (lo, hi) = unsafe { (*p.add(2 * i), *p.add(2 * i + 1)) };
+            *q = fp8_bf16(lo, e4m3) as u32 | (fp8_bf16(hi, e4m3) as u32) << 16;
+        }
+        // SAFETY: `pairs` holds W values.
+        unsafe { Self::load(pairs.as_ptr()) }
+    }
 }
 
-/// How far ahead (pairs) the GEMV row body asks for each weight row: 256 bytes, the distance the
-/// f32 row kernel uses for 2-byte codes.
-const PREFETCH_PAIRS: usize = 64;
+/// An FP8 code (E4M3 when `e4m3`, else E5M2) as BF16 bits: exact, since every FP8 value is a
+/// BF16 value. NaN codes give the positive quiet NaN `0x7FC0` (E4M3's S.1111.111, E5M2's
+/// S.11111.mm with mm ≠ 0); E5M2's infinities keep their sign.
+pub(crate) fn fp8_bf16(c: u8, e4m3: bool) -> u16 {
+    let (mbits, bias) = if e4m3 { (3u32, 7i32) } else { (2, 15) };
+    let sign = ((c & 0x80) as u16) << 8;
+    let mag = (c & 0x7F) as u32;
+    let (e, m) = ((mag >> mbits) as i32, mag & ((1 << mbits) - 1));
+    let top = if e4m3 { 0x7F } else { 0x7C };
+    if (e4m3 && mag == top) || (!e4m3 && mag > top) {
+        return 0x7FC0;
+    }
+    if !e4m3 && mag == top {
+        return sign | 0x7F80;
+    }
+    let v = if e == 0 {
+        m as f32 * 2f32.powi(1 - bias - mbits as i32)
+    } else {
+        f32::from_bits((((e - bias + 127) as u32) << 23) | (m << (23 - mbits)))
+    };
+    sign | (v.to_bits() >> 16) as u16
+}
+
+/// What the weight rows of a GEMV row-kernel call hold: K-pairs ([`PAIRS`]), or FP8 codes
+/// ([`CODES_E4M3`], [`CODES_E5M2`]) converted to pairs in registers as they are loaded.
+pub(crate) const PAIRS: u8 = 0;
+pub(crate) const CODES_E4M3: u8 = 1;
+pub(crate) const CODES_E5M2: u8 = 2;
+
+/// How far ahead the GEMV row body asks for each weight row: 256 bytes of pairs, 512 bytes of FP8
+/// codes (the distances the f32 row kernel uses for 2-byte and 1-byte codes).
+const PREFETCH_BYTES: [usize; 3] = [256, 512, 512];
 
 /// The portable twin of a dot unit: 16 lanes, each computed as the instruction computes it.
 /// Products of two BF16 values are exact in f32; denormal inputs read as zero and denormal
@@ -180,26 +223,36 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
     }
 }
 
-/// GEMV: [`ROWS`] rows at once over one chunk of K. `x` and every `w[r]` hold `pairs` K-pairs (a
-/// multiple of [`LANES`], zero-padded); `s[r][seg]` is the combined scale of segment `seg`.
+/// GEMV: [`ROWS`] rows at once over one chunk of K. `x` holds `pairs` K-pairs (a multiple of
+/// [`LANES`], zero-padded), every `w[r]` the same span of its row as `pairs` K-pairs (`CODES` =
+/// [`PAIRS`]) or as `2 · pairs` FP8 codes; `s[r][seg]` is the combined scale of segment `seg`.
 /// `total` holds the 16 lane totals of each row so far (zero before the first chunk) and
 /// receives them after this chunk, so a row cut into chunks of whole segments adds up exactly as
 /// one call over the whole row would.
 ///
 /// # Safety
-/// As [`tile`]: features present, `x` and `w[r]` valid for `pairs` values, `s[r]` for one scale
+/// As [`tile`]: features present, `x` and `w[r]` valid for `pairs` pairs, `s[r]` for one scale
 /// per segment.
 #[inline(always)]
-pub(crate) unsafe fn rows<V: DotVec, const NV: usize>(
+pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8>(
     pairs: usize,
     seg_pairs: usize,
     x: *const u32,
-    w: [*const u32; ROWS],
+    w: [*const u8; ROWS],
     s: [*const f32; ROWS],
     out: &mut [[f32; LANES]; ROWS],
 ) {
     let (mut q, mut si) = (0, 0);
+    let pair_bytes = if CODES == PAIRS { 4 } else { 2 };
+    let ahead = PREFETCH_BYTES[CODES as usize];
     unsafe {
+        let load = |r: usize, q: usize| -> V {
+            if CODES == PAIRS {
+                V::load(w[r].cast::<u32>().add(q))
+            } else {
+                V::load_fp8(w[r].add(2 * q), CODES == CODES_E4M3)
+            }
+        };
         let mut total: [[V; NV]; ROWS] =
             std::array::from_fn(|r| std::array::from_fn(|v| V::loadf(out[r].as_ptr().add(v * V::W))));
         while q < pairs {
@@ -207,12 +260,12 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize>(
             let mut part = [[V::zero(); NV]; ROWS];
             while q < end {
                 for wr in &w {
-                    V::prefetch(wr.wrapping_add(q + PREFETCH_PAIRS));
+                    V::prefetch(wr.wrapping_add(q * pair_bytes + ahead));
                 }
                 let xv: [V; NV] = std::array::from_fn(|v| V::load(x.add(q + v * V::W)));
                 for (r, part) in part.iter_mut().enumerate() {
                     for v in 0..NV {
-                        part[v] = V::dot(part[v], xv[v], V::load(w[r].add(q + v * V::W)));
+                        part[v] = V::dot(part[v], xv[v], load(r, q + v * V::W));
                     }
                 }
                 q += LANES;
@@ -294,24 +347,29 @@ impl Tile<'_> {
     }
 }
 
-/// Arguments of one GEMV row-kernel call.
-pub(crate) struct RowArgs<'a> {
+/// Arguments of one GEMV row-kernel call; the weight rows hold K-pairs (`T = u32`) or FP8
+/// codes (`T = u8`, two per pair).
+pub(crate) struct RowArgs<'a, T = u32> {
     pub pairs: usize,
     pub seg_pairs: usize,
     pub x: &'a [u32],
-    pub w: [&'a [u32]; ROWS],
+    pub w: [&'a [T]; ROWS],
     pub s: [&'a [f32]; ROWS],
 }
 
 /// The 16 lane totals of each of the [`ROWS`] rows of a GEMV row-kernel call.
 pub(crate) type Totals = [[f32; LANES]; ROWS];
 
-impl RowArgs<'_> {
+impl<T> RowArgs<'_, T> {
     pub(crate) fn check(&self) {
         let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
+        // A pair is one u32, or two FP8 codes.
+        let per_pair = if std::mem::size_of::<T>() == 1 { 2 } else { 1 };
         assert!((self.seg_pairs > 0 && self.seg_pairs.is_multiple_of(LANES)) || self.seg_pairs >= self.pairs);
         assert!(self.pairs.is_multiple_of(LANES) && self.x.len() >= self.pairs);
-        assert!(self.w.iter().all(|w| w.len() >= self.pairs) && self.s.iter().all(|s| s.len() >= nseg));
+        assert!(
+            self.w.iter().all(|w| w.len() >= self.pairs * per_pair) && self.s.iter().all(|s| s.len() >= nseg)
+        );
     }
 }
 
@@ -322,6 +380,8 @@ pub(crate) struct Kernels {
     pub nr: usize,
     pub tile: fn(&Tile, &mut [&mut [f32]], usize),
     pub rows: fn(&RowArgs, &mut Totals),
+    /// The row kernel on FP8 codes (E4M3 when the flag is set, else E5M2).
+    pub rows_fp8: fn(&RowArgs<u8>, bool, &mut Totals),
 }
 
 /// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
@@ -335,6 +395,7 @@ macro_rules! dot_kernels {
             nr: $nv * <$v as $crate::kernels::cpu::dot::DotVec>::W,
             tile: tile_entry,
             rows: rows_entry,
+            rows_fp8: rows_fp8_entry,
         };
 
         $(#[target_feature(enable = $feat)])?
@@ -359,14 +420,17 @@ macro_rules! dot_kernels {
         }
 
         $(#[target_feature(enable = $feat)])?
-        unsafe fn rows_body(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut $crate::kernels::cpu::dot::Totals) {
+        unsafe fn rows_body<T, const CODES: u8>(
+            r: &$crate::kernels::cpu::dot::RowArgs<T>,
+            total: &mut $crate::kernels::cpu::dot::Totals,
+        ) {
             // SAFETY (caller): features present, slices checked by `RowArgs::check`.
             unsafe {
-                $crate::kernels::cpu::dot::rows::<$v, { $crate::kernels::cpu::dot::LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }>(
+                $crate::kernels::cpu::dot::rows::<$v, { $crate::kernels::cpu::dot::LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }, CODES>(
                     r.pairs,
                     r.seg_pairs,
                     r.x.as_ptr(),
-                    r.w.map(|w| w.as_ptr()),
+                    r.w.map(|w| w.as_ptr().cast::<u8>()),
                     r.s.map(|s| s.as_ptr()),
                     total,
                 )
@@ -396,7 +460,24 @@ macro_rules! dot_kernels {
             assert!($has, "dot unit not present on this CPU");
             r.check();
             // SAFETY: the CPU has the features; every slice checked above.
-            unsafe { rows_body(r, total) }
+            unsafe { rows_body::<u32, { $crate::kernels::cpu::dot::PAIRS }>(r, total) }
+        }
+
+        fn rows_fp8_entry(
+            r: &$crate::kernels::cpu::dot::RowArgs<u8>,
+            e4m3: bool,
+            total: &mut $crate::kernels::cpu::dot::Totals,
+        ) {
+            assert!($has, "dot unit not present on this CPU");
+            r.check();
+            // SAFETY: the CPU has the features; every slice checked above.
+            unsafe {
+                if e4m3 {
+                    rows_body::<u8, { $crate::kernels::cpu::dot::CODES_E4M3 }>(r, total)
+                } else {
+                    rows_body::<u8, { $crate::kernels::cpu::dot::CODES_E5M2 }>(r, total)
+                }
+            }
         }
     };
 }

@@ -170,3 +170,50 @@ fn pair_conversion_matches_its_portable_twin_on_every_code() {
     let halves: Vec<u16> = (0..800u32).map(|i| (i.wrapping_mul(40503) >> 3) as u16).collect();
     check::<half::bf16>(bytemuck::cast_slice(&halves));
 }
+
+/// The code-by-code conversion the portable twin loads FP8 weights with is the formats' decode,
+/// for every code (NaN codes: a NaN); and every unit's in-register conversion gives its bits.
+#[test]
+fn fp8_codes_load_as_their_bf16_values_on_every_unit() {
+    use crate::formats::Element;
+    for e4m3 in [true, false] {
+        let decode =
+            |c: u8| if e4m3 { crate::formats::E4m3(c).decode() } else { crate::formats::E5m2(c).decode() };
+        for c in 0..=255u8 {
+            let (got, want) = (f32::from_bits((fp8_bf16(c, e4m3) as u32) << 16), decode(c));
+            assert!(
+                got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+                "{c:#04x} e4m3={e4m3}"
+            );
+        }
+        let codes: Vec<u8> = (0..=255u8).collect();
+        for unit in DotUnit::available() {
+            let k = unit.kernels();
+            // 16 pairs per row = 32 codes; rows are 8 windows of the 256 codes, x = 1.0 in the
+            // even lane, 0 in the odd one, so each lane total is the even code's value (scale 1).
+            let one = 0x3F80u32;
+            for hi in [false, true] {
+                let x = vec![if hi { one << 16 } else { one }; LANES];
+                for g in (0..256).step_by(32 * ROWS) {
+                    let w: [&[u8]; ROWS] = std::array::from_fn(|r| &codes[g + 32 * r..g + 32 * r + 32]);
+                    let s = [1.0f32];
+                    let args = RowArgs { pairs: LANES, seg_pairs: LANES, x: &x, w, s: [&s[..]; ROWS] };
+                    let mut t: Totals = [[0.0; LANES]; ROWS];
+                    (k.rows_fp8)(&args, e4m3, &mut t);
+                    for (r, lanes) in t.iter().enumerate() {
+                        for (l, &v) in lanes.iter().enumerate() {
+                            let c = (g + 32 * r + 2 * l + hi as usize) as u8;
+                            // The partner (times 0) still turns the lane into NaN when it is NaN.
+                            let (want, partner) = (decode(c), decode(c ^ 1));
+                            let want = if partner.is_nan() { f32::NAN } else { want };
+                            assert!(
+                                v == want || (v.is_nan() && want.is_nan()),
+                                "{unit} {c:#04x} e4m3={e4m3}: {v} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
