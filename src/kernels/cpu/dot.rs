@@ -182,21 +182,6 @@ fn row_pairs_portable<E: Element>(codes: &[E], f: &mut [f32], out: &mut [u32]) {
     }
 }
 
-/// Ask for the cache lines of `codes[..len]` (clipped to the slice) ahead of their use: the dot
-/// GEMV reads each row in short chunks, too short for the hardware prefetcher to ramp up on.
-#[inline(always)]
-fn prefetch_span<E>(codes: &[E], len: usize) {
-    let bytes = std::mem::size_of_val(&codes[..len.min(codes.len())]);
-    #[cfg(target_arch = "x86_64")]
-    for off in (0..bytes).step_by(64) {
-        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-        // SAFETY: a prefetch is a hint; it reads nothing and cannot fault (the address is in the slice).
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(codes.as_ptr().cast::<i8>().wrapping_add(off)) };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = bytes;
-}
-
 /// `Some(true)` for E4M3 codes, `Some(false)` for E5M2, `None` for other formats.
 fn fp8_kind<E: Element>(_: &[E]) -> Option<bool> {
     E::FORMAT.is_fp8().then_some(E::FORMAT == Format::E4M3)
@@ -452,20 +437,21 @@ impl DotGemv {
         let chunk = n.div_ceil(pool.threads() * 8).div_ceil(ROWS).max(1) * ROWS;
         let row_scales = w.row_scales_fn();
         with_codes!(&w.codes, |codes| pool.install(|| {
+            let fp8 = fp8_kind(codes);
             y.par_chunks_mut(chunk).enumerate().for_each_init(
                 || (vec![0f32; ck + 2], vec![0u32; ROWS * ckp], vec![0f32; ROWS * segc]),
                 |(f, wp, sc), (ci, ys)| {
                     for (g, out) in ys.chunks_mut(ROWS).enumerate() {
                         let r0 = ci * chunk + g * ROWS;
+                        // Rows past the group's end repeat its first row (results dropped).
+                        let row = |r: usize| if r < out.len() { r0 + r } else { r0 };
+                        let rs: [_; ROWS] = std::array::from_fn(|r| row_scales(row(r)));
                         let mut total: Totals = [[0.0; LANES]; ROWS];
                         for c0 in (0..k).step_by(ck) {
                             let kc = ck.min(k - c0);
                             let (kcp, s0, ns) = (Self::pairs(kc), c0 / seg, kc.div_ceil(seg));
-                            // Rows past the group's end repeat its first row (results dropped).
-                            let row = |r: usize| if r < out.len() { r0 + r } else { r0 };
                             let span = |r: usize| &codes[row(r) * k + c0..row(r) * k + c0 + kc];
-                            for r in 0..ROWS {
-                                let rs = row_scales(row(r));
+                            for (r, &rs) in rs.iter().enumerate() {
                                 for (j, v) in sc[r * segc..r * segc + ns].iter_mut().enumerate() {
                                     *v = scale(rs, w, c0 + j * seg) * sx[s0 + j];
                                 }
@@ -476,7 +462,7 @@ impl DotGemv {
                             // A chunk of whole pairs with no padding is read where it lies: FP8
                             // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
                             let whole = kc == 2 * kcp;
-                            if let (true, Some(e4m3)) = (whole, fp8_kind(&codes[..0])) {
+                            if let (true, Some(e4m3)) = (whole, fp8) {
                                 let w = std::array::from_fn(|r| bytemuck::cast_slice::<_, u8>(span(r)));
                                 rows_fp8(&RowArgs { pairs: kcp, seg_pairs, x, w, s }, e4m3, &mut total);
                                 continue;
@@ -484,8 +470,6 @@ impl DotGemv {
                             let direct: [Option<&[u32]>; ROWS] =
                                 std::array::from_fn(|r| if whole { pairs_in_place(span(r)) } else { None });
                             for r in (0..ROWS).filter(|&r| direct[r].is_none()) {
-                                let next = (row(r) * k + c0 + ck).min(codes.len());
-                                prefetch_span(&codes[next..], ck);
                                 let wr = &mut wp[r * ckp..r * ckp + kcp];
                                 row_pairs(span(r), f, wr);
                                 wr[kc.div_ceil(2)..].fill(0);
