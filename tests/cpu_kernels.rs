@@ -107,7 +107,9 @@ fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
         .into_iter()
         .flat_map(|t| units.iter().map(move |&u| CpuBackend::new(t).with_dot(Some(u)).unwrap()))
         .collect();
-    let gemm = [(7, 129, 1031), (129, 7, 7), (1, 1000, 129)];
+    // m ≤ SKINNY_M runs the GEMV row kernel (7: activation rows in blocks of 4 + 3; 16 over
+    // 4-byte aligned rows read in place), m = 17 and 129 the GEMM tiles.
+    let gemm = [(7, 129, 1031), (129, 7, 7), (1, 1000, 129), (16, 33, 2080), (17, 65, 257)];
     // k = 1031: two GEMV chunks, rows at odd offsets (BF16 pairs packed); k = 2080: three chunks,
     // every row 4-byte aligned (BF16 pairs read in place, a 32-element last chunk).
     let gemv = [(1031, 129), (7, 1031), (129, 1), (5, 2080)];
@@ -153,7 +155,7 @@ fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
             }
         }
     }
-    assert_eq!(checked, (1 + 8 * 4) * 7);
+    assert_eq!(checked, (1 + 8 * 4) * 9);
 }
 
 /// With the dot path off (no units, or `CHIPBENCH_NO_BF16_DOT=1`), low-precision activations run
@@ -188,10 +190,13 @@ fn without_dot_units_low_precision_activations_run_the_f32_path() {
 
 /// A skinny GEMM (m ≤ SKINNY_M activation rows: a decode batch, a GQA group over its KV cache) gives,
 /// row by row, the bits of the one-row GEMV on the same weights — it runs the same row kernel —
-/// and stays valid against the f64 reference, for every format and scaling, on 1..3 threads.
+/// and stays valid against the f64 reference, for every format and scaling, on 1..3 threads: with
+/// f32 activations (the FMA row kernel) and, for BF16 and FP8, with activations in the weights'
+/// format (the dot path's row kernel, on the best unit this CPU has).
 #[test]
 fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
     use chipbench::formats::scaling::{QuantizedMatrix, Role};
+    use chipbench::kernels::cpu::DotUnit;
     use chipbench::kernels::Problem;
     let (n, k) = (67, 300);
     let values = |len: usize, seed: u32| -> Vec<f32> {
@@ -199,34 +204,40 @@ fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
             .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 500.0 - 2.0)
             .collect()
     };
+    let unit = DotUnit::available()[0];
+    let backend = |threads: usize| CpuBackend::new(threads).with_dot(Some(unit)).unwrap();
     for format in Format::ALL {
         let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
         let w = QuantizedMatrix::quantize(&values(n * k, 7), n, k, format, scaling, Role::Weights).unwrap();
-        for m in [2, 5, chipbench::kernels::SKINNY_M] {
-            let av = values(m * k, 11 + m as u32);
-            let a =
-                QuantizedMatrix::quantize(&av, m, k, Format::F32, Scaling::NONE, Role::Activations).unwrap();
-            let gemm = Problem::new(Op::Gemm, a, w.clone()).unwrap();
-            let v = validate(&CpuBackend::new(1).compute(&gemm).unwrap(), &Reference::compute(&gemm), 0.0);
-            assert!(v.valid, "{format} m={m}: {}", v.reason);
-            for threads in [1, 2, 3] {
-                let got = CpuBackend::new(threads).compute(&gemm).unwrap();
-                for i in 0..m {
-                    let row = QuantizedMatrix::quantize(
-                        &av[i * k..(i + 1) * k],
-                        1,
-                        k,
-                        Format::F32,
-                        Scaling::NONE,
-                        Role::Activations,
-                    )
-                    .unwrap();
-                    let gemv = CpuBackend::new(threads)
-                        .compute(&Problem::new(Op::Gemv, row, w.clone()).unwrap())
-                        .unwrap();
-                    let same =
-                        got[i * n..(i + 1) * n].iter().zip(&gemv).all(|(x, y)| x.to_bits() == y.to_bits());
-                    assert!(same, "{format} m={m} row {i}, {threads} threads: differs from the GEMV");
+        let acts = if matches!(format, Format::BF16 | Format::E4M3 | Format::E5M2) {
+            vec![Format::F32, format]
+        } else {
+            vec![Format::F32]
+        };
+        for act in acts {
+            let act_scaling = if act.is_fp8() { scaling } else { Scaling::NONE };
+            let quantize = |v: &[f32], rows: usize| {
+                QuantizedMatrix::quantize(v, rows, k, act, act_scaling, Role::Activations).unwrap()
+            };
+            for m in [2, 5, chipbench::kernels::SKINNY_M] {
+                let av = values(m * k, 11 + m as u32);
+                let gemm = Problem::new(Op::Gemm, quantize(&av, m), w.clone()).unwrap();
+                let what = format!("{format} a={act} m={m}");
+                let v = validate(&backend(1).compute(&gemm).unwrap(), &Reference::compute(&gemm), 0.0);
+                assert!(v.valid, "{what}: {}", v.reason);
+                for threads in [1, 2, 3] {
+                    let got = backend(threads).compute(&gemm).unwrap();
+                    for i in 0..m {
+                        let row = quantize(&av[i * k..(i + 1) * k], 1);
+                        let gemv = backend(threads)
+                            .compute(&Problem::new(Op::Gemv, row, w.clone()).unwrap())
+                            .unwrap();
+                        let same = got[i * n..(i + 1) * n]
+                            .iter()
+                            .zip(&gemv)
+                            .all(|(x, y)| x.to_bits() == y.to_bits());
+                        assert!(same, "{what} row {i}, {threads} threads: differs from the GEMV");
+                    }
                 }
             }
         }

@@ -13,9 +13,10 @@
 //!   then `c = fma(part, sa · sw, c)` with the two block scales of that segment (DeepSeek-V3 /
 //!   DeepGEMM promotion: the scales touch f32 partial sums, never the operands).
 //! - GEMM: C starts at +0 and is updated segment after segment in K order, so the result does not
-//!   depend on the tile, the thread count or the split. GEMV: 16 logical lanes per row (lane `l`
-//!   takes pairs `q ≡ l mod 16`), `total[l] = fma(part[l], sa · sw, total[l])` per segment, then
-//!   [`reduce16`].
+//!   depend on the tile, the thread count or the split. GEMV, and every skinny product (at most
+//!   [`crate::kernels::SKINNY_M`] activation rows, each row as its own GEMV): 16 logical lanes
+//!   per row (lane `l` takes pairs `q ≡ l mod 16`), `total[l] = fma(part[l], sw · sa, total[l])`
+//!   per segment, then [`reduce16`].
 //!
 //! Structure: one generic GEMM tile body ([`tile`]) and one GEMV row body ([`rows`]) over a
 //! small per-ISA vector layer ([`DotVec`]: load, splat, dot, fma); each unit instantiates them
@@ -118,7 +119,7 @@ impl DotUnit {
     fn kernels(self) -> Kernels {
         match self {
             #[cfg(target_arch = "x86_64")]
-            DotUnit::Avx512Bf16 => super::x86_bf16::KERNELS,
+            DotUnit::Avx512Bf16 => super::x86_bf16::kernels(),
             #[cfg(target_arch = "aarch64")]
             DotUnit::NeonBf16 => super::neon_bf16::KERNELS,
             #[cfg(target_arch = "aarch64")]
@@ -370,28 +371,38 @@ impl DotGemm {
 
 // ---------------------------------------------------------------- GEMV
 
-/// A GEMV on the dot path: `x` as K-pairs (padded to [`LANES`]) and its segment scales.
+/// Per K chunk of a GEMV, one slice per activation row.
+type PerChunk<'a, T> = Vec<Vec<&'a [T]>>;
+
+/// A GEMV on the dot path, and every skinny product (`m ≤` [`crate::kernels::SKINNY_M`] activation rows): the
+/// activation rows as K-pairs (each padded to [`LANES`]) and their segment scales.
 pub(crate) struct DotGemv {
     kernels: Kernels,
     seg: usize,
+    m: usize,
     x: Vec<u32>,
     sx: Vec<f32>,
 }
 
 impl DotGemv {
     pub(crate) fn new(unit: DotUnit, a: &QuantizedMatrix, w: &QuantizedMatrix) -> DotGemv {
-        let k = a.cols;
+        let (m, k) = (a.rows.max(1), a.cols);
         let seg = promotion(a, w, KC);
         DotGemv {
             kernels: unit.kernels(),
             seg,
-            x: vec![0u32; Self::pairs(k)],
-            sx: vec![0f32; k.div_ceil(seg).max(1)],
+            m,
+            x: vec![0u32; m * Self::pairs(k)],
+            sx: vec![0f32; m * Self::segs(k, seg)],
         }
     }
 
     fn pairs(k: usize) -> usize {
         k.div_ceil(2 * LANES).max(1) * LANES
+    }
+
+    fn segs(k: usize, seg: usize) -> usize {
+        k.div_ceil(seg).max(1)
     }
 
     pub(crate) fn workspace_bytes(&self) -> u64 {
@@ -418,72 +429,135 @@ impl DotGemv {
         }
     }
 
-    /// `y = W · x` for `x = a` (1 × k). Each group of [`ROWS`] rows is decoded into pairs one
-    /// chunk of [`GEMV_KC`] elements (whole segments) at a time, so the pairs the dot steps read
-    /// are still in L1; the lane totals carry from chunk to chunk, so the chunking does not change
-    /// the sums.
+    /// `y = a · Wᵀ` for the `m` rows of `a` (`m = 1`: `y = W · x`), `y` row-major `m × n`. Each
+    /// group of [`ROWS`] weight rows is taken one chunk of [`GEMV_KC`] elements (whole segments)
+    /// at a time — decoded into pairs, or read where it lies — and every activation row runs
+    /// against that chunk while it is in L1, [`MX_MAX`] at a time; the lane totals carry from
+    /// chunk to chunk, so neither the chunking nor the grouping of activation rows changes the
+    /// sums: every output is the GEMV's chain of its own row.
     pub(crate) fn run(&mut self, a: &QuantizedMatrix, w: &QuantizedMatrix, y: &mut [f32], pool: &Pool) {
-        let (n, k) = (w.rows, w.cols);
+        let (n, k, m) = (w.rows, w.cols, self.m);
         if k == 0 {
             y.fill(0.0);
             return;
         }
-        let seg = self.seg;
-        let mut f = vec![0f32; 2 * Self::pairs(k) + 2];
-        with_codes!(&a.codes, |codes| Self::pack_row(codes, a, 0, seg, &mut f, &mut self.x, &mut self.sx));
+        let (seg, xp, xs) = (self.seg, Self::pairs(k), Self::segs(k, self.seg));
+        let mut f = vec![0f32; 2 * xp + 2];
+        with_codes!(&a.codes, |codes| {
+            for i in 0..m {
+                let (x, sx) = (&mut self.x[i * xp..(i + 1) * xp], &mut self.sx[i * xs..(i + 1) * xs]);
+                Self::pack_row(codes, a, i, seg, &mut f, x, sx);
+            }
+        });
         let (x, sx, rows_fn, rows_fp8) = (&self.x, &self.sx, self.kernels.rows, self.kernels.rows_fp8);
         let ck = (GEMV_KC / seg).max(1) * seg;
         let (ckp, segc) = (Self::pairs(ck), ck.div_ceil(seg));
         let chunk = n.div_ceil(pool.threads() * 8).div_ceil(ROWS).max(1) * ROWS;
         let row_scales = w.row_scales_fn();
-        with_codes!(&w.codes, |codes| pool.install(|| {
+        // Per K chunk: every activation row's pairs and segment scales in it.
+        let (mut xr, mut sxr): (PerChunk<u32>, PerChunk<f32>) = (Vec::new(), Vec::new());
+        for c0 in (0..k).step_by(ck) {
+            let (kcp, ns) = (Self::pairs(ck.min(k - c0)), ck.min(k - c0).div_ceil(seg));
+            xr.push((0..m).map(|i| &x[i * xp + c0 / 2..][..kcp]).collect());
+            sxr.push((0..m).map(|i| &sx[i * xs + c0 / seg..][..ns]).collect());
+        }
+        // Per K chunk: the weight scale block of each of its segments (`scale`'s division, done
+        // once per call instead of once per segment of every group of rows).
+        let seg_block: Vec<Vec<usize>> = (0..k)
+            .step_by(ck)
+            .map(|c0| (c0..(c0 + ck).min(k)).step_by(seg).map(|col| col / w.block.cols).collect())
+            .collect();
+        let (xr, sxr, seg_block) = (&xr, &sxr, &seg_block);
+        // Per chunk of weight rows: its outputs, weight row by weight row (m each).
+        let done: Vec<Vec<f32>> = with_codes!(&w.codes, |codes| pool.install(|| {
             let fp8 = fp8_kind(codes);
-            y.par_chunks_mut(chunk).enumerate().for_each_init(
-                || (vec![0f32; ck + 2], vec![0u32; ROWS * ckp], vec![0f32; ROWS * segc]),
-                |(f, wp, sc), (ci, ys)| {
-                    for (g, out) in ys.chunks_mut(ROWS).enumerate() {
-                        let r0 = ci * chunk + g * ROWS;
-                        // Rows past the group's end repeat its first row (results dropped).
-                        let row = |r: usize| if r < out.len() { r0 + r } else { r0 };
-                        let rs: [_; ROWS] = std::array::from_fn(|r| row_scales(row(r)));
-                        let mut total: Totals = [[0.0; LANES]; ROWS];
-                        for c0 in (0..k).step_by(ck) {
-                            let kc = ck.min(k - c0);
-                            let (kcp, s0, ns) = (Self::pairs(kc), c0 / seg, kc.div_ceil(seg));
-                            let span = |r: usize| &codes[row(r) * k + c0..row(r) * k + c0 + kc];
-                            for (r, &rs) in rs.iter().enumerate() {
-                                for (j, v) in sc[r * segc..r * segc + ns].iter_mut().enumerate() {
-                                    *v = scale(rs, w, c0 + j * seg) * sx[s0 + j];
+            (0..n.div_ceil(chunk))
+                .into_par_iter()
+                .map_init(
+                    || {
+                        (
+                            vec![0f32; ck + 2],
+                            vec![0u32; ROWS * ckp],
+                            vec![0f32; ROWS * segc],
+                            vec![[[0f32; LANES]; ROWS]; m],
+                        )
+                    },
+                    |(f, wp, sc, total), ci| {
+                        let rows_here = chunk.min(n - ci * chunk);
+                        let mut out = vec![0f32; rows_here * m];
+                        for g0 in (0..rows_here).step_by(ROWS) {
+                            let (r0, real) = (ci * chunk + g0, ROWS.min(rows_here - g0));
+                            // Rows past the group's end repeat its first row (results dropped).
+                            let row = |r: usize| if r < real { r0 + r } else { r0 };
+                            let rs: [_; ROWS] = std::array::from_fn(|r| row_scales(row(r)));
+                            total.iter_mut().for_each(|t| *t = [[0.0; LANES]; ROWS]);
+                            for c0 in (0..k).step_by(ck) {
+                                let kc = ck.min(k - c0);
+                                let (kcp, ns) = (Self::pairs(kc), kc.div_ceil(seg));
+                                let span = |r: usize| &codes[row(r) * k + c0..row(r) * k + c0 + kc];
+                                let blocks_here = &seg_block[c0 / ck];
+                                for (r, &rs) in rs.iter().enumerate() {
+                                    for (v, &b) in sc[r * segc..r * segc + ns].iter_mut().zip(blocks_here) {
+                                        *v = rs.get(b);
+                                    }
+                                }
+                                let seg_pairs = if seg >= kc { kcp } else { seg / 2 };
+                                let sw = std::array::from_fn(|r| &sc[r * segc..r * segc + ns]);
+                                let (xr, sxr) = (&xr[c0 / ck], &sxr[c0 / ck]);
+                                let blocks = || (0..m).step_by(MX_MAX).map(|i| i..(i + MX_MAX).min(m));
+                                // A chunk of whole pairs with no padding is read where it lies: FP8
+                                // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
+                                let whole = kc == 2 * kcp;
+                                // In place, each row streams on into the next group's.
+                                let size = std::mem::size_of_val(&codes[0]);
+                                let (left, skip) = ((k - c0) * size, (ROWS - 1) * k * size);
+                                if let (true, Some(e4m3)) = (whole, fp8) {
+                                    let w = std::array::from_fn(|r| bytemuck::cast_slice::<_, u8>(span(r)));
+                                    for b in blocks() {
+                                        let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
+                                        let args =
+                                            RowArgs { pairs: kcp, seg_pairs, x, w, sw, sx, left, skip };
+                                        rows_fp8(&args, e4m3, &mut total[b]);
+                                    }
+                                    continue;
+                                }
+                                let direct: [Option<&[u32]>; ROWS] =
+                                    std::array::from_fn(
+                                        |r| if whole { pairs_in_place(span(r)) } else { None },
+                                    );
+                                for r in (0..ROWS).filter(|&r| direct[r].is_none()) {
+                                    let wr = &mut wp[r * ckp..r * ckp + kcp];
+                                    row_pairs(span(r), f, wr);
+                                    wr[kc.div_ceil(2)..].fill(0);
+                                }
+                                let w =
+                                    std::array::from_fn(|r| direct[r].unwrap_or(&wp[r * ckp..r * ckp + kcp]));
+                                let (left, skip) =
+                                    if direct[0].is_some() { (left, skip) } else { (usize::MAX, 0) };
+                                for b in blocks() {
+                                    let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
+                                    let args = RowArgs { pairs: kcp, seg_pairs, x, w, sw, sx, left, skip };
+                                    rows_fn(&args, &mut total[b]);
                                 }
                             }
-                            let (seg_pairs, x) =
-                                (if seg >= kc { kcp } else { seg / 2 }, &x[c0 / 2..c0 / 2 + kcp]);
-                            let s = std::array::from_fn(|r| &sc[r * segc..r * segc + ns]);
-                            // A chunk of whole pairs with no padding is read where it lies: FP8
-                            // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
-                            let whole = kc == 2 * kcp;
-                            if let (true, Some(e4m3)) = (whole, fp8) {
-                                let w = std::array::from_fn(|r| bytemuck::cast_slice::<_, u8>(span(r)));
-                                rows_fp8(&RowArgs { pairs: kcp, seg_pairs, x, w, s }, e4m3, &mut total);
-                                continue;
+                            for r in 0..real {
+                                for (i, t) in total.iter().enumerate() {
+                                    out[(g0 + r) * m + i] = reduce16(&t[r]);
+                                }
                             }
-                            let direct: [Option<&[u32]>; ROWS] =
-                                std::array::from_fn(|r| if whole { pairs_in_place(span(r)) } else { None });
-                            for r in (0..ROWS).filter(|&r| direct[r].is_none()) {
-                                let wr = &mut wp[r * ckp..r * ckp + kcp];
-                                row_pairs(span(r), f, wr);
-                                wr[kc.div_ceil(2)..].fill(0);
-                            }
-                            let w = std::array::from_fn(|r| direct[r].unwrap_or(&wp[r * ckp..r * ckp + kcp]));
-                            rows_fn(&RowArgs { pairs: kcp, seg_pairs, x, w, s }, &mut total);
                         }
-                        for (o, l) in out.iter_mut().zip(&total) {
-                            *o = reduce16(l);
-                        }
-                    }
-                },
-            )
+                        out
+                    },
+                )
+                .collect()
         }));
+        for (ci, out) in done.iter().enumerate() {
+            for (r, vals) in out.chunks_exact(m).enumerate() {
+                for (i, &v) in vals.iter().enumerate() {
+                    y[i * n + ci * chunk + r] = v;
+                }
+            }
+        }
     }
 }
 

@@ -197,7 +197,7 @@ impl Backend for CpuBackend {
         let (m, n, k) = (problem.m(), problem.n(), problem.k());
         let dot = self.dot.filter(|_| dot::eligible(problem.a.format(), problem.w.format()));
         let kind = if let Some(unit) = dot {
-            if problem.op == Op::Gemv && m == 1 {
+            if (1..=gemv::SKINNY_M).contains(&m) {
                 Kind::DotGemv(dot::DotGemv::new(unit, &problem.a, &problem.w))
             } else {
                 Kind::DotGemm(dot::DotGemm::new(unit, &problem.a, &problem.w, self.pool.threads()))
@@ -272,6 +272,12 @@ impl Prepared for CpuPrepared<'_> {
 
 /// The register-only BF16 dot-product loop of this CPU's unit (12 chains × `iters` steps):
 /// (flops, checksum), or `None` without the units. The calibration times it.
+/// Whether a product with activations `act` and weights `weights` runs on the BF16 dot-product
+/// units where the CPU has them (both operands BF16 or FP8).
+pub fn dot_eligible(act: Format, weights: Format) -> bool {
+    dot::eligible(act, weights)
+}
+
 pub fn dot_loop(iters: u64) -> Option<(f64, f32)> {
     #[cfg(target_arch = "x86_64")]
     return x86_bf16::dot_loop(iters);

@@ -18,12 +18,30 @@ pub(crate) fn has_avx512_bf16() -> bool {
         && is_x86_feature_detected!("avx512bf16")
 }
 
+/// [`has_avx512_bf16`] and AVX512_VBMI (Zen 4, Sapphire Rapids and later; not Cooper Lake): FP8
+/// codes then convert to BF16 by table lookup ([`fp8_vbmi`]).
+pub(crate) fn has_vbmi() -> bool {
+    has_avx512_bf16() && is_x86_feature_detected!("avx512vbmi")
+}
+
+/// The unit's kernels: the table-lookup FP8 conversion where the CPU has AVX512_VBMI, else the
+/// integer one. The same arithmetic either way (both conversions are exact).
+pub(crate) fn kernels() -> super::dot::Kernels {
+    if has_vbmi() {
+        vbmi::KERNELS
+    } else {
+        KERNELS
+    }
+}
+
+/// 16 f32 lanes or 16 K-pairs; `VBMI`: FP8 codes convert through [`fp8_vbmi`].
 #[derive(Clone, Copy)]
-pub(crate) struct Zmm(__m512);
+pub(crate) struct Zmm<const VBMI: bool>(__m512);
 
 // SAFETY (every method, callers): run only inside `#[target_feature(enable =
-// "avx512f,avx512bf16")]` bodies, with pointers valid for 16 lanes.
-impl DotVec for Zmm {
+// "avx512f,avx512bw,avx512bf16")]` bodies (plus "avx512vbmi" when `VBMI`), with pointers valid
+// for 16 lanes.
+impl<const VBMI: bool> DotVec for Zmm<VBMI> {
     const W: usize = 16;
     #[inline(always)]
     unsafe fn zero() -> Self {
@@ -73,8 +91,15 @@ impl DotVec for Zmm {
     }
     #[inline(always)]
     unsafe fn load_fp8(p: *const u8, e4m3: bool) -> Self {
-        // SAFETY (caller): 32 codes readable at `p`; the body has AVX512BW (see `fp8_pairs`).
-        unsafe { Zmm(_mm512_castsi512_ps(if e4m3 { fp8_zmm::<true>(p) } else { fp8_zmm::<false>(p) })) }
+        // SAFETY (caller): 32 codes readable at `p`; the body has AVX512BW (see `fp8_pairs`),
+        // and AVX512_VBMI when `VBMI`.
+        unsafe {
+            Zmm(_mm512_castsi512_ps(match (VBMI, e4m3) {
+                (true, _) => fp8_vbmi(p, e4m3),
+                (false, true) => fp8_zmm::<true>(p),
+                (false, false) => fp8_zmm::<false>(p),
+            }))
+        }
     }
 }
 
@@ -86,16 +111,22 @@ impl DotVec for Zmm {
 /// (`vcvtne2ps2bf16`, exact since every FP8 value is a BF16 value, none of them denormal).
 /// E4M3's NaN codes give a NaN. Twin: [`super::dot`]'s portable pair conversion.
 pub(crate) fn fp8_pairs(e4m3: bool, codes: &[u8], out: &mut [u32]) -> usize {
+    fp8_pairs_on(has_vbmi(), e4m3, codes, out)
+}
+
+/// [`fp8_pairs`] through the table lookup (`vbmi`, where the CPU has it) or the integer
+/// conversion (tests run both).
+pub(crate) fn fp8_pairs_on(vbmi: bool, e4m3: bool, codes: &[u8], out: &mut [u32]) -> usize {
     let groups = (codes.len() / 32).min(out.len() / 16);
-    if groups == 0 || !has_avx512_bf16() {
+    if groups == 0 || !has_avx512_bf16() || (vbmi && !has_vbmi()) {
         return 0;
     }
     // SAFETY: the features are present; `groups` whole groups fit `codes` and `out`.
     unsafe {
-        if e4m3 {
-            fp8_pairs_body::<true>(codes.as_ptr(), groups, out.as_mut_ptr())
-        } else {
-            fp8_pairs_body::<false>(codes.as_ptr(), groups, out.as_mut_ptr())
+        match (vbmi, e4m3) {
+            (true, _) => fp8_pairs_vbmi(e4m3, codes.as_ptr(), groups, out.as_mut_ptr()),
+            (false, true) => fp8_pairs_body::<true>(codes.as_ptr(), groups, out.as_mut_ptr()),
+            (false, false) => fp8_pairs_body::<false>(codes.as_ptr(), groups, out.as_mut_ptr()),
         }
     }
     groups * 32
@@ -106,6 +137,49 @@ unsafe fn fp8_pairs_body<const E4M3: bool>(codes: *const u8, groups: usize, out:
     for g in 0..groups {
         // SAFETY (caller): 32 codes readable at `codes + 32g`, 16 pairs writable at `out + 16g`.
         unsafe { _mm512_storeu_si512(out.add(16 * g).cast(), fp8_zmm::<E4M3>(codes.add(32 * g))) }
+    }
+}
+
+#[target_feature(enable = "avx512f,avx512bw,avx512bf16,avx512vbmi")]
+unsafe fn fp8_pairs_vbmi(e4m3: bool, codes: *const u8, groups: usize, out: *mut u32) {
+    for g in 0..groups {
+        // SAFETY (caller): as for `fp8_pairs_body`.
+        unsafe { _mm512_storeu_si512(out.add(16 * g).cast(), fp8_vbmi(codes.add(32 * g), e4m3)) }
+    }
+}
+
+/// The 32 FP8 codes at `p` (E4M3 when `e4m3`, else E5M2) as 32 BF16 words, in order, by table
+/// lookup: each code is spread to both bytes of its word (`vpermb`), each byte looked up in a
+/// 128-entry table of the low or high byte of the magnitude's BF16 bits
+/// ([`FP8_BF16_BYTES`](super::dot::FP8_BF16_BYTES), two `vpermi2b`, which read 7 index bits, so
+/// the sign bit is ignored), and the sign put back in bit 15: five instructions for 32 codes,
+/// exact for every code (subnormals, NaN, E5M2's infinities) with no special cases.
+///
+/// # Safety
+/// AVX512F, AVX512BW and AVX512_VBMI present (the caller's features); 32 codes readable at `p`.
+#[inline(always)]
+unsafe fn fp8_vbmi(p: *const u8, e4m3: bool) -> __m512i {
+    use super::dot::FP8_BF16_BYTES;
+    // Byte 2i and 2i + 1 of the result take code i.
+    const SPREAD: [u8; 64] = {
+        let mut s = [0u8; 64];
+        let mut i = 0;
+        while i < 64 {
+            s[i] = (i / 2) as u8;
+            i += 1;
+        }
+        s
+    };
+    unsafe {
+        let t = &FP8_BF16_BYTES[if e4m3 { 0 } else { 1 }];
+        let table = |h: usize, half: usize| _mm512_loadu_si512(t[h][64 * half..].as_ptr().cast());
+        let codes = _mm512_castsi256_si512(_mm256_loadu_si256(p.cast()));
+        let dup = _mm512_permutexvar_epi8(_mm512_loadu_si512(SPREAD.as_ptr().cast()), codes);
+        let lo = _mm512_permutex2var_epi8(table(0, 0), dup, table(0, 1));
+        let hi = _mm512_permutex2var_epi8(table(1, 0), dup, table(1, 1));
+        let v = _mm512_mask_blend_epi8(0xAAAA_AAAA_AAAA_AAAA, lo, hi);
+        // v | (dup & 0x8000): the code's sign bit, which sits at bit 15 of each word of `dup`.
+        _mm512_ternarylogic_epi32::<0xF8>(v, dup, _mm512_set1_epi16(0x8000u16 as i16))
     }
 }
 
@@ -150,4 +224,10 @@ unsafe fn e4m3_zmm(c: __m256i) -> __m512i {
     }
 }
 
-crate::dot_kernels!(Zmm, MR, NV, has_avx512_bf16(), "avx512f,avx512bw,avx512bf16");
+crate::dot_kernels!(Zmm<false>, MR, NV, has_avx512_bf16(), "avx512f,avx512bw,avx512bf16");
+
+/// The kernels with the table-lookup FP8 conversion (CPUs with AVX512_VBMI).
+pub(crate) mod vbmi {
+    use super::{has_vbmi, Zmm, MR, NV};
+    crate::dot_kernels!(Zmm<true>, MR, NV, has_vbmi(), "avx512f,avx512bw,avx512bf16,avx512vbmi");
+}

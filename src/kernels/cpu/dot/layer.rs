@@ -68,6 +68,51 @@ pub(crate) fn fp8_bf16(c: u8, e4m3: bool) -> u16 {
     sign | (v.to_bits() >> 16) as u16
 }
 
+/// [`fp8_bf16`] of every magnitude `0..128` as two byte tables, computed at compile time for the
+/// table-lookup conversions (AVX512_VBMI `vpermi2b`): `FP8_BF16_BYTES[f][h][mag]` is byte `h`
+/// (0 low, 1 high) of the BF16 bits of magnitude `mag` of format `f` (0 E4M3, 1 E5M2); the sign
+/// is bit 7 of the code, bit 15 of the result.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) const FP8_BF16_BYTES: [[[u8; 128]; 2]; 2] = {
+    let mut t = [[[0u8; 128]; 2]; 2];
+    let mut f = 0;
+    while f < 2 {
+        let mut mag = 0;
+        while mag < 128 {
+            let b = fp8_bf16_magnitude(mag as u8, f == 0);
+            t[f][0][mag] = b as u8;
+            t[f][1][mag] = (b >> 8) as u8;
+            mag += 1;
+        }
+        f += 1;
+    }
+    t
+};
+
+/// [`fp8_bf16`] of a magnitude (sign bit clear), in integer arithmetic (usable in a constant).
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+const fn fp8_bf16_magnitude(mag: u8, e4m3: bool) -> u16 {
+    let (mbits, rebias) = if e4m3 { (3u32, 120u32) } else { (2, 112) };
+    let mag = mag as u32;
+    let (e, m) = (mag >> mbits, mag & ((1 << mbits) - 1));
+    if (e4m3 && mag == 0x7F) || (!e4m3 && mag > 0x7C) {
+        return 0x7FC0;
+    }
+    if !e4m3 && mag == 0x7C {
+        return 0x7F80;
+    }
+    if e > 0 {
+        return (((e + rebias) << 7) | (m << (7 - mbits))) as u16;
+    }
+    if m == 0 {
+        return 0;
+    }
+    // Subnormal: m · 2^(1 - rebias - 127 - mbits) = 1.f · 2^p · 2^(...), p the top bit of m.
+    let p = 31 - m.leading_zeros();
+    let exp = p + rebias + 1 - mbits;
+    ((exp << 7) | ((m << (7 - p)) & 0x7F)) as u16
+}
+
 /// What the weight rows of a GEMV row-kernel call hold: K-pairs ([`PAIRS`]), or FP8 codes
 /// ([`CODES_E4M3`], [`CODES_E5M2`]) converted to pairs in registers as they are loaded.
 pub(crate) const PAIRS: u8 = 0;
@@ -223,24 +268,34 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
     }
 }
 
-/// GEMV: [`ROWS`] rows at once over one chunk of K. `x` holds `pairs` K-pairs (a multiple of
-/// [`LANES`], zero-padded), every `w[r]` the same span of its row as `pairs` K-pairs (`CODES` =
-/// [`PAIRS`]) or as `2 · pairs` FP8 codes; `s[r][seg]` is the combined scale of segment `seg`.
-/// `total` holds the 16 lane totals of each row so far (zero before the first chunk) and
-/// receives them after this chunk, so a row cut into chunks of whole segments adds up exactly as
-/// one call over the whole row would.
+/// GEMV: [`ROWS`] weight rows × `MX` activation rows at once over one chunk of K (each weight
+/// vector is loaded, or converted from FP8, once for all `MX` activation rows). `x[i]` holds
+/// `pairs` K-pairs (a multiple of [`LANES`], zero-padded), every `w[r]` the same span of its row
+/// as `pairs` K-pairs (`CODES` = [`PAIRS`]) or as `2 · pairs` FP8 codes; `sw[r][seg]` and
+/// `sx[i][seg]` are the weight and activation scales of segment `seg`, applied as one product
+/// `sw · sx`. Each weight row is prefetched ahead; `left` is how many bytes of the row lie from
+/// `w[r]` on, and a prefetch past them skips `skip` bytes more (to the same row of the next
+/// group of rows, which the hardware prefetcher would find only after a few misses on short rows). `out[i][r]` holds the 16 lane totals of weight row `r` · activation row `i` so far
+/// (zero before the first chunk) and receives them after this chunk, so a row cut into chunks
+/// of whole segments adds up exactly as one call over the whole row would; and each output is
+/// the same chain of operations whatever `MX`, so the result does not depend on how activation
+/// rows are grouped.
 ///
 /// # Safety
-/// As [`tile`]: features present, `x` and `w[r]` valid for `pairs` pairs, `s[r]` for one scale
-/// per segment.
+/// As [`tile`]: features present, `x[i]` and `w[r]` valid for `pairs` pairs, `sw[r]` and
+/// `sx[i]` for one scale per segment.
 #[inline(always)]
-pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8>(
+// Weight row `r` and activation row `i` index a 2-D block of partial sums.
+#[allow(clippy::too_many_arguments, clippy::needless_range_loop)]
+pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX: usize>(
     pairs: usize,
     seg_pairs: usize,
-    x: *const u32,
+    x: [*const u32; MX],
     w: [*const u8; ROWS],
-    s: [*const f32; ROWS],
-    out: &mut [[f32; LANES]; ROWS],
+    sw: [*const f32; ROWS],
+    sx: [*const f32; MX],
+    (left, skip): (usize, usize),
+    out: &mut [Totals; MX],
 ) {
     let (mut q, mut si) = (0, 0);
     let pair_bytes = if CODES == PAIRS { 4 } else { 2 };
@@ -253,34 +308,46 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8>(
                 V::load_fp8(w[r].add(2 * q), CODES == CODES_E4M3)
             }
         };
-        let mut total: [[V; NV]; ROWS] =
-            std::array::from_fn(|r| std::array::from_fn(|v| V::loadf(out[r].as_ptr().add(v * V::W))));
+        let mut total: [[[V; NV]; ROWS]; MX] = std::array::from_fn(|i| {
+            std::array::from_fn(|r| std::array::from_fn(|v| V::loadf(out[i][r].as_ptr().add(v * V::W))))
+        });
         while q < pairs {
             let end = (q + seg_pairs).min(pairs);
-            let mut part = [[V::zero(); NV]; ROWS];
+            let mut part = [[[V::zero(); NV]; ROWS]; MX];
             while q < end {
+                // Past the row's end the stream goes on in the same row of the next group.
+                let off = q * pair_bytes + ahead;
+                let off = if off < left { off } else { off + skip };
                 for wr in &w {
-                    V::prefetch(wr.wrapping_add(q * pair_bytes + ahead));
+                    V::prefetch(wr.wrapping_add(off));
                 }
-                let xv: [V; NV] = std::array::from_fn(|v| V::load(x.add(q + v * V::W)));
-                for (r, part) in part.iter_mut().enumerate() {
+                let xv: [[V; NV]; MX] =
+                    std::array::from_fn(|i| std::array::from_fn(|v| V::load(x[i].add(q + v * V::W))));
+                for r in 0..ROWS {
                     for v in 0..NV {
-                        part[v] = V::dot(part[v], xv[v], load(r, q + v * V::W));
+                        let wv = load(r, q + v * V::W);
+                        for i in 0..MX {
+                            part[i][r][v] = V::dot(part[i][r][v], xv[i][v], wv);
+                        }
                     }
                 }
                 q += LANES;
             }
-            for r in 0..ROWS {
-                let sv = V::splatf(*s[r].add(si));
-                for v in 0..NV {
-                    total[r][v] = V::fma(part[r][v], sv, total[r][v]);
+            for i in 0..MX {
+                for r in 0..ROWS {
+                    let sv = V::splatf(*sw[r].add(si) * *sx[i].add(si));
+                    for v in 0..NV {
+                        total[i][r][v] = V::fma(part[i][r][v], sv, total[i][r][v]);
+                    }
                 }
             }
             si += 1;
         }
         for (o, t) in out.iter_mut().zip(&total) {
-            for (v, &t) in t.iter().enumerate() {
-                V::storef(o.as_mut_ptr().add(v * V::W), t);
+            for (o, t) in o.iter_mut().zip(t) {
+                for (v, &t) in t.iter().enumerate() {
+                    V::storef(o.as_mut_ptr().add(v * V::W), t);
+                }
             }
         }
     }
@@ -347,28 +414,43 @@ impl Tile<'_> {
     }
 }
 
-/// Arguments of one GEMV row-kernel call; the weight rows hold K-pairs (`T = u32`) or FP8
-/// codes (`T = u8`, two per pair).
+/// Most activation rows of one GEMV row-kernel call (`RowArgs::x`).
+pub(crate) const MX_MAX: usize = 4;
+
+/// Arguments of one GEMV row-kernel call: 1 to [`MX_MAX`] activation rows against [`ROWS`]
+/// weight rows; the weight rows hold K-pairs (`T = u32`) or FP8 codes (`T = u8`, two per pair).
 pub(crate) struct RowArgs<'a, T = u32> {
     pub pairs: usize,
     pub seg_pairs: usize,
-    pub x: &'a [u32],
+    /// Activation rows as K-pairs.
+    pub x: &'a [&'a [u32]],
     pub w: [&'a [T]; ROWS],
-    pub s: [&'a [f32]; ROWS],
+    /// Weight scales per segment of each weight row, activation scales of each activation row.
+    pub sw: [&'a [f32]; ROWS],
+    pub sx: &'a [&'a [f32]],
+    /// Prefetch stream: bytes of each weight row from `w[r]` on, and the bytes a prefetch past
+    /// them skips (`usize::MAX` and 0 when the rows are not in a matrix).
+    pub left: usize,
+    pub skip: usize,
 }
 
-/// The 16 lane totals of each of the [`ROWS`] rows of a GEMV row-kernel call.
+/// The 16 lane totals of each of the [`ROWS`] rows of a GEMV row-kernel call, for one
+/// activation row.
 pub(crate) type Totals = [[f32; LANES]; ROWS];
 
 impl<T> RowArgs<'_, T> {
-    pub(crate) fn check(&self) {
+    /// What the row body relies on, given the totals it writes.
+    pub(crate) fn check(&self, totals: &[Totals]) {
         let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
         // A pair is one u32, or two FP8 codes.
         let per_pair = if std::mem::size_of::<T>() == 1 { 2 } else { 1 };
         assert!((self.seg_pairs > 0 && self.seg_pairs.is_multiple_of(LANES)) || self.seg_pairs >= self.pairs);
-        assert!(self.pairs.is_multiple_of(LANES) && self.x.len() >= self.pairs);
+        assert!((1..=MX_MAX).contains(&self.x.len()) && self.sx.len() == self.x.len());
+        assert!(totals.len() == self.x.len());
+        assert!(self.pairs.is_multiple_of(LANES) && self.x.iter().all(|x| x.len() >= self.pairs));
         assert!(
-            self.w.iter().all(|w| w.len() >= self.pairs * per_pair) && self.s.iter().all(|s| s.len() >= nseg)
+            self.w.iter().all(|w| w.len() >= self.pairs * per_pair)
+                && self.sw.iter().chain(self.sx).all(|s| s.len() >= nseg)
         );
     }
 }
@@ -379,9 +461,10 @@ pub(crate) struct Kernels {
     pub mr: usize,
     pub nr: usize,
     pub tile: fn(&Tile, &mut [&mut [f32]], usize),
-    pub rows: fn(&RowArgs, &mut Totals),
+    /// The row kernel on K-pairs; `totals` holds one [`Totals`] per activation row.
+    pub rows: fn(&RowArgs, &mut [Totals]),
     /// The row kernel on FP8 codes (E4M3 when the flag is set, else E5M2).
-    pub rows_fp8: fn(&RowArgs<u8>, bool, &mut Totals),
+    pub rows_fp8: fn(&RowArgs<u8>, bool, &mut [Totals]),
 }
 
 /// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
@@ -420,20 +503,39 @@ macro_rules! dot_kernels {
         }
 
         $(#[target_feature(enable = $feat)])?
-        unsafe fn rows_body<T, const CODES: u8>(
+        unsafe fn rows_body<T, const CODES: u8, const MX: usize>(
             r: &$crate::kernels::cpu::dot::RowArgs<T>,
-            total: &mut $crate::kernels::cpu::dot::Totals,
+            total: &mut [$crate::kernels::cpu::dot::Totals],
         ) {
-            // SAFETY (caller): features present, slices checked by `RowArgs::check`.
+            // SAFETY (caller): features present, slices checked by `RowArgs::check`, and
+            // `r.x`, `r.sx`, `total` hold MX rows.
             unsafe {
-                $crate::kernels::cpu::dot::rows::<$v, { $crate::kernels::cpu::dot::LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }, CODES>(
+                $crate::kernels::cpu::dot::rows::<$v, { $crate::kernels::cpu::dot::LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }, CODES, MX>(
                     r.pairs,
                     r.seg_pairs,
-                    r.x.as_ptr(),
+                    std::array::from_fn(|i| r.x[i].as_ptr()),
                     r.w.map(|w| w.as_ptr().cast::<u8>()),
-                    r.s.map(|s| s.as_ptr()),
-                    total,
+                    r.sw.map(|s| s.as_ptr()),
+                    std::array::from_fn(|i| r.sx[i].as_ptr()),
+                    (r.left, r.skip),
+                    total.try_into().expect("MX totals"),
                 )
+            }
+        }
+
+        /// `rows_body` for the number of activation rows of `r` (checked: 1..=MX_MAX).
+        unsafe fn rows_mx<T, const CODES: u8>(
+            r: &$crate::kernels::cpu::dot::RowArgs<T>,
+            total: &mut [$crate::kernels::cpu::dot::Totals],
+        ) {
+            // SAFETY (caller): as for `rows_body`, with `r.x.len()` rows.
+            unsafe {
+                match r.x.len() {
+                    1 => rows_body::<T, CODES, 1>(r, total),
+                    2 => rows_body::<T, CODES, 2>(r, total),
+                    3 => rows_body::<T, CODES, 3>(r, total),
+                    _ => rows_body::<T, CODES, 4>(r, total),
+                }
             }
         }
 
@@ -456,26 +558,26 @@ macro_rules! dot_kernels {
             Some((flops, unsafe { peak_body(iters) }))
         }
 
-        fn rows_entry(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut $crate::kernels::cpu::dot::Totals) {
+        fn rows_entry(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut [$crate::kernels::cpu::dot::Totals]) {
             assert!($has, "dot unit not present on this CPU");
-            r.check();
+            r.check(total);
             // SAFETY: the CPU has the features; every slice checked above.
-            unsafe { rows_body::<u32, { $crate::kernels::cpu::dot::PAIRS }>(r, total) }
+            unsafe { rows_mx::<u32, { $crate::kernels::cpu::dot::PAIRS }>(r, total) }
         }
 
         fn rows_fp8_entry(
             r: &$crate::kernels::cpu::dot::RowArgs<u8>,
             e4m3: bool,
-            total: &mut $crate::kernels::cpu::dot::Totals,
+            total: &mut [$crate::kernels::cpu::dot::Totals],
         ) {
             assert!($has, "dot unit not present on this CPU");
-            r.check();
+            r.check(total);
             // SAFETY: the CPU has the features; every slice checked above.
             unsafe {
                 if e4m3 {
-                    rows_body::<u8, { $crate::kernels::cpu::dot::CODES_E4M3 }>(r, total)
+                    rows_mx::<u8, { $crate::kernels::cpu::dot::CODES_E4M3 }>(r, total)
                 } else {
-                    rows_body::<u8, { $crate::kernels::cpu::dot::CODES_E5M2 }>(r, total)
+                    rows_mx::<u8, { $crate::kernels::cpu::dot::CODES_E5M2 }>(r, total)
                 }
             }
         }

@@ -2,6 +2,18 @@
 
 use super::*;
 
+/// Every kernel set of `units`, named: on x86-64 the AVX512_BF16 unit's integer FP8 conversion
+/// as well as the table lookup it takes where the CPU has AVX512_VBMI.
+fn kernel_sets(units: &[DotUnit]) -> Vec<(String, Kernels)> {
+    #[cfg_attr(not(target_arch = "x86_64"), allow(unused_mut))]
+    let mut v: Vec<(String, Kernels)> = units.iter().map(|u| (u.to_string(), u.kernels())).collect();
+    #[cfg(target_arch = "x86_64")]
+    if super::super::x86_bf16::has_vbmi() {
+        v.push(("avx512_bf16 (integer FP8 conversion)".into(), super::super::x86_bf16::KERNELS));
+    }
+    v
+}
+
 fn pairs(n: usize, seed: u32) -> Vec<u32> {
     // BF16 values of E4M3-like magnitudes and signs, some zero, deterministic.
     (0..n as u32)
@@ -31,8 +43,7 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
         eprintln!("SKIPPED: no BF16 dot-product unit on this CPU (the twin is tested end to end)");
     }
     let twin = DotUnit::Portable.kernels();
-    for unit in native {
-        let k = unit.kernels();
+    for (unit, k) in kernel_sets(&native) {
         let (mr, nr) = (k.mr, k.nr);
         assert!(mr % twin.mr == 0 && nr % twin.nr == 0, "the twin's tiles must cover the unit's tile");
         for (pairs_n, seg_pairs) in [(1, 1), (7, 16), (64, 16), (128, 64), (100, 128), (128, 128)] {
@@ -71,28 +82,57 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
         }
         for (pairs_n, seg_pairs) in [(16, 16), (64, 16), (192, 64), (80, 80)] {
             let nseg = usize::div_ceil(pairs_n, seg_pairs);
-            let x = pairs(pairs_n, 3);
+            let xs: Vec<Vec<u32>> = (0..MX_MAX).map(|i| pairs(pairs_n, 3 + i as u32)).collect();
             let w: Vec<Vec<u32>> = (0..ROWS).map(|r| pairs(pairs_n, 10 + r as u32)).collect();
-            let s: Vec<Vec<f32>> =
+            let sw: Vec<Vec<f32>> =
                 (0..ROWS).map(|r| (0..nseg).map(|i| 0.5 + (r + i) as f32 * 0.25).collect()).collect();
-            let args = RowArgs {
-                pairs: pairs_n,
-                seg_pairs,
-                x: &x,
-                w: std::array::from_fn(|r| &w[r][..]),
-                s: std::array::from_fn(|r| &s[r][..]),
-            };
+            let sx: Vec<Vec<f32>> =
+                (0..MX_MAX).map(|j| (0..nseg).map(|i| 2f32.powi((i + j) as i32 % 3 - 1)).collect()).collect();
+            let (xr, sxr): (Vec<&[u32]>, Vec<&[f32]>) =
+                (xs.iter().map(|v| &v[..]).collect(), sx.iter().map(|v| &v[..]).collect());
             // Carried totals: the call adds onto what it is given.
-            let start: Totals =
-                std::array::from_fn(|r| std::array::from_fn(|l| (r * LANES + l) as f32 * 0.25 - 3.0));
-            let (mut got, mut want) = (start, start);
-            (k.rows)(&args, &mut got);
-            (twin.rows)(&args, &mut want);
-            assert_eq!(
-                got.map(|r| r.map(f32::to_bits)),
-                want.map(|r| r.map(f32::to_bits)),
-                "{unit} rows {pairs_n}"
-            );
+            let start: Vec<Totals> = (0..MX_MAX)
+                .map(|i| {
+                    std::array::from_fn(|r| {
+                        std::array::from_fn(|l| ((i + r) * LANES + l) as f32 * 0.25 - 3.0)
+                    })
+                })
+                .collect();
+            // The twin one activation row at a time; the unit with 1..=MX_MAX rows per call.
+            let mut want = start.clone();
+            for i in 0..MX_MAX {
+                let args = RowArgs {
+                    pairs: pairs_n,
+                    seg_pairs,
+                    x: &xr[i..i + 1],
+                    w: std::array::from_fn(|r| &w[r][..]),
+                    sw: std::array::from_fn(|r| &sw[r][..]),
+                    sx: &sxr[i..i + 1],
+                    left: usize::MAX,
+                    skip: 0,
+                };
+                (twin.rows)(&args, &mut want[i..i + 1]);
+            }
+            for mx in 1..=MX_MAX {
+                let mut got = start.clone();
+                for i0 in (0..MX_MAX).step_by(mx) {
+                    let b = i0..(i0 + mx).min(MX_MAX);
+                    let args = RowArgs {
+                        pairs: pairs_n,
+                        seg_pairs,
+                        x: &xr[b.clone()],
+                        w: std::array::from_fn(|r| &w[r][..]),
+                        sw: std::array::from_fn(|r| &sw[r][..]),
+                        sx: &sxr[b.clone()],
+                        left: 64,
+                        skip: 4096,
+                    };
+                    (k.rows)(&args, &mut got[b]);
+                }
+                let bits =
+                    |t: &[Totals]| t.iter().map(|r| r.map(|l| l.map(f32::to_bits))).collect::<Vec<_>>();
+                assert_eq!(bits(&got), bits(&want), "{unit} rows {pairs_n} mx={mx}");
+            }
         }
     }
 }
@@ -150,6 +190,29 @@ fn pair_conversion_matches_its_portable_twin_on_every_code() {
                 (vec![0f32; len + 2], vec![7u32; len.div_ceil(2)], vec![9u32; len.div_ceil(2)]);
             row_pairs(span, &mut f, &mut got);
             row_pairs_portable(span, &mut f, &mut want);
+            // Both x86-64 conversions, where the CPU has them.
+            #[cfg(target_arch = "x86_64")]
+            if E::FORMAT.is_fp8() {
+                for vbmi in [false, true] {
+                    let mut other = want.clone();
+                    let codes: &[u8] = bytemuck::cast_slice(span);
+                    let done = super::super::x86_bf16::fp8_pairs_on(
+                        vbmi,
+                        E::FORMAT == Format::E4M3,
+                        codes,
+                        &mut other,
+                    );
+                    let same = |a: u32, b: u32| {
+                        a == b || (f32::from_bits(a << 16).is_nan() && f32::from_bits(b << 16).is_nan())
+                    };
+                    for (i, (&o, &w)) in other[..done / 2].iter().zip(&want).enumerate() {
+                        assert!(
+                            same(o & 0xFFFF, w & 0xFFFF) && same(o >> 16, w >> 16),
+                            "vbmi={vbmi} pair {i}"
+                        );
+                    }
+                }
+            }
             for (i, (&g, &w)) in got.iter().zip(&want).enumerate() {
                 for half in [0, 16] {
                     let (g, w) = ((g >> half) & 0xFFFF, (w >> half) & 0xFFFF);
@@ -187,20 +250,28 @@ fn fp8_codes_load_as_their_bf16_values_on_every_unit() {
             );
         }
         let codes: Vec<u8> = (0..=255u8).collect();
-        for unit in DotUnit::available() {
-            let k = unit.kernels();
+        for (unit, k) in kernel_sets(&DotUnit::available()) {
             // 16 pairs per row = 32 codes; rows are 8 windows of the 256 codes, x = 1.0 in the
             // even lane, 0 in the odd one, so each lane total is the even code's value (scale 1).
             let one = 0x3F80u32;
             for hi in [false, true] {
-                let x = vec![if hi { one << 16 } else { one }; LANES];
+                let x = [if hi { one << 16 } else { one }; LANES];
                 for g in (0..256).step_by(32 * ROWS) {
                     let w: [&[u8]; ROWS] = std::array::from_fn(|r| &codes[g + 32 * r..g + 32 * r + 32]);
                     let s = [1.0f32];
-                    let args = RowArgs { pairs: LANES, seg_pairs: LANES, x: &x, w, s: [&s[..]; ROWS] };
-                    let mut t: Totals = [[0.0; LANES]; ROWS];
+                    let args = RowArgs {
+                        pairs: LANES,
+                        seg_pairs: LANES,
+                        x: &[&x[..]],
+                        w,
+                        sw: [&s[..]; ROWS],
+                        sx: &[&s[..]],
+                        left: usize::MAX,
+                        skip: 0,
+                    };
+                    let mut t: [Totals; 1] = [[[0.0; LANES]; ROWS]];
                     (k.rows_fp8)(&args, e4m3, &mut t);
-                    for (r, lanes) in t.iter().enumerate() {
+                    for (r, lanes) in t[0].iter().enumerate() {
                         for (l, &v) in lanes.iter().enumerate() {
                             let c = (g + 32 * r + 2 * l + hi as usize) as u8;
                             // The partner (times 0) still turns the lane into NaN when it is NaN.
@@ -214,6 +285,19 @@ fn fp8_codes_load_as_their_bf16_values_on_every_unit() {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The compile-time byte tables of the table-lookup conversions hold [`fp8_bf16`] of every
+/// magnitude of both formats.
+#[test]
+fn fp8_byte_tables_hold_every_magnitudes_bf16_bits() {
+    for (f, e4m3) in [(0, true), (1, false)] {
+        for mag in 0..128u8 {
+            let got =
+                FP8_BF16_BYTES[f][0][mag as usize] as u16 | (FP8_BF16_BYTES[f][1][mag as usize] as u16) << 8;
+            assert_eq!(got, fp8_bf16(mag, e4m3), "{mag:#04x} e4m3={e4m3}");
         }
     }
 }
