@@ -381,7 +381,7 @@ pub struct ModelStep {
     pub batch: u64,
     pub prompt: u64,
     pub context: u64,
-    /// The read ceiling and FMA peak measured right after this product was timed: the roofs of
+    /// The read ceiling and compute peaks measured right after this product was timed: the roofs of
     /// the paired planner, which puts each product at the bandwidth or peak of its own moment
     /// (this VM's read bandwidth moves 2× within a minute). Absent without a calibration, with
     /// `--quick`, and in files written before the key existed.
@@ -396,6 +396,11 @@ pub struct RoofsNow {
     pub read_gbs: f64,
     /// FMA peak at the record's thread count, GFLOP/s.
     pub fma_gflops: f64,
+    /// BF16 dot-product peak at the record's thread count, GFLOP/s: the compute roof of the
+    /// products whose operands run on those units. Absent where the CPU has none, and in files
+    /// written before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dot_gflops: Option<f64>,
 }
 
 impl ModelStep {

@@ -4,10 +4,11 @@
 //! model files with unknown or inconsistent fields refused with one line naming the field.
 
 use chipbench::kernels::registry::BackendKind;
+use chipbench::measure::calibration;
 use chipbench::measure::runner::RunOptions;
 use chipbench::modelstep::{self, steps, Phase, Sampling, StepFormat, StepShape};
 use chipbench::profiles;
-use chipbench::results::{Calibration, RoofsNow, Run, Stream, ThreadPeak};
+use chipbench::results::{Calibration, ComputePeak, RoofsNow, Run, Stream, ThreadPeak};
 use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
@@ -23,6 +24,12 @@ fn run_of(records: Vec<chipbench::results::Record>) -> Run {
         env: Default::default(),
         calibration: Some(Calibration {
             fma_peak_gflops: vec![ThreadPeak { threads: 1, gflops: 20.0 }],
+            // The BF16 dot-product roof, whatever this CPU has: the planner takes it for BF16
+            // and FP8 products because the calibration lists it.
+            compute_peaks: vec![
+                ComputePeak { unit: "f32-fma test".into(), threads: 1, gflops: 20.0 },
+                ComputePeak { unit: "bf16-dot test".into(), threads: 1, gflops: 80.0 },
+            ],
             stream_gbs: Stream::default(),
             read_gbs: 10.0,
             threads: 1,
@@ -46,10 +53,16 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     let backends = vec![BackendKind::Cpu.open(1).unwrap()];
     let opts = RunOptions::new(sampling.timing, None, Arc::new(AtomicBool::new(false)));
     let mut layers = Vec::new();
-    // Roofs "re-measured" after each product: a fixed read ceiling and FMA peak, so the paired
-    // planner below can be checked by hand.
-    let (read_gbs, fma_gflops) = (10.0, 50.0);
-    let mut roofs_now = || Some((read_gbs, vec![ThreadPeak { threads: 1, gflops: fma_gflops }]));
+    // Roofs "re-measured" after each product: a fixed read ceiling, FMA and dot-product peak, so
+    // the paired planner below can be checked by hand.
+    let (read_gbs, fma_gflops, dot_gflops) = (10.0, 50.0, 150.0);
+    let mut roofs_now = || {
+        Some(calibration::RoofsNow {
+            read_gbs: Some(read_gbs),
+            fma: vec![ThreadPeak { threads: 1, gflops: fma_gflops }],
+            dot: vec![ThreadPeak { threads: 1, gflops: dot_gflops }],
+        })
+    };
     let mut on_event = |ev: chipbench::measure::runner::Event<'_>| {
         if let chipbench::measure::runner::Event::Measuring { label } = ev {
             if let Some(l) = label.strip_prefix(modelstep::STEP_LABEL) {
@@ -62,10 +75,16 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     assert_eq!(out.records.len(), planned.len());
     for r in &out.records {
         assert!(r.valid, "{} {} {}×{}×{}: {}", r.format, r.scaling, r.m, r.n, r.k, r.note);
-        assert!(r
-            .model_step
-            .as_ref()
-            .is_some_and(|s| s.roofs_after == Some(RoofsNow { read_gbs, fma_gflops })));
+        let step = r.model_step.as_ref().unwrap();
+        assert_eq!(step.roofs_after, Some(RoofsNow { read_gbs, fma_gflops, dot_gflops: Some(dot_gflops) }));
+        // Activations in the step's format: E4M3 against the FP8 step's E4M3 matrices, BF16
+        // against BF16 ones (the FP8 step's head, router and KV cache, and the BF16 step), f32 in
+        // the F32 step.
+        let want = match (step.step_format.as_str(), r.format.as_str()) {
+            ("f32:none", _) => "f32",
+            (_, f) => f,
+        };
+        assert_eq!(r.act_format, want, "{step:?}");
     }
     // Progress named every distinct product once, with its model, phase and layer kind.
     assert_eq!(layers.len(), modelstep::measure::cases(&planned).len());
@@ -94,11 +113,17 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         assert!(roof <= (s.bytes() / bw + s.flops() / peak) * (1.0 + 1e-12), "{roof}: {s:?}");
         // The paired planner: the planner's rule at the roofs each product carries (fixed here).
         let paired = s.paired_planner_s().unwrap();
+        // BF16 and FP8 products at the dot-product roof, f32 ones at the FMA peak.
+        let low = s.step_format != "f32:none";
         let want = match s.phase {
             Phase::Decode => s.bytes() / (read_gbs * 1e9),
-            Phase::Prefill => s.flops() / (fma_gflops * 1e9),
+            Phase::Prefill => s.flops() / (if low { dot_gflops } else { fma_gflops } * 1e9),
         };
         assert!((paired / want - 1.0).abs() < 1e-9, "{paired} vs {want}: {s:?}");
+        if s.phase == Phase::Prefill {
+            let want = s.flops() / (if low { 80.0 } else { 20.0 } * 1e9);
+            assert!((planner / want - 1.0).abs() < 1e-9, "{planner} vs {want}: {s:?}");
+        }
     }
     // FP8 decode reads about half the BF16 bytes (head and KV stay BF16).
     let bytes = |f: &str| {

@@ -108,10 +108,7 @@ pub fn exec(args: &Args) -> Result<()> {
     };
     // After each product: the roofs again (the best seen stays the calibration's), and what
     // this moment gave goes into the product's records for the paired planner.
-    let mut roofs_now = || {
-        let (read, fma) = calibration::remeasure_now(calibration.as_mut()?, probe.as_ref()?);
-        Some((read?, fma))
-    };
+    let mut roofs_now = || Some(calibration::remeasure_now(calibration.as_mut()?, probe.as_ref()?));
     let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut on_event, &mut roofs_now);
     drop(probe);
     bar.finish_and_clear();

@@ -123,26 +123,44 @@ pub fn read_probe(cfg: &CalibrationConfig) -> ReadProbe {
     ReadProbe::new(read_buffer_bytes(cfg), cfg.threads)
 }
 
-/// Re-measure the ceilings between blocks of records: the FMA peaks ([`remeasure_fma`]), and the
+/// Re-measure the ceilings between blocks of records: the FMA peaks ([`remeasure_fma`]), the BF16
+/// dot-product peaks where the CPU has the units ([`remeasure_dot`]), and the
 /// read ceiling with the winning variant only, 2 trials of
 /// 4 passes (about 0.1 s on a 128 MiB buffer). Widens `cal.read_gbs_range` to include the new
 /// figure, raises `cal.read_gbs` if the ceiling was beaten (it is a ceiling: the best ever
 /// seen), and counts the re-measurement. Returns the new figure, `None` when `cal` has no
 /// winning variant (a calibration from before the key existed).
 pub fn remeasure(cal: &mut Calibration, probe: &ReadProbe) -> Option<f64> {
-    remeasure_now(cal, probe).0
+    remeasure_now(cal, probe).read_gbs
+}
+
+/// What one re-measurement found ([`remeasure_now`]): not the best seen, this moment's figures.
+#[derive(Debug, Clone, Default)]
+pub struct RoofsNow {
+    /// Read ceiling (the calibration's winning variant), GB/s; `None` without one.
+    pub read_gbs: Option<f64>,
+    /// FMA peak per calibrated thread count.
+    pub fma: Vec<ThreadPeak>,
+    /// BF16 dot-product peak per calibrated thread count (empty where the CPU has no units).
+    pub dot: Vec<ThreadPeak>,
 }
 
 /// [`remeasure`], returning what this re-measurement itself found (not the best seen): the read
-/// figure and the FMA peak per calibrated thread count.
-pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe) -> (Option<f64>, Vec<ThreadPeak>) {
+/// figure, the FMA peak and the dot-product peak per calibrated thread count.
+pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe) -> RoofsNow {
     let fma = remeasure_fma(cal);
+    let dot = remeasure_dot(cal);
     let variant = ReadVariant::parse(&cal.read_variant).filter(|v| v.isa.available());
     let gbs = variant.and_then(|v| probe.measure(&[v], 2, 4).best().map(|b| b.gbs));
     if let Some(gbs) = gbs {
         note_remeasure(cal, gbs);
     }
-    (gbs, fma)
+    RoofsNow { read_gbs: gbs, fma, dot }
+}
+
+/// A short trial (50 ms, one) at `threads`: what a re-measurement between records affords.
+fn remeasure_cfg(threads: usize) -> CalibrationConfig {
+    CalibrationConfig { fma_trial: Duration::from_millis(50), trials: 1, ..CalibrationConfig::quick(threads) }
 }
 
 /// Re-measure the FMA peak at every calibrated thread count (one 50 ms trial each) and raise
@@ -154,14 +172,27 @@ pub fn remeasure_fma(cal: &mut Calibration) -> Vec<ThreadPeak> {
     let mut fresh = Vec::new();
     for i in 0..cal.fma_peak_gflops.len() {
         let threads = cal.fma_peak_gflops[i].threads;
-        let cfg = CalibrationConfig {
-            fma_trial: Duration::from_millis(50),
-            trials: 1,
-            ..CalibrationConfig::quick(threads)
-        };
-        let gflops = fma_peak(threads, &cfg);
+        let gflops = fma_peak(threads, &remeasure_cfg(threads));
         note_fma_peak(cal, threads, gflops);
         fresh.push(ThreadPeak { threads, gflops });
+    }
+    fresh
+}
+
+/// [`remeasure_fma`] for the BF16 dot-product roofs (`bf16-dot ...` entries of
+/// `compute_peaks`; none where the calibration found no units).
+pub fn remeasure_dot(cal: &mut Calibration) -> Vec<ThreadPeak> {
+    let mut fresh = Vec::new();
+    for i in 0..cal.compute_peaks.len() {
+        if !cal.compute_peaks[i].unit.starts_with("bf16-dot") {
+            continue;
+        }
+        let threads = cal.compute_peaks[i].threads;
+        let Some(gflops) = dot_peak(threads, &remeasure_cfg(threads)) else { continue };
+        if gflops.is_finite() && gflops > 0.0 {
+            cal.compute_peaks[i].gflops = cal.compute_peaks[i].gflops.max(gflops);
+            fresh.push(ThreadPeak { threads, gflops });
+        }
     }
     fresh
 }

@@ -85,6 +85,18 @@ impl StepFormat {
         }
     }
 
+    /// Format of the activations a product multiplies its `op` weights with in this step: the
+    /// weights' own format where it is BF16 or FP8 (FP8 steps quantize activations to E4M3 in
+    /// DeepSeek-V3's 1 × 128 tiles, as its recipe does; BF16 steps keep them in BF16), so those
+    /// products run on the BF16 dot-product units where the CPU has them; f32 otherwise (F32
+    /// steps, and F16, whose kernels take f32 activations).
+    pub fn act(&self, op: Operand) -> Format {
+        match self.operand(op).0 {
+            f @ (Format::BF16 | Format::E4M3 | Format::E5M2) => f,
+            Format::F32 | Format::F16 => Format::F32,
+        }
+    }
+
     /// Stored bytes of an `rows × cols` weight in `format`/`scaling`: codes plus block scales.
     pub fn weight_bytes(format: Format, scaling: Scaling, rows: u64, cols: u64) -> f64 {
         let codes = (rows * cols) as f64 * format.bytes() as f64;
@@ -205,6 +217,7 @@ pub fn plan(
                     let (m, n, k) = sampling.slice(&p, format, s.phase);
                     let op = if m == 1 { Op::Gemv } else { Op::Gemm };
                     let spec = ProblemSpec::new(op, m as usize, n as usize, k as usize, format, scaling)
+                        .with_act_format(sf.act(p.operand))
                         .with_seed(seed);
                     let step = ModelStep {
                         model: model.id.clone(),

@@ -14,9 +14,10 @@ pub use shapes::{Operand, Part, Phase, Product, StepShape};
 pub use steps::Step;
 
 use crate::kernels::Backend;
+use crate::measure::calibration;
 use crate::measure::runner::{self, Event, Outcome, RunOptions};
 use crate::project::roofline::nearest_peak;
-use crate::results::{RoofsNow, ThreadPeak};
+use crate::results::RoofsNow;
 use std::sync::atomic::Ordering;
 
 /// What [`measure`] puts in front of a product's label in `Event::Measuring` (the runner's own
@@ -27,14 +28,14 @@ pub const STEP_LABEL: &str = "step ";
 /// return one record per planned product, tagged with its `model_step`. Only one product's
 /// operands are alive at a time: the runner builds a case, measures it and drops it.
 /// `roofs_now`, called once after each product, re-measures the machine's roofs (the read
-/// ceiling, GB/s, and the FMA peak per thread count); what it returns goes into the product's
+/// ceiling, the FMA and BF16 dot-product peaks per thread count); what it returns goes into the product's
 /// records as [`crate::results::ModelStep::roofs_after`], at each record's thread count.
 pub fn measure(
     planned: &[Planned],
     backends: &[Box<dyn Backend>],
     opts: &RunOptions,
     on_event: &mut dyn FnMut(Event),
-    roofs_now: &mut dyn FnMut() -> Option<(f64, Vec<ThreadPeak>)>,
+    roofs_now: &mut dyn FnMut() -> Option<calibration::RoofsNow>,
 ) -> Outcome {
     let mut out = Outcome::default();
     for case in measure::cases(planned) {
@@ -50,9 +51,12 @@ pub fn measure(
             for p in planned.iter().filter(|p| p.spec == case.spec) {
                 let mut r = rec.clone();
                 let mut step = p.step.clone();
-                step.roofs_after = roofs.as_ref().map(|(read_gbs, fma)| RoofsNow {
-                    read_gbs: *read_gbs,
-                    fma_gflops: nearest_peak(fma, rec.threads).map_or(0.0, |(_, g)| g),
+                step.roofs_after = roofs.as_ref().and_then(|now| {
+                    Some(RoofsNow {
+                        read_gbs: now.read_gbs?,
+                        fma_gflops: nearest_peak(&now.fma, rec.threads).map_or(0.0, |(_, g)| g),
+                        dot_gflops: nearest_peak(&now.dot, rec.threads).map(|(_, g)| g),
+                    })
                 });
                 r.model_step = Some(step);
                 out.records.push(r);

@@ -10,7 +10,7 @@ use super::shapes::Part;
 use super::steps::{PartSum, Step};
 use crate::formats::Format;
 use crate::profiles::Chip;
-use crate::project::roofline::{calibration_peak, peak_for};
+use crate::project::roofline::{calibration_peak, dot_peak, peak_for};
 use crate::results::Calibration;
 use crate::{Error, Result};
 
@@ -33,8 +33,9 @@ impl Roof {
         p.bytes / self.bandwidth >= p.flops / self.flops_s
     }
 
-    /// This machine, from a run's calibration (FMA peak at the step's threads: the CPU kernels
-    /// compute every format in f32).
+    /// This machine, from a run's calibration: the read ceiling and the FMA peak at the step's
+    /// threads (a part whose products ran on the BF16 dot-product units carries their roof in
+    /// [`PartSum::compute_s`], which [`local_seconds`] prefers).
     pub fn local(cal: &Calibration, threads: usize) -> Result<Roof> {
         if cal.read_gbs.is_nan() || cal.read_gbs <= 0.0 {
             return Err(Error::config("results", "calibration.read_gbs", "no read bandwidth measured"));
@@ -83,10 +84,14 @@ pub fn step_weight_format(step: &Step) -> Result<Format> {
 
 /// A part's roofline time on this machine: at the roofs re-measured right after each of its
 /// products where every product carries them (the paired roofs, which cancel this machine's
-/// drift between the calibration and the product), else at `local` (the run's calibration).
+/// drift between the calibration and the product), else at `local` (the run's calibration),
+/// each product's FLOPs at the roof of the units its operands run on ([`PartSum::compute_s`]:
+/// the BF16 dot-product peak for BF16/FP8 products on a CPU with those units).
 pub fn local_seconds(local: &Roof, p: &PartSum) -> f64 {
     if p.unpaired == 0 && p.paired_read_s.max(p.paired_compute_s) > 0.0 {
         p.paired_read_s.max(p.paired_compute_s)
+    } else if p.compute_s > 0.0 {
+        (p.bytes / local.bandwidth).max(p.compute_s)
     } else {
         local.seconds(p)
     }
@@ -184,12 +189,14 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
     let here = if paired {
         let [lo, hi] = cal.read_gbs_range.unwrap_or([cal.read_gbs, cal.read_gbs]);
         format!(
-            "each product at the read ceiling and FMA peak re-measured right after it, {lo:.1}–{hi:.1} GB/s \
-             over the run"
+            "each product at the read ceiling and compute roof (FMA, or BF16 dot-product peak for BF16/FP8 \
+             products on a CPU with those units) re-measured right after it, {lo:.1}–{hi:.1} GB/s over the run"
         )
     } else {
+        let dot = dot_peak(cal, steps[0].threads)
+            .map_or(String::new(), |(_, g, unit)| format!(", {g:.1} GFLOP/s {unit} (BF16/FP8 products)"));
         format!(
-            "{:.1} GB/s read, {:.1} GFLOP/s FMA",
+            "{:.1} GB/s read, {:.1} GFLOP/s FMA{dot}",
             cal.read_gbs,
             calibration_peak(cal, steps[0].threads).map_or(0.0, |x| x.1)
         )

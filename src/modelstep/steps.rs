@@ -5,8 +5,9 @@
 
 use super::measure::StepFormat;
 use super::shapes::{self, Part, Phase, StepShape};
+use crate::formats::Format;
 use crate::profiles;
-use crate::project::roofline::calibration_peak;
+use crate::project::roofline::{calibration_roof, compute_roof};
 use crate::report::markdown::{human_time, table};
 use crate::results::{Calibration, ModelStep, Record, Run};
 use std::fmt::Write;
@@ -18,12 +19,16 @@ pub struct PartSum {
     /// Weight-operand bytes of the real products (weights, scales, KV cache), per step.
     pub bytes: f64,
     pub flops: f64,
+    /// Σ over the part's products of its FLOPs at the compute roof of its operands at the run's
+    /// calibration ([`calibration_roof`]: the BF16 dot-product peak for BF16/FP8 operands where
+    /// the CPU has those units, else the FMA peak; 0 without a calibration).
+    pub compute_s: f64,
     /// Σ over the part's products of the roofline bound of each, `max(bytes / read bandwidth,
-    /// FLOPs / FMA peak)` at the run's calibration (0 without one): what this machine's roofs
+    /// FLOPs / compute roof)` at the run's calibration (0 without one): what this machine's roofs
     /// allow product by product, where the planner's figure puts the whole step under one bound.
     pub roof_s: f64,
-    /// Σ over the part's products of its bytes at the read ceiling, and of its FLOPs at the FMA
-    /// peak, re-measured right after that product ([`ModelStep::roofs_after`]): the part's two
+    /// Σ over the part's products of its bytes at the read ceiling, and of its FLOPs at its
+    /// compute roof (FMA or BF16 dot-product peak, as for `compute_s`), re-measured right after that product ([`ModelStep::roofs_after`]): the part's two
     /// roofline times at the roofs of the products' own moments.
     pub paired_read_s: f64,
     pub paired_compute_s: f64,
@@ -122,19 +127,28 @@ impl Step {
         Some(sf.model_bytes(&model) / 1e9)
     }
     /// The planner's roofline for this machine: decode reads every byte once at the measured
-    /// read bandwidth; prefill runs every FLOP at the measured FMA peak (the CPU kernels compute
-    /// every format in f32, so that peak is every format's roof here).
+    /// read bandwidth; prefill runs every FLOP at the measured peak of the units its operands
+    /// run on (the BF16 dot-product peak for BF16 and FP8 products on a CPU with those units, the
+    /// FMA peak otherwise: [`PartSum::compute_s`]).
     pub fn predicted_s(&self, cal: &Calibration) -> Option<f64> {
         match self.phase {
             Phase::Decode => (cal.read_gbs > 0.0).then(|| self.bytes() / (cal.read_gbs * 1e9)),
-            Phase::Prefill => calibration_peak(cal, self.threads).map(|(_, g)| self.flops() / (g * 1e9)),
+            Phase::Prefill => {
+                let s: f64 = self.parts.iter().map(|p| p.compute_s).sum();
+                (s > 0.0).then_some(s)
+            }
         }
     }
 }
 
+/// A record's format key (F32 where unreadable: files of other versions).
+fn format_of(name: &str) -> Format {
+    name.parse().unwrap_or(Format::F32)
+}
+
 /// Bytes and FLOPs of the real product behind a record.
 fn roofline_of(r: &Record, s: &ModelStep) -> (f64, f64) {
-    let format = r.format.parse().unwrap_or(crate::formats::Format::F32);
+    let format = format_of(&r.format);
     let scaling = r.scaling.parse().unwrap_or(crate::formats::Scaling::NONE);
     let bytes = StepFormat::weight_bytes(format, scaling, s.n as u64, s.k as u64) * s.count;
     (bytes, 2.0 * s.m as f64 * s.n as f64 * s.k as f64 * s.count)
@@ -162,13 +176,21 @@ pub fn steps(run: &Run) -> Vec<Step> {
     out
 }
 
-/// The roofline bound of one product: its bytes at the read ceiling or its FLOPs at the FMA peak
-/// of the record's thread count, whichever takes longer (0 without a calibration).
-fn product_roof_s(cal: Option<&Calibration>, threads: usize, bytes: f64, flops: f64) -> f64 {
-    let Some(cal) = cal else { return 0.0 };
+/// The two roofline times of one product at the run's calibration: its bytes at the read
+/// ceiling and its FLOPs at the compute roof of its operands ([`calibration_roof`]), 0 where the
+/// calibration lacks the figure.
+fn product_roofs(
+    cal: Option<&Calibration>,
+    threads: usize,
+    act: Format,
+    w: Format,
+    bytes: f64,
+    flops: f64,
+) -> (f64, f64) {
+    let Some(cal) = cal else { return (0.0, 0.0) };
     let read = if cal.read_gbs > 0.0 { bytes / (cal.read_gbs * 1e9) } else { 0.0 };
-    let compute = calibration_peak(cal, threads).map_or(0.0, |(_, g)| flops / (g * 1e9));
-    read.max(compute)
+    let compute = calibration_roof(cal, threads, act, w).map_or(0.0, |g| flops / (g * 1e9));
+    (read, compute)
 }
 
 fn collect(run: &Run) -> Vec<Step> {
@@ -214,17 +236,24 @@ fn collect(run: &Run) -> Vec<Step> {
         }
         st.valid += 1;
         let (bytes, flops) = roofline_of(r, s);
+        let (act, w) = (format_of(&r.act_format), format_of(&r.format));
+        let (read_s, compute_s) = product_roofs(cal, r.threads, act, w, bytes, flops);
         let p = &mut st.parts[part];
         p.seconds += s.seconds(r);
         p.bytes += bytes;
         p.flops += flops;
-        p.roof_s += product_roof_s(cal, r.threads, bytes, flops);
-        match s.roofs_after {
-            Some(at) if at.read_gbs > 0.0 && at.fma_gflops > 0.0 => {
-                p.paired_read_s += bytes / (at.read_gbs * 1e9);
-                p.paired_compute_s += flops / (at.fma_gflops * 1e9);
+        p.compute_s += compute_s;
+        p.roof_s += read_s.max(compute_s);
+        let paired = s.roofs_after.and_then(|at| {
+            let roof = compute_roof(Some(at.fma_gflops), at.dot_gflops, act, w)?;
+            (at.read_gbs > 0.0).then(|| (bytes / (at.read_gbs * 1e9), flops / (roof * 1e9)))
+        });
+        match paired {
+            Some((read, compute)) => {
+                p.paired_read_s += read;
+                p.paired_compute_s += compute;
             }
-            _ => p.unpaired += 1,
+            None => p.unpaired += 1,
         }
     }
     out
@@ -332,13 +361,15 @@ pub fn render(run: &Run) -> String {
         s,
         "\nA step is the sum over its distinct matrix products of median × (real work / measured slice) × \
          count (see docs/model-step.md). planner: decode reads every weight and KV byte once at the \
-         calibrated read bandwidth; prefill runs every FLOP at the calibrated FMA peak. measured/planner \
+         calibrated read bandwidth; prefill runs every FLOP at the calibrated peak of the units it runs on (the \
+         BF16 dot-product peak for BF16 and FP8 steps, whose activations are in the step's format, on a CPU with \
+         those units; the FMA peak otherwise). measured/planner \
          above 1 = slower than the planner predicts. paired: measured / the planner with each product \
-         at the read ceiling (decode) or FMA peak (prefill) re-measured right after it, which \
+         at the read ceiling (decode) or compute peak (prefill) re-measured right after it, which \
          cancels this machine's drift between the calibration and the product. roofline: each product at its own bound, the \
-         longer of its bytes at the read bandwidth and its FLOPs at the FMA peak, summed (a \
+         longer of its bytes at the read bandwidth and its FLOPs at its compute peak, summed (a \
          compute-bound product in a decode step, such as absorbed MLA attention over a long \
-         cache, counts at the FMA peak); measured/roofline is how far the kernels are from this \
+         cache, counts at that peak); measured/roofline is how far the kernels are from this \
          machine's roofs. Norms, softmax, RoPE, sampling and communication \
          are not in the step.\n"
     );

@@ -162,6 +162,24 @@ pub fn dot_peak(cal: &Calibration, threads: usize) -> Option<(usize, f64, String
         .map(|p| (p.threads, p.gflops, p.unit.clone()))
 }
 
+/// The compute roof of a product whose activations are `act` and weights `weights` on this
+/// machine, at the calibrated thread count nearest `threads`, GFLOP/s: the BF16 dot-product peak
+/// where the CPU has those units and both operands run on them (BF16 and FP8, decoded exactly to
+/// BF16), else the FMA peak (f32 and f16 operands, or no units). `dot` / `fma` are the peaks to
+/// choose from (the calibration's, or ones re-measured later).
+pub fn compute_roof(fma: Option<f64>, dot: Option<f64>, act: Format, weights: Format) -> Option<f64> {
+    match dot {
+        Some(g) if g > 0.0 && crate::kernels::cpu::dot_eligible(act, weights) => Some(g),
+        _ => fma.filter(|g| *g > 0.0),
+    }
+}
+
+/// [`compute_roof`] at the run's calibration.
+pub fn calibration_roof(cal: &Calibration, threads: usize, act: Format, weights: Format) -> Option<f64> {
+    let fma = calibration_peak(cal, threads).map(|(_, g)| g);
+    compute_roof(fma, dot_peak(cal, threads).map(|(_, g, _)| g), act, weights)
+}
+
 /// A chip profile for *this machine* from a run's calibration, at `threads` threads: FP32 and
 /// FP16 get the measured FMA peak (the CPU kernels decode them to f32), BF16 and FP8 the
 /// measured BF16 dot-product peak where the CPU has those units (low-precision activations run
