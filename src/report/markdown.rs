@@ -68,6 +68,18 @@ pub fn render(run: &Run) -> String {
             c.stream_gbs.triad,
             c.read_gbs
         );
+        if c.compute_peaks.iter().any(|p| !p.unit.starts_with("f32-fma")) {
+            // Every compute unit's roof where there is more than the FMA one (BF16 dot units).
+            let mut units: Vec<String> = Vec::new();
+            for p in &c.compute_peaks {
+                let entry = format!("{:.1} ({}t)", p.gflops, p.threads);
+                match units.iter_mut().find(|u| u.starts_with(&format!("{} ", p.unit))) {
+                    Some(u) => *u += &format!(", {entry}"),
+                    None => units.push(format!("{} {entry}", p.unit)),
+                }
+            }
+            let _ = writeln!(s, "- compute roofs, GFLOP/s: {}", units.join("; "));
+        }
         if let Some(line) = read_ceiling_line(c) {
             let _ = writeln!(s, "{line}");
         }
