@@ -28,7 +28,8 @@ pub struct PartSum {
     /// allow product by product, where the planner's figure puts the whole step under one bound.
     pub roof_s: f64,
     /// Σ over the part's products of its bytes at the read ceiling, and of its FLOPs at its
-    /// compute roof (FMA or BF16 dot-product peak, as for `compute_s`), re-measured right after that product ([`ModelStep::roofs_after`]): the part's two
+    /// compute roof (FMA or BF16 dot-product peak, as for `compute_s`), re-measured right after
+    /// that product ([`ModelStep::roofs_after`]): the part's two
     /// roofline times at the roofs of the products' own moments.
     pub paired_read_s: f64,
     pub paired_compute_s: f64,

@@ -49,9 +49,10 @@ pub(crate) fn eligible(a: Format, w: Format) -> bool {
     exact(a) && exact(w)
 }
 
-/// The scale of column `col` of a row of `q` whose scales are `rs` (`q.row_scales(row)`): the
-/// one place the dot path reads scales. (`scale_at` per segment cost three divisions each; in the
-/// GEMV that capped a core at about 2 weights per cycle.)
+/// The scale of column `col` of a row of `q` whose scales are `rs` (`q.row_scales(row)`): how
+/// the dot path maps a column to its scale (the GEMV works the same map out once per K chunk).
+/// (`scale_at` per segment cost three divisions each; in the GEMV that capped a core at about 2
+/// weights per cycle.)
 #[inline]
 fn scale(rs: ScaleSlice, q: &QuantizedMatrix, col: usize) -> f32 {
     rs.get(col / q.block.cols)

@@ -273,13 +273,14 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
 /// `pairs` K-pairs (a multiple of [`LANES`], zero-padded), every `w[r]` the same span of its row
 /// as `pairs` K-pairs (`CODES` = [`PAIRS`]) or as `2 · pairs` FP8 codes; `sw[r][seg]` and
 /// `sx[i][seg]` are the weight and activation scales of segment `seg`, applied as one product
-/// `sw · sx`. Each weight row is prefetched ahead; `left` is how many bytes of the row lie from
-/// `w[r]` on, and a prefetch past them skips `skip` bytes more (to the same row of the next
-/// group of rows, which the hardware prefetcher would find only after a few misses on short rows). `out[i][r]` holds the 16 lane totals of weight row `r` · activation row `i` so far
-/// (zero before the first chunk) and receives them after this chunk, so a row cut into chunks
-/// of whole segments adds up exactly as one call over the whole row would; and each output is
-/// the same chain of operations whatever `MX`, so the result does not depend on how activation
-/// rows are grouped.
+/// `sw · sx`. `out[i][r]` holds the 16 lane totals of weight row `r` · activation row `i` so
+/// far (zero before the first chunk) and receives them after this chunk, so a row cut into
+/// chunks of whole segments adds up exactly as one call over the whole row would; and each
+/// output is the same chain of operations whatever `MX`, so the result does not depend on how
+/// activation rows are grouped. Each weight row is prefetched ahead; `left` is how many bytes of
+/// the row lie from `w[r]` on, and a prefetch past them skips `skip` bytes more (to the same row
+/// of the next group of rows, which the hardware prefetcher finds only after a few misses on
+/// short rows).
 ///
 /// # Safety
 /// As [`tile`]: features present, `x[i]` and `w[r]` valid for `pairs` pairs, `sw[r]` and
