@@ -151,6 +151,36 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     }
     let md = chipbench::report::markdown::render(&back);
     assert!(md.contains("## Model steps"));
+    // The detail tables: one row per measurement, however many products share its slice, and
+    // every product named under the table of the slice that measured it.
+    let tables = chipbench::report::markdown::tables(&back);
+    let rows: usize = tables
+        .split("\n## ")
+        .filter(|sec| sec.starts_with("gemv ") || sec.starts_with("gemm "))
+        .map(|sec| {
+            sec.lines()
+                .filter(|l| l.starts_with("| ") && !l.starts_with("| format") && !l.starts_with("| ---"))
+                .count()
+        })
+        .sum();
+    let measurements = {
+        let mut seen: Vec<_> = Vec::new();
+        for r in &back.records {
+            let key =
+                (r.op.clone(), r.m, r.n, r.k, r.format.clone(), r.scaling.clone(), r.act_format.clone());
+            if !seen.contains(&key) {
+                seen.push(key);
+            }
+        }
+        seen.len()
+    };
+    assert!(measurements < back.records.len(), "no slice shared: the check below would be empty");
+    assert_eq!(rows, measurements, "{tables}");
+    for r in &back.records {
+        let ms = r.model_step.as_ref().unwrap();
+        let what = format!("{} {} ({}) · {}: {}", ms.model, ms.phase, ms.step_format, ms.layer, ms.product);
+        assert!(tables.contains(&what), "{what} not in\n{tables}");
+    }
 
     // Projection onto chips, each part scaled by its own bound, beside the paper plan.
     let ds = profiles::find_model(&all, "deepseek-v3").unwrap();

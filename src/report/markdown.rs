@@ -166,13 +166,21 @@ pub fn tables(run: &Run) -> String {
             "valid",
             "vs candle",
         ];
-        let rows: Vec<Vec<String>> = g.iter().map(|r| row(run, r)).collect();
+        // A model step's slice serves every product of that shape (q_a, kv_a, the router and the
+        // experts of DeepSeek-V3 share one): one row per measurement, the products it stands for
+        // listed under the table.
+        let g = one_per_measurement(&g);
+        let rows: Vec<Vec<String>> = g.iter().map(|(r, _)| row(run, r)).collect();
         let _ = write!(s, "{}", table(&header, &rows));
         let mut notes: Vec<String> = g
             .iter()
-            .filter(|r| !r.note.is_empty())
-            .map(|r| format!("- {}: {}", format_label(r), r.note))
+            .filter(|(_, steps)| !steps.is_empty())
+            .map(|(r, steps)| format!("- {} measures {}", format_label(r), steps.join("; ")))
             .collect();
+        let g: Vec<&Record> = g.iter().map(|(r, _)| *r).collect();
+        notes.extend(
+            g.iter().filter(|r| !r.note.is_empty()).map(|r| format!("- {}: {}", format_label(r), r.note)),
+        );
         notes.extend(g.iter().filter(|r| above_ceiling(r, run)).map(|r| flag_note(run, r)));
         if !notes.is_empty() {
             let _ = writeln!(s, "\n{}", notes.join("\n"));
@@ -180,6 +188,34 @@ pub fn tables(run: &Run) -> String {
         s.push('\n');
     }
     s
+}
+
+/// The records of one table with the model-step records of one measurement (the same format,
+/// scaling, activations and samples) folded into their first, each with the products it stands
+/// for (`model phase (step format) · layer: product`); records that are not model steps stand alone.
+fn one_per_measurement<'a>(g: &[&'a Record]) -> Vec<(&'a Record, Vec<String>)> {
+    let mut out: Vec<(&Record, Vec<String>)> = Vec::new();
+    for &r in g {
+        let Some(ms) = &r.model_step else {
+            out.push((r, Vec::new()));
+            continue;
+        };
+        let what = format!("{} {} ({}) · {}: {}", ms.model, ms.phase, ms.step_format, ms.layer, ms.product);
+        let same = |x: &Record| {
+            x.model_step.is_some()
+                && (&x.format, &x.scaling, &x.act_format) == (&r.format, &r.scaling, &r.act_format)
+                && x.time == r.time
+        };
+        match out.iter_mut().find(|(x, _)| same(x)) {
+            Some((_, steps)) => {
+                if !steps.contains(&what) {
+                    steps.push(what);
+                }
+            }
+            None => out.push((r, vec![what])),
+        }
+    }
+    out
 }
 
 fn format_label(r: &Record) -> String {
