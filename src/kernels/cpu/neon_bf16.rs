@@ -72,6 +72,15 @@ impl DotVec for Q {
     unsafe fn storef(p: *mut f32, v: Self) {
         unsafe { vst1q_f32(p, v.0) }
     }
+    // Four lanes: the grouped order of the two-vector loads is the natural one.
+    #[inline(always)]
+    unsafe fn load_fp8_x2(p: *const u8, e4m3: bool) -> (Self, Self) {
+        unsafe { (Self::load_fp8(p, e4m3), Self::load_fp8(p.add(8), e4m3)) }
+    }
+    #[inline(always)]
+    unsafe fn load_pairs_x2(p: *const u32) -> (Self, Self) {
+        unsafe { (Self::load(p), Self::load(p.add(4))) }
+    }
 }
 
 crate::dot_kernels!(Q, MR, NV, has_bf16(), "neon,bf16");

@@ -101,6 +101,58 @@ impl<const VBMI: bool> DotVec for Zmm<VBMI> {
             }))
         }
     }
+    #[inline(always)]
+    unsafe fn load_fp8_x2(p: *const u8, e4m3: bool) -> (Self, Self) {
+        // SAFETY (caller): 64 codes readable at `p`; features as for `load_fp8`.
+        unsafe {
+            let (a, b) = if VBMI {
+                fp8_vbmi_x2(p, e4m3)
+            } else {
+                let (a, b) = (Self::load_fp8(p, e4m3), Self::load_fp8(p.add(32), e4m3));
+                split_groups(_mm512_castps_si512(a.0), _mm512_castps_si512(b.0))
+            };
+            (Zmm(_mm512_castsi512_ps(a)), Zmm(_mm512_castsi512_ps(b)))
+        }
+    }
+    #[inline(always)]
+    unsafe fn load_pairs_x2(p: *const u32) -> (Self, Self) {
+        // SAFETY (caller): 32 pairs readable at `p`.
+        unsafe {
+            let (a, b) = split_groups(_mm512_loadu_si512(p.cast()), _mm512_loadu_si512(p.add(16).cast()));
+            (Zmm(_mm512_castsi512_ps(a)), Zmm(_mm512_castsi512_ps(b)))
+        }
+    }
+}
+
+/// Pairs 0–15 in `a` and 16–31 in `b` regrouped as [`DotVec::load_fp8_x2`] lays them out: the
+/// even 128-bit groups of four pairs (0–3, 8–11, 16–19, 24–27) and the odd ones.
+#[inline(always)]
+unsafe fn split_groups(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
+    (_mm512_shuffle_i64x2::<0b10_00_10_00>(a, b), _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b))
+}
+
+/// The 64 FP8 codes at `p` (E4M3 when `e4m3`, else E5M2) as 64 BF16 words in the order of
+/// [`DotVec::load_fp8_x2`]: the low and the high byte of every code's BF16 bits looked up at once
+/// for all 64 (two `vpermi2b` on the 128-entry tables), the sign put in the high bytes, and the
+/// two byte vectors interleaved into words (`vpunpcklbw` / `vpunpckhbw`, which work within each
+/// 128-bit lane: codes 16L..16L+7 go to the first result, 16L+8..16L+15 to the second). Four
+/// shuffles for 64 codes where [`fp8_vbmi`] takes six; exact for every code.
+///
+/// # Safety
+/// AVX512F, AVX512BW and AVX512_VBMI present (the caller's features); 64 codes readable at `p`.
+#[inline(always)]
+unsafe fn fp8_vbmi_x2(p: *const u8, e4m3: bool) -> (__m512i, __m512i) {
+    use super::dot::FP8_BF16_BYTES;
+    unsafe {
+        let t = &FP8_BF16_BYTES[if e4m3 { 0 } else { 1 }];
+        let table = |h: usize, half: usize| _mm512_loadu_si512(t[h][64 * half..].as_ptr().cast());
+        let codes = _mm512_loadu_si512(p.cast());
+        let lo = _mm512_permutex2var_epi8(table(0, 0), codes, table(0, 1));
+        let hi = _mm512_permutex2var_epi8(table(1, 0), codes, table(1, 1));
+        // hi | (codes & 0x80): the sign bit of each code into its high byte.
+        let hi = _mm512_ternarylogic_epi32::<0xF8>(hi, codes, _mm512_set1_epi8(0x80u8 as i8));
+        (_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi))
+    }
 }
 
 /// FP8 codes (E4M3 when `e4m3`, else E5M2) to K-pairs of BF16, 32 codes at a time: as many as

@@ -43,6 +43,39 @@ pub(crate) trait DotVec: Copy {
         // SAFETY: `pairs` holds W values.
         unsafe { Self::load(pairs.as_ptr()) }
     }
+    /// `2W` K-pairs from the `4W` FP8 codes at `p`, as two vectors that take the pairs in groups
+    /// of four: lane `l` of the first holds pair `8⌊l/4⌋ + l mod 4`, lane `l` of the second the
+    /// pair four further on (the order in which an AVX-512 table lookup and a byte unpack leave
+    /// 64 codes; for `W = 4` simply the first and the second four pairs). [`load_pairs_x2`]
+    /// splits the activations the same way. The default converts code by code.
+    ///
+    /// [`load_pairs_x2`]: DotVec::load_pairs_x2
+    #[inline(always)]
+    unsafe fn load_fp8_x2(p: *const u8, e4m3: bool) -> (Self, Self) {
+        let (mut a, mut b) = ([0u32; LANES], [0u32; LANES]);
+        for l in 0..Self::W {
+            let q = 8 * (l / 4) + l % 4;
+            // SAFETY (caller): `p` is valid for 4W codes, and q + 4 < 2W.
+            let pair = |q: usize| unsafe {
+                fp8_bf16(*p.add(2 * q), e4m3) as u32 | (fp8_bf16(*p.add(2 * q + 1), e4m3) as u32) << 16
+            };
+            (a[l], b[l]) = (pair(q), pair(q + 4));
+        }
+        // SAFETY: both hold W values.
+        unsafe { (Self::load(a.as_ptr()), Self::load(b.as_ptr())) }
+    }
+    /// The `2W` K-pairs at `p` split as [`load_fp8_x2`](DotVec::load_fp8_x2) splits FP8 codes.
+    #[inline(always)]
+    unsafe fn load_pairs_x2(p: *const u32) -> (Self, Self) {
+        let (mut a, mut b) = ([0u32; LANES], [0u32; LANES]);
+        for l in 0..Self::W {
+            let q = 8 * (l / 4) + l % 4;
+            // SAFETY (caller): `p` is valid for 2W pairs.
+            unsafe { (a[l], b[l]) = (*p.add(q), *p.add(q + 4)) };
+        }
+        // SAFETY: both hold W values.
+        unsafe { (Self::load(a.as_ptr()), Self::load(b.as_ptr())) }
+    }
 }
 
 /// An FP8 code (E4M3 when `e4m3`, else E5M2) as BF16 bits: exact, since every FP8 value is a
@@ -315,6 +348,28 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
         while q < pairs {
             let end = (q + seg_pairs).min(pairs);
             let mut part = [[[V::zero(); NV]; ROWS]; MX];
+            // FP8 codes go 64 at a time while the segment has them (fewer shuffles per code
+            // where the unit converts by table lookup), then 32.
+            while CODES != PAIRS && q + 2 * LANES <= end {
+                let off = q * 2 + ahead;
+                let off = if off < left { off } else { off + skip };
+                for wr in &w {
+                    V::prefetch(wr.wrapping_add(off));
+                }
+                let xv: [[(V, V); NV]; MX] = std::array::from_fn(|i| {
+                    std::array::from_fn(|v| V::load_pairs_x2(x[i].add(q + 2 * v * V::W)))
+                });
+                for r in 0..ROWS {
+                    for v in 0..NV {
+                        let (wa, wb) = V::load_fp8_x2(w[r].add(2 * (q + 2 * v * V::W)), CODES == CODES_E4M3);
+                        for i in 0..MX {
+                            let (xa, xb) = xv[i][v];
+                            part[i][r][v] = V::dot(V::dot(part[i][r][v], xa, wa), xb, wb);
+                        }
+                    }
+                }
+                q += 2 * LANES;
+            }
             while q < end {
                 // Past the row's end the stream goes on in the same row of the next group.
                 let off = q * pair_bytes + ahead;

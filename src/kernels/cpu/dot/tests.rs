@@ -81,57 +81,140 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
             );
         }
         for (pairs_n, seg_pairs) in [(16, 16), (64, 16), (192, 64), (80, 80)] {
-            let nseg = usize::div_ceil(pairs_n, seg_pairs);
-            let xs: Vec<Vec<u32>> = (0..MX_MAX).map(|i| pairs(pairs_n, 3 + i as u32)).collect();
             let w: Vec<Vec<u32>> = (0..ROWS).map(|r| pairs(pairs_n, 10 + r as u32)).collect();
-            let sw: Vec<Vec<f32>> =
-                (0..ROWS).map(|r| (0..nseg).map(|i| 0.5 + (r + i) as f32 * 0.25).collect()).collect();
-            let sx: Vec<Vec<f32>> =
-                (0..MX_MAX).map(|j| (0..nseg).map(|i| 2f32.powi((i + j) as i32 % 3 - 1)).collect()).collect();
-            let (xr, sxr): (Vec<&[u32]>, Vec<&[f32]>) =
-                (xs.iter().map(|v| &v[..]).collect(), sx.iter().map(|v| &v[..]).collect());
-            // Carried totals: the call adds onto what it is given.
-            let start: Vec<Totals> = (0..MX_MAX)
-                .map(|i| {
-                    std::array::from_fn(|r| {
-                        std::array::from_fn(|l| ((i + r) * LANES + l) as f32 * 0.25 - 3.0)
-                    })
-                })
+            check_rows(&unit, pairs_n, seg_pairs, &w, |a, t| (twin.rows)(a, t), |a, t| (k.rows)(a, t));
+        }
+    }
+}
+
+/// The unit's row kernel (`unit_rows`, 1..=MX_MAX activation rows per call) against the twin's
+/// (`twin_rows`, one row per call) on the weight rows `w` of `pairs_n` pairs, bit for bit, with
+/// per-segment scales and carried totals.
+fn check_rows<T>(
+    unit: &str,
+    pairs_n: usize,
+    seg_pairs: usize,
+    w: &[Vec<T>],
+    twin_rows: impl Fn(&RowArgs<T>, &mut [Totals]),
+    unit_rows: impl Fn(&RowArgs<T>, &mut [Totals]),
+) {
+    let nseg = usize::div_ceil(pairs_n, seg_pairs);
+    let xs: Vec<Vec<u32>> = (0..MX_MAX).map(|i| pairs(pairs_n, 3 + i as u32)).collect();
+    let sw: Vec<Vec<f32>> =
+        (0..ROWS).map(|r| (0..nseg).map(|i| 0.5 + (r + i) as f32 * 0.25).collect()).collect();
+    let sx: Vec<Vec<f32>> =
+        (0..MX_MAX).map(|j| (0..nseg).map(|i| 2f32.powi((i + j) as i32 % 3 - 1)).collect()).collect();
+    let (xr, sxr): (Vec<&[u32]>, Vec<&[f32]>) =
+        (xs.iter().map(|v| &v[..]).collect(), sx.iter().map(|v| &v[..]).collect());
+    // Carried totals: the call adds onto what it is given.
+    let start: Vec<Totals> = (0..MX_MAX)
+        .map(|i| std::array::from_fn(|r| std::array::from_fn(|l| ((i + r) * LANES + l) as f32 * 0.25 - 3.0)))
+        .collect();
+    let args = |b: std::ops::Range<usize>, left: usize, skip: usize| RowArgs {
+        pairs: pairs_n,
+        seg_pairs,
+        x: &xr[b.clone()],
+        w: std::array::from_fn(|r| &w[r][..]),
+        sw: std::array::from_fn(|r| &sw[r][..]),
+        sx: &sxr[b],
+        left,
+        skip,
+    };
+    let mut want = start.clone();
+    for i in 0..MX_MAX {
+        twin_rows(&args(i..i + 1, usize::MAX, 0), &mut want[i..i + 1]);
+    }
+    let bits = |t: &[Totals]| t.iter().map(|r| r.map(|l| l.map(f32::to_bits))).collect::<Vec<_>>();
+    for mx in 1..=MX_MAX {
+        let mut got = start.clone();
+        for i0 in (0..MX_MAX).step_by(mx) {
+            let b = i0..(i0 + mx).min(MX_MAX);
+            unit_rows(&args(b.clone(), 64, 4096), &mut got[b]);
+        }
+        assert_eq!(bits(&got), bits(&want), "{unit} rows {pairs_n} seg={seg_pairs} mx={mx}");
+    }
+}
+
+/// Every unit's FP8 row kernel gives the twin's bits on rows that hold every finite code of
+/// both formats, over segments that take the 64-code step, the 32-code step, or both.
+#[test]
+fn fp8_row_kernels_match_the_twin_on_every_code() {
+    let twin = DotUnit::Portable.kernels();
+    for e4m3 in [true, false] {
+        let finite = |c: u8| {
+            let v = if e4m3 { crate::formats::E4m3(c).decode() } else { crate::formats::E5m2(c).decode() };
+            v.is_finite()
+        };
+        let codes: Vec<u8> = (0..=255u8).filter(|&c| finite(c)).collect();
+        for (pairs_n, seg_pairs) in
+            [(32, 32), (48, 48), (64, 16), (192, 64), (256, 128), (112, 112), (160, 32)]
+        {
+            // Row r walks the codes from its own offset with its own stride (odd: every code).
+            let w: Vec<Vec<u8>> = (0..ROWS)
+                .map(|r| (0..2 * pairs_n).map(|i| codes[(37 * r + (2 * r + 1) * i) % codes.len()]).collect())
                 .collect();
-            // The twin one activation row at a time; the unit with 1..=MX_MAX rows per call.
-            let mut want = start.clone();
-            for i in 0..MX_MAX {
+            for (unit, k) in kernel_sets(&DotUnit::available()) {
+                check_rows(
+                    &format!("{unit} e4m3={e4m3}"),
+                    pairs_n,
+                    seg_pairs,
+                    &w,
+                    |a, t| (twin.rows_fp8)(a, e4m3, t),
+                    |a, t| (k.rows_fp8)(a, e4m3, t),
+                );
+            }
+        }
+    }
+}
+
+/// The FP8 row kernels sum every product once, whatever order their steps take the pairs in:
+/// on values whose products and sums are exact in f32 (powers of two), the lane totals of each
+/// row add up to the exact dot product, segment scales included.
+#[test]
+fn fp8_row_kernels_sum_every_product_once() {
+    for e4m3 in [true, false] {
+        let decode =
+            |c: u8| if e4m3 { crate::formats::E4m3(c).decode() } else { crate::formats::E5m2(c).decode() };
+        // Codes of ±2^-3 ..= ±2^3 (both formats hold them exactly); activations ±2^-2 ..= ±2^2.
+        let codes: Vec<u8> = (0..=255u8)
+            .filter(|&c| (0.125..=8.0).contains(&decode(c).abs()) && decode(c).abs().log2().fract() == 0.0)
+            .collect();
+        assert_eq!(codes.len(), 14, "e4m3={e4m3}");
+        for (pairs_n, seg_pairs) in [(48, 48), (96, 32), (208, 64), (256, 128), (80, 80)] {
+            let nseg = usize::div_ceil(pairs_n, seg_pairs);
+            let w: Vec<Vec<u8>> = (0..ROWS)
+                .map(|r| (0..2 * pairs_n).map(|i| codes[(i * (r + 3) + i / 7) % 14]).collect())
+                .collect();
+            let xv =
+                |i: usize| (if i.is_multiple_of(3) { -1.0f32 } else { 1.0 }) * 2f32.powi((i % 5) as i32 - 2);
+            let bf = |v: f32| v.to_bits() >> 16;
+            let x: Vec<u32> = (0..pairs_n).map(|q| bf(xv(2 * q)) | bf(xv(2 * q + 1)) << 16).collect();
+            let sw: Vec<Vec<f32>> =
+                (0..ROWS).map(|r| (0..nseg).map(|s| 2f32.powi((r + s) as i32 % 3)).collect()).collect();
+            let sx: Vec<f32> = (0..nseg).map(|s| 2f32.powi(-(s as i32 % 2))).collect();
+            for (unit, k) in kernel_sets(&DotUnit::available()) {
                 let args = RowArgs {
                     pairs: pairs_n,
                     seg_pairs,
-                    x: &xr[i..i + 1],
+                    x: &[&x[..]],
                     w: std::array::from_fn(|r| &w[r][..]),
                     sw: std::array::from_fn(|r| &sw[r][..]),
-                    sx: &sxr[i..i + 1],
+                    sx: &[&sx[..]],
                     left: usize::MAX,
                     skip: 0,
                 };
-                (twin.rows)(&args, &mut want[i..i + 1]);
-            }
-            for mx in 1..=MX_MAX {
-                let mut got = start.clone();
-                for i0 in (0..MX_MAX).step_by(mx) {
-                    let b = i0..(i0 + mx).min(MX_MAX);
-                    let args = RowArgs {
-                        pairs: pairs_n,
-                        seg_pairs,
-                        x: &xr[b.clone()],
-                        w: std::array::from_fn(|r| &w[r][..]),
-                        sw: std::array::from_fn(|r| &sw[r][..]),
-                        sx: &sxr[b.clone()],
-                        left: 64,
-                        skip: 4096,
-                    };
-                    (k.rows)(&args, &mut got[b]);
+                let mut t: [Totals; 1] = [[[0.0; LANES]; ROWS]];
+                (k.rows_fp8)(&args, e4m3, &mut t);
+                for r in 0..ROWS {
+                    let want: f64 = (0..2 * pairs_n)
+                        .map(|i| {
+                            let s = i / 2 / seg_pairs;
+                            decode(w[r][i]) as f64 * xv(i) as f64 * sw[r][s] as f64 * sx[s] as f64
+                        })
+                        .sum();
+                    let got: f64 = t[0][r].iter().map(|&v| v as f64).sum();
+                    assert_eq!(got, want, "{unit} e4m3={e4m3} pairs={pairs_n} seg={seg_pairs} row {r}");
                 }
-                let bits =
-                    |t: &[Totals]| t.iter().map(|r| r.map(|l| l.map(f32::to_bits))).collect::<Vec<_>>();
-                assert_eq!(bits(&got), bits(&want), "{unit} rows {pairs_n} mx={mx}");
             }
         }
     }
