@@ -131,6 +131,26 @@ unsafe fn split_groups(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
     (_mm512_shuffle_i64x2::<0b10_00_10_00>(a, b), _mm512_shuffle_i64x2::<0b11_01_11_01>(a, b))
 }
 
+/// The low and the high byte of the BF16 bits of each byte's FP8 magnitude (its low 7 bits;
+/// E4M3 when `e4m3`, else E5M2), looked up for all 64 bytes by two `vpermi2b` on the 128-entry
+/// tables; the sign is the caller's.
+///
+/// # Safety
+/// AVX512F, AVX512BW and AVX512_VBMI present (the caller's features).
+#[inline(always)]
+unsafe fn bf16_bytes(codes: __m512i, e4m3: bool) -> (__m512i, __m512i) {
+    use super::dot::FP8_BF16_BYTES;
+    let t = &FP8_BF16_BYTES[if e4m3 { 0 } else { 1 }];
+    // SAFETY: each table half holds 64 bytes; features as the caller's.
+    unsafe {
+        let table = |h: usize, half: usize| _mm512_loadu_si512(t[h][64 * half..].as_ptr().cast());
+        (
+            _mm512_permutex2var_epi8(table(0, 0), codes, table(0, 1)),
+            _mm512_permutex2var_epi8(table(1, 0), codes, table(1, 1)),
+        )
+    }
+}
+
 /// The 64 FP8 codes at `p` (E4M3 when `e4m3`, else E5M2) as 64 BF16 words in the order of
 /// [`DotVec::load_fp8_x2`]: the low and the high byte of every code's BF16 bits looked up at once
 /// for all 64 (two `vpermi2b` on the 128-entry tables), the sign put in the high bytes, and the
@@ -142,13 +162,9 @@ unsafe fn split_groups(a: __m512i, b: __m512i) -> (__m512i, __m512i) {
 /// AVX512F, AVX512BW and AVX512_VBMI present (the caller's features); 64 codes readable at `p`.
 #[inline(always)]
 unsafe fn fp8_vbmi_x2(p: *const u8, e4m3: bool) -> (__m512i, __m512i) {
-    use super::dot::FP8_BF16_BYTES;
     unsafe {
-        let t = &FP8_BF16_BYTES[if e4m3 { 0 } else { 1 }];
-        let table = |h: usize, half: usize| _mm512_loadu_si512(t[h][64 * half..].as_ptr().cast());
         let codes = _mm512_loadu_si512(p.cast());
-        let lo = _mm512_permutex2var_epi8(table(0, 0), codes, table(0, 1));
-        let hi = _mm512_permutex2var_epi8(table(1, 0), codes, table(1, 1));
+        let (lo, hi) = bf16_bytes(codes, e4m3);
         // hi | (codes & 0x80): the sign bit of each code into its high byte.
         let hi = _mm512_ternarylogic_epi32::<0xF8>(hi, codes, _mm512_set1_epi8(0x80u8 as i8));
         (_mm512_unpacklo_epi8(lo, hi), _mm512_unpackhi_epi8(lo, hi))
@@ -215,7 +231,6 @@ unsafe fn fp8_pairs_vbmi(e4m3: bool, codes: *const u8, groups: usize, out: *mut 
 /// AVX512F, AVX512BW and AVX512_VBMI present (the caller's features); 32 codes readable at `p`.
 #[inline(always)]
 unsafe fn fp8_vbmi(p: *const u8, e4m3: bool) -> __m512i {
-    use super::dot::FP8_BF16_BYTES;
     // Byte 2i and 2i + 1 of the result take code i.
     const SPREAD: [u8; 64] = {
         let mut s = [0u8; 64];
@@ -227,12 +242,9 @@ unsafe fn fp8_vbmi(p: *const u8, e4m3: bool) -> __m512i {
         s
     };
     unsafe {
-        let t = &FP8_BF16_BYTES[if e4m3 { 0 } else { 1 }];
-        let table = |h: usize, half: usize| _mm512_loadu_si512(t[h][64 * half..].as_ptr().cast());
         let codes = _mm512_castsi256_si512(_mm256_loadu_si256(p.cast()));
         let dup = _mm512_permutexvar_epi8(_mm512_loadu_si512(SPREAD.as_ptr().cast()), codes);
-        let lo = _mm512_permutex2var_epi8(table(0, 0), dup, table(0, 1));
-        let hi = _mm512_permutex2var_epi8(table(1, 0), dup, table(1, 1));
+        let (lo, hi) = bf16_bytes(dup, e4m3);
         let v = _mm512_mask_blend_epi8(0xAAAA_AAAA_AAAA_AAAA, lo, hi);
         // v | (dup & 0x8000): the code's sign bit, which sits at bit 15 of each word of `dup`.
         _mm512_ternarylogic_epi32::<0xF8>(v, dup, _mm512_set1_epi16(0x8000u16 as i16))

@@ -342,6 +342,15 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
                 V::load_fp8(w[r].add(2 * q), CODES == CODES_E4M3)
             }
         };
+        // Every weight row's stream `ahead` bytes past pair `q`; past the row's end it goes on
+        // in the same row of the next group.
+        let prefetch = |q: usize| {
+            let off = q * pair_bytes + ahead;
+            let off = if off < left { off } else { off + skip };
+            for wr in &w {
+                V::prefetch(wr.wrapping_add(off));
+            }
+        };
         let mut total: [[[V; NV]; ROWS]; MX] = std::array::from_fn(|i| {
             std::array::from_fn(|r| std::array::from_fn(|v| V::loadf(out[i][r].as_ptr().add(v * V::W))))
         });
@@ -351,11 +360,7 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
             // FP8 codes go 64 at a time while the segment has them (fewer shuffles per code
             // where the unit converts by table lookup), then 32.
             while CODES != PAIRS && q + 2 * LANES <= end {
-                let off = q * 2 + ahead;
-                let off = if off < left { off } else { off + skip };
-                for wr in &w {
-                    V::prefetch(wr.wrapping_add(off));
-                }
+                prefetch(q);
                 let xv: [[(V, V); NV]; MX] = std::array::from_fn(|i| {
                     std::array::from_fn(|v| V::load_pairs_x2(x[i].add(q + 2 * v * V::W)))
                 });
@@ -371,12 +376,7 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
                 q += 2 * LANES;
             }
             while q < end {
-                // Past the row's end the stream goes on in the same row of the next group.
-                let off = q * pair_bytes + ahead;
-                let off = if off < left { off } else { off + skip };
-                for wr in &w {
-                    V::prefetch(wr.wrapping_add(off));
-                }
+                prefetch(q);
                 let xv: [[V; NV]; MX] =
                     std::array::from_fn(|i| std::array::from_fn(|v| V::load(x[i].add(q + v * V::W))));
                 for r in 0..ROWS {

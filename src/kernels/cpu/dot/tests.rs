@@ -14,6 +14,16 @@ fn kernel_sets(units: &[DotUnit]) -> Vec<(String, Kernels)> {
     v
 }
 
+/// The value of FP8 code `c` (E4M3 when `e4m3`, else E5M2), by the formats' decode.
+fn fp8_value(c: u8, e4m3: bool) -> f32 {
+    use crate::formats::Element;
+    if e4m3 {
+        crate::formats::E4m3(c).decode()
+    } else {
+        crate::formats::E5m2(c).decode()
+    }
+}
+
 fn pairs(n: usize, seed: u32) -> Vec<u32> {
     // BF16 values of E4M3-like magnitudes and signs, some zero, deterministic.
     (0..n as u32)
@@ -141,11 +151,7 @@ fn check_rows<T>(
 fn fp8_row_kernels_match_the_twin_on_every_code() {
     let twin = DotUnit::Portable.kernels();
     for e4m3 in [true, false] {
-        let finite = |c: u8| {
-            let v = if e4m3 { crate::formats::E4m3(c).decode() } else { crate::formats::E5m2(c).decode() };
-            v.is_finite()
-        };
-        let codes: Vec<u8> = (0..=255u8).filter(|&c| finite(c)).collect();
+        let codes: Vec<u8> = (0..=255u8).filter(|&c| fp8_value(c, e4m3).is_finite()).collect();
         for (pairs_n, seg_pairs) in
             [(32, 32), (48, 48), (64, 16), (192, 64), (256, 128), (112, 112), (160, 32)]
         {
@@ -173,8 +179,7 @@ fn fp8_row_kernels_match_the_twin_on_every_code() {
 #[test]
 fn fp8_row_kernels_sum_every_product_once() {
     for e4m3 in [true, false] {
-        let decode =
-            |c: u8| if e4m3 { crate::formats::E4m3(c).decode() } else { crate::formats::E5m2(c).decode() };
+        let decode = |c: u8| fp8_value(c, e4m3);
         // Codes of ±2^-3 ..= ±2^3 (both formats hold them exactly); activations ±2^-2 ..= ±2^2.
         let codes: Vec<u8> = (0..=255u8)
             .filter(|&c| (0.125..=8.0).contains(&decode(c).abs()) && decode(c).abs().log2().fract() == 0.0)
@@ -321,10 +326,8 @@ fn pair_conversion_matches_its_portable_twin_on_every_code() {
 /// for every code (NaN codes: a NaN); and every unit's in-register conversion gives its bits.
 #[test]
 fn fp8_codes_load_as_their_bf16_values_on_every_unit() {
-    use crate::formats::Element;
     for e4m3 in [true, false] {
-        let decode =
-            |c: u8| if e4m3 { crate::formats::E4m3(c).decode() } else { crate::formats::E5m2(c).decode() };
+        let decode = |c: u8| fp8_value(c, e4m3);
         for c in 0..=255u8 {
             let (got, want) = (f32::from_bits((fp8_bf16(c, e4m3) as u32) << 16), decode(c));
             assert!(
