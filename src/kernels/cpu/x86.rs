@@ -345,31 +345,28 @@ pub(crate) fn decode16_fp8_int<E: Element>(codes: &[E; 16]) -> [f32; 16] {
 }
 
 // ---------------------------------------------------------------- GEMV rows
-/// How far ahead (bytes) each row stream is prefetched. Measured on Zen 4 (one thread, 4 rows of
-/// 8192 codes): 1-byte codes gained most at 1 KiB (E5M2 +20 %, E4M3 +15 %); wider codes gain
-/// a few % at 256 B and lose at 1 KiB and more (the hardware prefetcher already keeps up). On
-/// Zen 3 (2 threads, 8192², cold weights) 512 B beat 1 KiB for E4M3 in 6 of 6 interleaved pairs
-/// (+5-9 %) and none (0 B) lost 3-25 %; 2-byte codes were flat from 0 to 1 KiB (memory-bound).
-fn prefetch_bytes<E>() -> usize {
-    if std::mem::size_of::<E>() == 1 {
-        512
-    } else {
-        256
-    }
-}
+/// How far ahead (bytes) each row stream is prefetched, the same for every code width: 2 KiB
+/// into L2 (see [`prefetch_rows`]). History: with prefetches into L1, 512 B suited 1-byte codes
+/// and 256 B wider ones (Zen 3/Zen 4 measurements, docs/cpu.md); into L2, 2 KiB beat both on
+/// Zen 4 (2 threads, cold weights, alternated four times): E5M2 GEMV 8192² +22 %, E4M3 rows
+/// 16384×8192 +8-15 %, k = 2048 +40 %, k = 512 +40 %, BF16 +10 %, F32 within noise.
+const PREFETCH_BYTES: usize = 2048;
 
-/// Prefetch every row [`prefetch_bytes`] ahead of code `c`. Past the end of a row the stream
+/// Prefetch every row [`PREFETCH_BYTES`] ahead of code `c`. Past the end of a row the stream
 /// continues in the same row of the next group (`rows.len() · k` codes further: the caller's rows
 /// are consecutive rows of W, taken `rows.len()` at a time), which the hardware prefetcher would
 /// only find after a few misses.
 /// A prefetch never faults, so the address may lie past the matrix (`wrapping_add`, not read).
+/// The hint is T1 (into L2, not L1): an L1 prefetch holds one of the core's few L1 miss buffers
+/// until its line arrives, so prefetching far ahead into L1 throttles the loads that need data
+/// now; L2 tracks more misses, and the L1 misses on lines already in L2 cost little.
 #[inline(always)]
 fn prefetch_rows<E>(rows: &[&[E]], k: usize, c: usize) {
-    let ahead = c + prefetch_bytes::<E>() / std::mem::size_of::<E>();
+    let ahead = c + PREFETCH_BYTES / std::mem::size_of::<E>();
     let skip = if ahead < k { ahead } else { rows.len() * k + ahead - k };
     for w in rows {
         // SAFETY: prefetch is a hint; it reads nothing and cannot fault.
-        unsafe { _mm_prefetch::<_MM_HINT_T0>(w.as_ptr().wrapping_add(skip).cast()) };
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(w.as_ptr().wrapping_add(skip).cast()) };
     }
 }
 
