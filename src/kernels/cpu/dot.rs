@@ -375,6 +375,23 @@ impl DotGemm {
 /// Per K chunk of a GEMV, one slice per activation row.
 type PerChunk<'a, T> = Vec<Vec<&'a [T]>>;
 
+/// One K chunk of a [`DotGemv`] call, the same for every group of weight rows.
+struct ChunkPlan {
+    /// First column, columns, K-pairs (padded to [`LANES`]), segments.
+    c0: usize,
+    kc: usize,
+    kcp: usize,
+    ns: usize,
+    /// K-pairs per promotion segment, as the row kernel takes them.
+    seg_pairs: usize,
+    /// Whole pairs with no padding: read in place.
+    whole: bool,
+    /// The row kernel's prefetch stream (`RowArgs::left`, `RowArgs::skip`) for rows read in place.
+    stream: (usize, usize),
+    /// The weight scale block of each segment.
+    blocks: Vec<usize>,
+}
+
 /// A GEMV on the dot path, and every skinny product (`m ≤` [`crate::kernels::SKINNY_M`] activation rows): the
 /// activation rows as K-pairs (each padded to [`LANES`]) and their segment scales.
 pub(crate) struct DotGemv {
@@ -462,13 +479,30 @@ impl DotGemv {
             xr.push((0..m).map(|i| &x[i * xp + c0 / 2..][..kcp]).collect());
             sxr.push((0..m).map(|i| &sx[i * xs + c0 / seg..][..ns]).collect());
         }
-        // Per K chunk: the weight scale block of each of its segments (`scale`'s division, done
-        // once per call instead of once per segment of every group of rows).
-        let seg_block: Vec<Vec<usize>> = (0..k)
+        // Per K chunk, what every group of rows needs of it, worked out once per call (each
+        // division and bound here cost every group of rows its share; on short rows, such as
+        // k = 128 attention scores, that share was most of the group's time): the weight scale
+        // block of each segment, the chunk's bounds and its prefetch stream.
+        let size = with_codes!(&w.codes, |codes| std::mem::size_of_val(&codes[0]));
+        let plans: Vec<ChunkPlan> = (0..k)
             .step_by(ck)
-            .map(|c0| (c0..(c0 + ck).min(k)).step_by(seg).map(|col| col / w.block.cols).collect())
+            .map(|c0| {
+                let kc = ck.min(k - c0);
+                let kcp = Self::pairs(kc);
+                ChunkPlan {
+                    c0,
+                    kc,
+                    kcp,
+                    ns: kc.div_ceil(seg),
+                    seg_pairs: if seg >= kc { kcp } else { seg / 2 },
+                    whole: kc == 2 * kcp,
+                    // In place, each row streams on into the next group's.
+                    stream: ((k - c0) * size, (ROWS - 1) * k * size),
+                    blocks: (c0..c0 + kc).step_by(seg).map(|col| col / w.block.cols).collect(),
+                }
+            })
             .collect();
-        let (xr, sxr, seg_block) = (&xr, &sxr, &seg_block);
+        let (xr, sxr, plans) = (&xr, &sxr, &plans);
         // Per chunk of weight rows: its outputs, weight row by weight row (m each).
         let done: Vec<Vec<f32>> = with_codes!(&w.codes, |codes| pool.install(|| {
             let fp8 = fp8_kind(codes);
@@ -491,33 +525,36 @@ impl DotGemv {
                             // Rows past the group's end repeat its first row (results dropped).
                             let row = |r: usize| if r < real { r0 + r } else { r0 };
                             let rs: [_; ROWS] = std::array::from_fn(|r| row_scales(row(r)));
-                            total.iter_mut().for_each(|t| *t = [[0.0; LANES]; ROWS]);
-                            for c0 in (0..k).step_by(ck) {
-                                let kc = ck.min(k - c0);
-                                let (kcp, ns) = (Self::pairs(kc), kc.div_ceil(seg));
+                            for (pi, plan) in plans.iter().enumerate() {
+                                let ChunkPlan { c0, kc, kcp, ns, seg_pairs, whole, stream, .. } = *plan;
                                 let span = |r: usize| &codes[row(r) * k + c0..row(r) * k + c0 + kc];
-                                let blocks_here = &seg_block[c0 / ck];
                                 for (r, &rs) in rs.iter().enumerate() {
-                                    for (v, &b) in sc[r * segc..r * segc + ns].iter_mut().zip(blocks_here) {
+                                    for (v, &b) in sc[r * segc..r * segc + ns].iter_mut().zip(&plan.blocks) {
                                         *v = rs.get(b);
                                     }
                                 }
-                                let seg_pairs = if seg >= kc { kcp } else { seg / 2 };
                                 let sw = std::array::from_fn(|r| &sc[r * segc..r * segc + ns]);
-                                let (xr, sxr) = (&xr[c0 / ck], &sxr[c0 / ck]);
+                                let (xr, sxr) = (&xr[pi], &sxr[pi]);
                                 let blocks = || (0..m).step_by(MX_MAX).map(|i| i..(i + MX_MAX).min(m));
                                 // A chunk of whole pairs with no padding is read where it lies: FP8
                                 // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
-                                let whole = kc == 2 * kcp;
-                                // In place, each row streams on into the next group's.
-                                let size = std::mem::size_of_val(&codes[0]);
-                                let (left, skip) = ((k - c0) * size, (ROWS - 1) * k * size);
+                                let (left, skip) = stream;
+                                let fresh = pi == 0;
                                 if let (true, Some(e4m3)) = (whole, fp8) {
                                     let w = std::array::from_fn(|r| bytemuck::cast_slice::<_, u8>(span(r)));
                                     for b in blocks() {
                                         let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
-                                        let args =
-                                            RowArgs { pairs: kcp, seg_pairs, x, w, sw, sx, left, skip };
+                                        let args = RowArgs {
+                                            pairs: kcp,
+                                            seg_pairs,
+                                            x,
+                                            w,
+                                            sw,
+                                            sx,
+                                            left,
+                                            skip,
+                                            fresh,
+                                        };
                                         rows_fp8(&args, e4m3, &mut total[b]);
                                     }
                                     continue;
@@ -537,7 +574,8 @@ impl DotGemv {
                                     if direct[0].is_some() { (left, skip) } else { (usize::MAX, 0) };
                                 for b in blocks() {
                                     let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
-                                    let args = RowArgs { pairs: kcp, seg_pairs, x, w, sw, sx, left, skip };
+                                    let args =
+                                        RowArgs { pairs: kcp, seg_pairs, x, w, sw, sx, left, skip, fresh };
                                     rows_fn(&args, &mut total[b]);
                                 }
                             }

@@ -50,13 +50,9 @@ pub(crate) fn raw_factor(format: Format) -> f32 {
 /// The fixed reduction order of the 16 lanes.
 #[inline]
 pub(crate) fn reduce16(t: &[f32; LANES]) -> f32 {
-    let mut h = [0f32; 8];
-    for l in 0..8 {
-        h[l] = t[l] + t[l + 8];
-    }
-    let q = [h[0] + h[4], h[1] + h[5], h[2] + h[6], h[3] + h[7]];
-    let p = [q[0] + q[2], q[1] + q[3]];
-    p[0] + p[1]
+    let h: [f32; 8] = std::array::from_fn(|l| t[l] + t[l + 8]);
+    let q: [f32; 4] = std::array::from_fn(|l| h[l] + h[l + 4]);
+    (q[0] + q[2]) + (q[1] + q[3])
 }
 
 /// One group of up to [`ROWS`] rows: `out[r] = Σ_k w[r][k] · x[k]` with the row's segment scales.

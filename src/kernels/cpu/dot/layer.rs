@@ -309,7 +309,7 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
 /// as `pairs` K-pairs (`CODES` = [`PAIRS`]) or as `2 · pairs` FP8 codes; `sw[r][seg]` and
 /// `sx[i][seg]` are the weight and activation scales of segment `seg`, applied as one product
 /// `sw · sx`. `out[i][r]` holds the 16 lane totals of weight row `r` · activation row `i` so
-/// far (zero before the first chunk) and receives them after this chunk, so a row cut into
+/// far (read as zero when `fresh`: the row's first chunk) and receives them after this chunk, so a row cut into
 /// chunks of whole segments adds up exactly as one call over the whole row would; and each
 /// output is the same chain of operations whatever `MX`, so the result does not depend on how
 /// activation rows are grouped. Each weight row is prefetched ahead; `left` is how many bytes of
@@ -331,6 +331,7 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
     sw: [*const f32; ROWS],
     sx: [*const f32; MX],
     (left, skip): (usize, usize),
+    fresh: bool,
     out: &mut [Totals; MX],
 ) {
     let (mut q, mut si) = (0, 0);
@@ -354,7 +355,15 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
             }
         };
         let mut total: [[[V; NV]; ROWS]; MX] = std::array::from_fn(|i| {
-            std::array::from_fn(|r| std::array::from_fn(|v| V::loadf(out[i][r].as_ptr().add(v * V::W))))
+            std::array::from_fn(|r| {
+                std::array::from_fn(|v| {
+                    if fresh {
+                        V::zero()
+                    } else {
+                        V::loadf(out[i][r].as_ptr().add(v * V::W))
+                    }
+                })
+            })
         });
         while q < pairs {
             let end = (q + seg_pairs).min(pairs);
@@ -490,6 +499,8 @@ pub(crate) struct RowArgs<'a, T = u32> {
     /// them skips (`usize::MAX` and 0 when the rows are not in a matrix).
     pub left: usize,
     pub skip: usize,
+    /// The row's first chunk: the totals start at zero (what the call is given is not read).
+    pub fresh: bool,
 }
 
 /// The 16 lane totals of each of the [`ROWS`] rows of a GEMV row-kernel call, for one
@@ -576,6 +587,7 @@ macro_rules! dot_kernels {
                     r.sw.map(|s| s.as_ptr()),
                     std::array::from_fn(|i| r.sx[i].as_ptr()),
                     (r.left, r.skip),
+                    r.fresh,
                     total.try_into().expect("MX totals"),
                 )
             }

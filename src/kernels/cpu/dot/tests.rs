@@ -120,7 +120,7 @@ fn check_rows<T>(
     let start: Vec<Totals> = (0..MX_MAX)
         .map(|i| std::array::from_fn(|r| std::array::from_fn(|l| ((i + r) * LANES + l) as f32 * 0.25 - 3.0)))
         .collect();
-    let args = |b: std::ops::Range<usize>, left: usize, skip: usize| RowArgs {
+    let args = |b: std::ops::Range<usize>, left: usize, skip: usize, fresh: bool| RowArgs {
         pairs: pairs_n,
         seg_pairs,
         x: &xr[b.clone()],
@@ -129,19 +129,27 @@ fn check_rows<T>(
         sx: &sxr[b],
         left,
         skip,
+        fresh,
     };
-    let mut want = start.clone();
-    for i in 0..MX_MAX {
-        twin_rows(&args(i..i + 1, usize::MAX, 0), &mut want[i..i + 1]);
-    }
     let bits = |t: &[Totals]| t.iter().map(|r| r.map(|l| l.map(f32::to_bits))).collect::<Vec<_>>();
-    for mx in 1..=MX_MAX {
-        let mut got = start.clone();
-        for i0 in (0..MX_MAX).step_by(mx) {
-            let b = i0..(i0 + mx).min(MX_MAX);
-            unit_rows(&args(b.clone(), 64, 4096), &mut got[b]);
+    // `fresh`: a row's first chunk starts from zero whatever the totals held (here, `start`).
+    for fresh in [false, true] {
+        let mut want = if fresh { vec![[[0.0; LANES]; ROWS]; MX_MAX] } else { start.clone() };
+        for i in 0..MX_MAX {
+            twin_rows(&args(i..i + 1, usize::MAX, 0, false), &mut want[i..i + 1]);
         }
-        assert_eq!(bits(&got), bits(&want), "{unit} rows {pairs_n} seg={seg_pairs} mx={mx}");
+        for mx in 1..=MX_MAX {
+            let mut got = start.clone();
+            for i0 in (0..MX_MAX).step_by(mx) {
+                let b = i0..(i0 + mx).min(MX_MAX);
+                unit_rows(&args(b.clone(), 64, 4096, fresh), &mut got[b]);
+            }
+            assert_eq!(
+                bits(&got),
+                bits(&want),
+                "{unit} rows {pairs_n} seg={seg_pairs} mx={mx} fresh={fresh}"
+            );
+        }
     }
 }
 
@@ -207,6 +215,7 @@ fn fp8_row_kernels_sum_every_product_once() {
                     sx: &[&sx[..]],
                     left: usize::MAX,
                     skip: 0,
+                    fresh: false,
                 };
                 let mut t: [Totals; 1] = [[[0.0; LANES]; ROWS]];
                 (k.rows_fp8)(&args, e4m3, &mut t);
@@ -354,6 +363,7 @@ fn fp8_codes_load_as_their_bf16_values_on_every_unit() {
                         sx: &[&s[..]],
                         left: usize::MAX,
                         skip: 0,
+                        fresh: false,
                     };
                     let mut t: [Totals; 1] = [[[0.0; LANES]; ROWS]];
                     (k.rows_fp8)(&args, e4m3, &mut t);
