@@ -375,6 +375,17 @@ impl DotGemm {
 /// Per K chunk of a GEMV, one slice per activation row.
 type PerChunk<'a, T> = Vec<Vec<&'a [T]>>;
 
+/// What [`DotGemv::groups`] takes of its call: K, the activation rows (as K-pairs and scales,
+/// the call's single chunk), each weight row's scales, and the unit's group kernels.
+struct GroupCall<'a, F> {
+    k: usize,
+    m: usize,
+    xr: &'a [&'a [u32]],
+    sxr: &'a [&'a [f32]],
+    row_scales: &'a F,
+    kernels: Kernels,
+}
+
 /// One K chunk of a [`DotGemv`] call, the same for every group of weight rows.
 struct ChunkPlan {
     /// First column, columns, K-pairs (padded to [`LANES`]), segments.
@@ -447,6 +458,67 @@ impl DotGemv {
         }
     }
 
+    /// The whole groups of [`ROWS`] among weight rows `[first, first + rows)` through the
+    /// unit's group kernel, into `out` (row `j` of the range at `out[j · m..]`), where the rows
+    /// are one chunk read in place (FP8 codes, or BF16 pairs 4-byte aligned); returns how many
+    /// groups it took (0 where it does not apply: the caller's group loop takes every row).
+    fn groups<'s, E: Element, F: Fn(usize) -> ScaleSlice<'s>>(
+        codes: &[E],
+        (first, rows): (usize, usize),
+        plans: &[ChunkPlan],
+        call: &GroupCall<F>,
+        out: &mut [f32],
+    ) -> usize {
+        let ([plan], groups) = (plans, rows / ROWS) else { return 0 };
+        let GroupCall { k, m, xr, sxr, row_scales, kernels } = *call;
+        if !plan.whole || groups == 0 {
+            return 0;
+        }
+        let span = &codes[first * k..(first + groups * ROWS) * k];
+        let ns = plan.ns;
+        let mut sw = vec![0f32; groups * ROWS * ns];
+        for (j, s) in sw.chunks_exact_mut(ns).enumerate() {
+            let rs = row_scales(first + j);
+            for (v, &b) in s.iter_mut().zip(&plan.blocks) {
+                *v = rs.get(b);
+            }
+        }
+        let blocks = (0..m).step_by(MX_MAX).map(|i| i..(i + MX_MAX).min(m));
+        fn args<'a, T>(
+            plan: &ChunkPlan,
+            (xr, sxr): (&'a [&'a [u32]], &'a [&'a [f32]]),
+            (w, stride, groups): (&'a [T], usize, usize),
+            (sw, m): (&'a [f32], usize),
+        ) -> GroupArgs<'a, T> {
+            GroupArgs {
+                pairs: plan.kcp,
+                seg_pairs: plan.seg_pairs,
+                x: xr,
+                sx: sxr,
+                w,
+                stride,
+                groups,
+                sw,
+                out_stride: m,
+            }
+        }
+        if let Some(e4m3) = fp8_kind(codes) {
+            let w: &[u8] = bytemuck::cast_slice(span);
+            for b in blocks {
+                let a = args(plan, (&xr[b.clone()], &sxr[b.clone()]), (w, k, groups), (&sw, m));
+                (kernels.groups_fp8)(&a, e4m3, &mut out[b.start..]);
+            }
+        } else if let Some(w) = pairs_in_place(span) {
+            for b in blocks {
+                let a = args(plan, (&xr[b.clone()], &sxr[b.clone()]), (w, k / 2, groups), (&sw, m));
+                (kernels.groups)(&a, &mut out[b.start..]);
+            }
+        } else {
+            return 0;
+        }
+        groups
+    }
+
     /// `y = a · Wᵀ` for the `m` rows of `a` (`m = 1`: `y = W · x`), `y` row-major `m × n`. Each
     /// group of [`ROWS`] weight rows is taken one chunk of [`GEMV_KC`] elements (whole segments)
     /// at a time — decoded into pairs, or read where it lies — and every activation row runs
@@ -468,6 +540,7 @@ impl DotGemv {
             }
         });
         let (x, sx, rows_fn, rows_fp8) = (&self.x, &self.sx, self.kernels.rows, self.kernels.rows_fp8);
+        let kernels = self.kernels;
         let ck = (GEMV_KC / seg).max(1) * seg;
         let (ckp, segc) = (Self::pairs(ck), ck.div_ceil(seg));
         let chunk = n.div_ceil(pool.threads() * 8).div_ceil(ROWS).max(1) * ROWS;
@@ -520,7 +593,22 @@ impl DotGemv {
                     |(f, wp, sc, total), ci| {
                         let rows_here = chunk.min(n - ci * chunk);
                         let mut out = vec![0f32; rows_here * m];
-                        for g0 in (0..rows_here).step_by(ROWS) {
+                        let first = ci * chunk;
+                        let whole_groups = Self::groups(
+                            codes,
+                            (first, rows_here),
+                            plans,
+                            &GroupCall {
+                                k,
+                                m,
+                                xr: &xr[0],
+                                sxr: &sxr[0],
+                                row_scales: &row_scales,
+                                kernels,
+                            },
+                            &mut out,
+                        );
+                        for g0 in (whole_groups * ROWS..rows_here).step_by(ROWS) {
                             let (r0, real) = (ci * chunk + g0, ROWS.min(rows_here - g0));
                             // Rows past the group's end repeat its first row (results dropped).
                             let row = |r: usize| if r < real { r0 + r } else { r0 };

@@ -48,7 +48,7 @@ pub(crate) fn raw_factor(format: Format) -> f32 {
 }
 
 /// The fixed reduction order of the 16 lanes.
-#[inline]
+#[inline(always)]
 pub(crate) fn reduce16(t: &[f32; LANES]) -> f32 {
     let h: [f32; 8] = std::array::from_fn(|l| t[l] + t[l + 8]);
     let q: [f32; 4] = std::array::from_fn(|l| h[l] + h[l + 4]);

@@ -3,7 +3,7 @@
 //! portable twin is [`super::dot::Soft`]`<false>`, which follows Intel's pseudo-code (odd pair
 //! element first, RNE, denormals flushed) and is compared bit for bit where the CPU has the units.
 
-use super::dot::DotVec;
+use super::dot::{DotVec, LANES};
 use std::arch::x86_64::*;
 
 /// 12 × 32 tiles: 24 zmm accumulators, two W vectors and one broadcast per K-pair.
@@ -83,6 +83,20 @@ impl<const VBMI: bool> DotVec for Zmm<VBMI> {
     #[inline(always)]
     unsafe fn storef(p: *mut f32, v: Self) {
         unsafe { _mm512_storeu_ps(p, v.0) }
+    }
+    #[inline(always)]
+    unsafe fn reduce(t: &[f32; LANES]) -> f32 {
+        // SAFETY (caller): AVX-512F present; `t` holds 16 floats. The tree of `reduce16`: lanes
+        // l + 8 onto l (256-bit halves), l + 4 onto l (128-bit halves), then (0 + 2, 1 + 3), then
+        // the two.
+        unsafe {
+            let v = _mm512_loadu_ps(t.as_ptr());
+            let hi = _mm256_castpd_ps(_mm512_extractf64x4_pd::<1>(_mm512_castps_pd(v)));
+            let h = _mm256_add_ps(_mm512_castps512_ps256(v), hi);
+            let q = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps::<1>(h));
+            let p = _mm_add_ps(q, _mm_movehl_ps(q, q));
+            _mm_cvtss_f32(_mm_add_ss(p, _mm_movehdup_ps(p)))
+        }
     }
     #[inline(always)]
     fn prefetch(p: *const u8) {

@@ -29,6 +29,12 @@ pub(crate) trait DotVec: Copy {
     /// A hint to fetch the cache line at `p` (which may lie past any allocation: never read).
     #[inline(always)]
     fn prefetch(_p: *const u8) {}
+    /// The 16 lane totals of one output summed in [`reduce16`](crate::kernels::cpu::gemv::reduce16)'s
+    /// fixed tree (units override it with the same tree in registers: the same bits).
+    #[inline(always)]
+    unsafe fn reduce(t: &[f32; LANES]) -> f32 {
+        crate::kernels::cpu::gemv::reduce16(t)
+    }
     /// `W` K-pairs from the `2W` FP8 codes at `p` (E4M3 when `e4m3`, else E5M2), each code
     /// converted exactly to BF16. The default converts code by code ([`fp8_bf16`]); units with a
     /// vector conversion override it and are tested against it.
@@ -524,6 +530,47 @@ impl<T> RowArgs<'_, T> {
     }
 }
 
+/// Arguments of a row-kernel call over many groups of [`ROWS`] weight rows, each row in one
+/// chunk (the row's first and last: short rows, such as attention scores at k = 128, whose
+/// per-group work outside the kernel cost more than the products): 1 to [`MX_MAX`] activation
+/// rows against `groups · ROWS` consecutive weight rows, `stride` elements apart, of `pairs`
+/// K-pairs each (`T = u32`) or `2 · pairs` FP8 codes (`T = u8`).
+pub(crate) struct GroupArgs<'a, T = u32> {
+    pub pairs: usize,
+    pub seg_pairs: usize,
+    /// Activation rows as K-pairs, and their scales per segment.
+    pub x: &'a [&'a [u32]],
+    pub sx: &'a [&'a [f32]],
+    /// The weight rows: row `j` at `w[j · stride..]`.
+    pub w: &'a [T],
+    pub stride: usize,
+    pub groups: usize,
+    /// Weight scales: row `j`, segment `s` at `sw[j · nseg + s]`.
+    pub sw: &'a [f32],
+    /// Output: weight row `j` · activation row `i` goes to `out[j · out_stride + i]`.
+    pub out_stride: usize,
+}
+
+impl<T> GroupArgs<'_, T> {
+    /// Segments per row.
+    pub(crate) fn nseg(&self) -> usize {
+        self.pairs.div_ceil(self.seg_pairs.max(1))
+    }
+
+    /// What the group body relies on, given the outputs it writes.
+    pub(crate) fn check(&self, out: &[f32]) {
+        let per_pair = if std::mem::size_of::<T>() == 1 { 2 } else { 1 };
+        let (rows, nseg) = (self.groups * ROWS, self.nseg());
+        assert!((self.seg_pairs > 0 && self.seg_pairs.is_multiple_of(LANES)) || self.seg_pairs >= self.pairs);
+        assert!((1..=MX_MAX).contains(&self.x.len()) && self.sx.len() == self.x.len());
+        assert!(self.pairs.is_multiple_of(LANES) && self.x.iter().all(|x| x.len() >= self.pairs));
+        assert!(self.sx.iter().all(|s| s.len() >= nseg) && self.sw.len() >= rows * nseg);
+        assert!(self.stride >= self.pairs * per_pair && self.out_stride >= self.x.len());
+        assert!(rows == 0 || self.w.len() >= (rows - 1) * self.stride + self.pairs * per_pair);
+        assert!(rows == 0 || out.len() >= (rows - 1) * self.out_stride + self.x.len());
+    }
+}
+
 /// A unit's entry points and tile size.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
@@ -534,6 +581,10 @@ pub(crate) struct Kernels {
     pub rows: fn(&RowArgs, &mut [Totals]),
     /// The row kernel on FP8 codes (E4M3 when the flag is set, else E5M2).
     pub rows_fp8: fn(&RowArgs<u8>, bool, &mut [Totals]),
+    /// The row kernel over many groups of one-chunk rows, reduced to outputs ([`GroupArgs`]).
+    pub groups: fn(&GroupArgs, &mut [f32]),
+    /// [`Kernels::groups`] on FP8 codes (E4M3 when the flag is set, else E5M2).
+    pub groups_fp8: fn(&GroupArgs<u8>, bool, &mut [f32]),
 }
 
 /// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
@@ -548,6 +599,8 @@ macro_rules! dot_kernels {
             tile: tile_entry,
             rows: rows_entry,
             rows_fp8: rows_fp8_entry,
+            groups: groups_entry,
+            groups_fp8: groups_fp8_entry,
         };
 
         $(#[target_feature(enable = $feat)])?
@@ -605,6 +658,79 @@ macro_rules! dot_kernels {
                     2 => rows_body::<T, CODES, 2>(r, total),
                     3 => rows_body::<T, CODES, 3>(r, total),
                     _ => rows_body::<T, CODES, 4>(r, total),
+                }
+            }
+        }
+
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn groups_body<T, const CODES: u8, const MX: usize>(
+            g: &$crate::kernels::cpu::dot::GroupArgs<T>,
+            out: &mut [f32],
+        ) {
+            use $crate::kernels::cpu::dot::{LANES, ROWS};
+            let nseg = g.nseg();
+            let size = std::mem::size_of::<T>();
+            // Each row streams on into the next group's.
+            let stream = (g.stride * size, (ROWS - 1) * g.stride * size);
+            let x = std::array::from_fn(|i| g.x[i].as_ptr());
+            let sx = std::array::from_fn(|i| g.sx[i].as_ptr());
+            for gi in 0..g.groups {
+                let j0 = gi * ROWS;
+                let mut t = [[[0f32; LANES]; ROWS]; MX];
+                // SAFETY (caller): features present, slices checked by `GroupArgs::check`, and
+                // `g.x`, `g.sx` hold MX rows; row `j0 + r` lies within `w`, its scales in `sw`.
+                unsafe {
+                    $crate::kernels::cpu::dot::rows::<$v, { LANES / <$v as $crate::kernels::cpu::dot::DotVec>::W }, CODES, MX>(
+                        g.pairs,
+                        g.seg_pairs,
+                        x,
+                        std::array::from_fn(|r| g.w.as_ptr().add((j0 + r) * g.stride).cast::<u8>()),
+                        std::array::from_fn(|r| g.sw.as_ptr().add((j0 + r) * nseg)),
+                        sx,
+                        stream,
+                        true,
+                        &mut t,
+                    );
+                }
+                for r in 0..ROWS {
+                    for i in 0..MX {
+                        // SAFETY (caller): features present.
+                        out[(j0 + r) * g.out_stride + i] =
+                            unsafe { <$v as $crate::kernels::cpu::dot::DotVec>::reduce(&t[i][r]) };
+                    }
+                }
+            }
+        }
+
+        /// `groups_body` for the number of activation rows of `g` (checked: 1..=MX_MAX).
+        unsafe fn groups_mx<T, const CODES: u8>(g: &$crate::kernels::cpu::dot::GroupArgs<T>, out: &mut [f32]) {
+            // SAFETY (caller): as for `groups_body`, with `g.x.len()` rows.
+            unsafe {
+                match g.x.len() {
+                    1 => groups_body::<T, CODES, 1>(g, out),
+                    2 => groups_body::<T, CODES, 2>(g, out),
+                    3 => groups_body::<T, CODES, 3>(g, out),
+                    _ => groups_body::<T, CODES, 4>(g, out),
+                }
+            }
+        }
+
+        fn groups_entry(g: &$crate::kernels::cpu::dot::GroupArgs, out: &mut [f32]) {
+            assert!($has, "dot unit not present on this CPU");
+            g.check(out);
+            // SAFETY: the CPU has the features; every slice checked above.
+            unsafe { groups_mx::<u32, { $crate::kernels::cpu::dot::PAIRS }>(g, out) }
+        }
+
+        fn groups_fp8_entry(g: &$crate::kernels::cpu::dot::GroupArgs<u8>, e4m3: bool, out: &mut [f32]) {
+            assert!($has, "dot unit not present on this CPU");
+            g.check(out);
+            // SAFETY: the CPU has the features; every slice checked above.
+            unsafe {
+                if e4m3 {
+                    groups_mx::<u8, { $crate::kernels::cpu::dot::CODES_E4M3 }>(g, out)
+                } else {
+                    groups_mx::<u8, { $crate::kernels::cpu::dot::CODES_E5M2 }>(g, out)
                 }
             }
         }

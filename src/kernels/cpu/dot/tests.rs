@@ -397,3 +397,127 @@ fn fp8_byte_tables_hold_every_magnitudes_bf16_bits() {
         }
     }
 }
+
+/// The group kernels (many groups of one-chunk rows, reduced to outputs) of every unit, the
+/// twin's included, give the bits of the twin's row kernel called group by group from zero and
+/// reduced by `reduce16`: pairs and both FP8 formats, 1–4 activation rows, rows spaced wider
+/// than they are long, outputs strided.
+#[test]
+fn group_kernels_match_the_row_kernel_group_by_group() {
+    let twin = DotUnit::Portable.kernels();
+    let units: Vec<DotUnit> = DotUnit::available();
+    let (groups, out_stride) = (3, 6);
+    for (unit, k) in kernel_sets(&units) {
+        for (pairs_n, seg_pairs) in [(16, 16), (64, 64), (64, 16), (96, 32)] {
+            let nseg = pairs_n / seg_pairs;
+            let rows = groups * ROWS;
+            let xs: Vec<Vec<u32>> = (0..MX_MAX).map(|i| pairs(pairs_n, 40 + i as u32)).collect();
+            let sx: Vec<Vec<f32>> =
+                (0..MX_MAX).map(|i| (0..nseg).map(|s| 2f32.powi((i + s) as i32 % 3 - 1)).collect()).collect();
+            let sw: Vec<f32> = (0..rows * nseg).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+            let (xr, sxr): (Vec<&[u32]>, Vec<&[f32]>) =
+                (xs.iter().map(|v| &v[..]).collect(), sx.iter().map(|v| &v[..]).collect());
+            // Row j of the pair matrix, `stride` pairs apart; the FP8 matrix walks the codes
+            // finite in both formats (a NaN's sign is not part of the contract).
+            let stride = pairs_n + LANES;
+            let wp = pairs(rows * stride, 77);
+            let finite: Vec<u8> = (0..=255u8)
+                .filter(|&c| fp8_value(c, true).is_finite() && fp8_value(c, false).is_finite())
+                .collect();
+            let w8: Vec<u8> = (0..rows * 2 * stride).map(|i| finite[i * 5 % finite.len()]).collect();
+            for mx in 1..=MX_MAX {
+                let want = |fp8: Option<bool>| {
+                    let mut out = vec![0f32; rows * out_stride];
+                    for g in 0..groups {
+                        let mut t: Vec<Totals> = vec![[[0.0; LANES]; ROWS]; mx];
+                        let swr: [&[f32]; ROWS] =
+                            std::array::from_fn(|r| &sw[(g * ROWS + r) * nseg..(g * ROWS + r + 1) * nseg]);
+                        let (x, sx) = (&xr[..mx], &sxr[..mx]);
+                        let (left, skip) = (usize::MAX, 0);
+                        match fp8 {
+                            None => {
+                                let w = std::array::from_fn(|r| &wp[(g * ROWS + r) * stride..][..pairs_n]);
+                                let a = RowArgs {
+                                    pairs: pairs_n,
+                                    seg_pairs,
+                                    x,
+                                    w,
+                                    sw: swr,
+                                    sx,
+                                    left,
+                                    skip,
+                                    fresh: true,
+                                };
+                                (twin.rows)(&a, &mut t);
+                            }
+                            Some(e4m3) => {
+                                let w = std::array::from_fn(|r| {
+                                    &w8[(g * ROWS + r) * 2 * stride..][..2 * pairs_n]
+                                });
+                                let a = RowArgs {
+                                    pairs: pairs_n,
+                                    seg_pairs,
+                                    x,
+                                    w,
+                                    sw: swr,
+                                    sx,
+                                    left,
+                                    skip,
+                                    fresh: true,
+                                };
+                                (twin.rows_fp8)(&a, e4m3, &mut t);
+                            }
+                        }
+                        for r in 0..ROWS {
+                            for (i, t) in t.iter().enumerate() {
+                                out[(g * ROWS + r) * out_stride + i] =
+                                    crate::kernels::cpu::gemv::reduce16(&t[r]);
+                            }
+                        }
+                    }
+                    out
+                };
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                let mut got = vec![0f32; rows * out_stride];
+                let a = GroupArgs {
+                    pairs: pairs_n,
+                    seg_pairs,
+                    x: &xr[..mx],
+                    sx: &sxr[..mx],
+                    w: &wp[..],
+                    stride,
+                    groups,
+                    sw: &sw,
+                    out_stride,
+                };
+                (k.groups)(&a, &mut got);
+                assert_eq!(
+                    bits(&got),
+                    bits(&want(None)),
+                    "{unit} groups pairs={pairs_n} seg={seg_pairs} mx={mx}"
+                );
+                for e4m3 in [true, false] {
+                    let mut got = vec![0f32; rows * out_stride];
+                    let a = GroupArgs {
+                        pairs: pairs_n,
+                        seg_pairs,
+                        x: &xr[..mx],
+                        sx: &sxr[..mx],
+                        w: &w8[..],
+                        stride: 2 * stride,
+                        groups,
+                        sw: &sw,
+                        out_stride,
+                    };
+                    (k.groups_fp8)(&a, e4m3, &mut got);
+                    let label = if e4m3 { "e4m3" } else { "e5m2" };
+                    assert_eq!(
+                        bits(&got),
+                        bits(&want(Some(e4m3))),
+                        "{unit} groups {label} pairs={pairs_n} mx={mx}"
+                    );
+                }
+            }
+        }
+    }
+}
