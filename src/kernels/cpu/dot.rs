@@ -598,14 +598,7 @@ impl DotGemv {
                             codes,
                             (first, rows_here),
                             plans,
-                            &GroupCall {
-                                k,
-                                m,
-                                xr: &xr[0],
-                                sxr: &sxr[0],
-                                row_scales: &row_scales,
-                                kernels,
-                            },
+                            &GroupCall { k, m, xr: &xr[0], sxr: &sxr[0], row_scales: &row_scales, kernels },
                             &mut out,
                         );
                         for g0 in (whole_groups * ROWS..rows_here).step_by(ROWS) {

@@ -398,6 +398,27 @@ fn fp8_byte_tables_hold_every_magnitudes_bf16_bits() {
     }
 }
 
+/// A row-kernel call from zero on `w` (no prefetch stream).
+fn row_args<'a, T>(
+    w: [&'a [T]; ROWS],
+    (pairs, seg_pairs): (usize, usize),
+    (x, sx): (&'a [&'a [u32]], &'a [&'a [f32]]),
+    sw: [&'a [f32]; ROWS],
+) -> RowArgs<'a, T> {
+    RowArgs { pairs, seg_pairs, x, w, sw, sx, left: usize::MAX, skip: 0, fresh: true }
+}
+
+/// A group-kernel call on `w`, rows `stride` apart.
+fn group_args<'a, T>(
+    w: &'a [T],
+    stride: usize,
+    (pairs, seg_pairs): (usize, usize),
+    (x, sx): (&'a [&'a [u32]], &'a [&'a [f32]]),
+    (groups, sw, out_stride): (usize, &'a [f32], usize),
+) -> GroupArgs<'a, T> {
+    GroupArgs { pairs, seg_pairs, x, sx, w, stride, groups, sw, out_stride }
+}
+
 /// The group kernels (many groups of one-chunk rows, reduced to outputs) of every unit, the
 /// twin's included, give the bits of the twin's row kernel called group by group from zero and
 /// reduced by `reduce16`: pairs and both FP8 formats, 1–4 activation rows, rows spaced wider
@@ -433,39 +454,17 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
                         let swr: [&[f32]; ROWS] =
                             std::array::from_fn(|r| &sw[(g * ROWS + r) * nseg..(g * ROWS + r + 1) * nseg]);
                         let (x, sx) = (&xr[..mx], &sxr[..mx]);
-                        let (left, skip) = (usize::MAX, 0);
+                        let shape = (pairs_n, seg_pairs);
                         match fp8 {
                             None => {
                                 let w = std::array::from_fn(|r| &wp[(g * ROWS + r) * stride..][..pairs_n]);
-                                let a = RowArgs {
-                                    pairs: pairs_n,
-                                    seg_pairs,
-                                    x,
-                                    w,
-                                    sw: swr,
-                                    sx,
-                                    left,
-                                    skip,
-                                    fresh: true,
-                                };
-                                (twin.rows)(&a, &mut t);
+                                (twin.rows)(&row_args(w, shape, (x, sx), swr), &mut t);
                             }
                             Some(e4m3) => {
                                 let w = std::array::from_fn(|r| {
                                     &w8[(g * ROWS + r) * 2 * stride..][..2 * pairs_n]
                                 });
-                                let a = RowArgs {
-                                    pairs: pairs_n,
-                                    seg_pairs,
-                                    x,
-                                    w,
-                                    sw: swr,
-                                    sx,
-                                    left,
-                                    skip,
-                                    fresh: true,
-                                };
-                                (twin.rows_fp8)(&a, e4m3, &mut t);
+                                (twin.rows_fp8)(&row_args(w, shape, (x, sx), swr), e4m3, &mut t);
                             }
                         }
                         for r in 0..ROWS {
@@ -479,18 +478,9 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
                 };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let mut got = vec![0f32; rows * out_stride];
-                let a = GroupArgs {
-                    pairs: pairs_n,
-                    seg_pairs,
-                    x: &xr[..mx],
-                    sx: &sxr[..mx],
-                    w: &wp[..],
-                    stride,
-                    groups,
-                    sw: &sw,
-                    out_stride,
-                };
-                (k.groups)(&a, &mut got);
+                let (shape, acts, layout) =
+                    ((pairs_n, seg_pairs), (&xr[..mx], &sxr[..mx]), (groups, &sw[..], out_stride));
+                (k.groups)(&group_args(&wp, stride, shape, acts, layout), &mut got);
                 assert_eq!(
                     bits(&got),
                     bits(&want(None)),
@@ -498,18 +488,7 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
                 );
                 for e4m3 in [true, false] {
                     let mut got = vec![0f32; rows * out_stride];
-                    let a = GroupArgs {
-                        pairs: pairs_n,
-                        seg_pairs,
-                        x: &xr[..mx],
-                        sx: &sxr[..mx],
-                        w: &w8[..],
-                        stride: 2 * stride,
-                        groups,
-                        sw: &sw,
-                        out_stride,
-                    };
-                    (k.groups_fp8)(&a, e4m3, &mut got);
+                    (k.groups_fp8)(&group_args(&w8, 2 * stride, shape, acts, layout), e4m3, &mut got);
                     let label = if e4m3 { "e4m3" } else { "e5m2" };
                     assert_eq!(
                         bits(&got),
