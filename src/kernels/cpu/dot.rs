@@ -40,7 +40,8 @@ pub(crate) const KC: usize = 256;
 const KCP: usize = KC / 2;
 /// Most promotion segments in one K block (MX: 32 elements).
 const SEGS: usize = KC / 32;
-/// K chunk of the dot GEMV (elements, a multiple of [`KC`]): 4 rows of pairs in 8 KiB of L1.
+/// K chunk of the dot GEMV with more than [`MX_MAX`] activation rows (elements, a multiple of
+/// [`KC`]): 4 rows of pairs in 8 KiB of L1 while every block of activation rows takes them.
 const GEMV_KC: usize = 1024;
 
 /// Whether the dot path can run this product exactly: both operands hold BF16-exact values.
@@ -520,8 +521,8 @@ impl DotGemv {
     }
 
     /// `y = a · Wᵀ` for the `m` rows of `a` (`m = 1`: `y = W · x`), `y` row-major `m × n`. Each
-    /// group of [`ROWS`] weight rows is taken one chunk of [`GEMV_KC`] elements (whole segments)
-    /// at a time — decoded into pairs, or read where it lies — and every activation row runs
+    /// group of [`ROWS`] weight rows is taken one chunk of [`GEMV_KC`] elements (whole segments;
+    /// the whole row when there are at most [`MX_MAX`] activation rows) at a time — decoded into pairs, or read where it lies — and every activation row runs
     /// against that chunk while it is in L1, [`MX_MAX`] at a time; the lane totals carry from
     /// chunk to chunk, so neither the chunking nor the grouping of activation rows changes the
     /// sums: every output is the GEMV's chain of its own row.
@@ -541,7 +542,10 @@ impl DotGemv {
         });
         let (x, sx, rows_fn, rows_fp8) = (&self.x, &self.sx, self.kernels.rows, self.kernels.rows_fp8);
         let kernels = self.kernels;
-        let ck = (GEMV_KC / seg).max(1) * seg;
+        // K chunks keep a group's rows in L1 while several blocks of activation rows take them;
+        // with one block (m ≤ MX_MAX) nothing is reused, so the row is one chunk and its groups
+        // run inside the unit (`groups`).
+        let ck = if m <= MX_MAX { k.div_ceil(seg).max(1) * seg } else { (GEMV_KC / seg).max(1) * seg };
         let (ckp, segc) = (Self::pairs(ck), ck.div_ceil(seg));
         let chunk = n.div_ceil(pool.threads() * 8).div_ceil(ROWS).max(1) * ROWS;
         let row_scales = w.row_scales_fn();
