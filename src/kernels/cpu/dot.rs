@@ -522,8 +522,8 @@ impl DotGemv {
 
     /// `y = a · Wᵀ` for the `m` rows of `a` (`m = 1`: `y = W · x`), `y` row-major `m × n`. Each
     /// group of [`ROWS`] weight rows is taken one chunk of [`GEMV_KC`] elements (whole segments;
-    /// the whole row when there are at most [`MX_MAX`] activation rows) at a time — decoded into pairs, or read where it lies — and every activation row runs
-    /// against that chunk while it is in L1, [`MX_MAX`] at a time; the lane totals carry from
+    /// the whole row when there are at most [`MX_MAX`] activation rows) at a time — decoded into
+    /// pairs, or read where it lies — and every activation row runs against that chunk while it is in L1, [`MX_MAX`] at a time; the lane totals carry from
     /// chunk to chunk, so neither the chunking nor the grouping of activation rows changes the
     /// sums: every output is the GEMV's chain of its own row.
     pub(crate) fn run(&mut self, a: &QuantizedMatrix, w: &QuantizedMatrix, y: &mut [f32], pool: &Pool) {

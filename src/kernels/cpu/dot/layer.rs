@@ -315,8 +315,8 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
 /// as `pairs` K-pairs (`CODES` = [`PAIRS`]) or as `2 · pairs` FP8 codes; `sw[r][seg]` and
 /// `sx[i][seg]` are the weight and activation scales of segment `seg`, applied as one product
 /// `sw · sx`. `out[i][r]` holds the 16 lane totals of weight row `r` · activation row `i` so
-/// far (read as zero when `fresh`: the row's first chunk) and receives them after this chunk, so a row cut into
-/// chunks of whole segments adds up exactly as one call over the whole row would; and each
+/// far (read as zero when `fresh`: the row's first chunk) and receives them after this chunk, so
+/// a row cut into chunks of whole segments adds up exactly as one call over the whole row would; and each
 /// output is the same chain of operations whatever `MX`, so the result does not depend on how
 /// activation rows are grouped. Each weight row is prefetched ahead; `left` is how many bytes of
 /// the row lie from `w[r]` on, and a prefetch past them skips `skip` bytes more (to the same row
@@ -516,18 +516,33 @@ pub(crate) type Totals = [[f32; LANES]; ROWS];
 impl<T> RowArgs<'_, T> {
     /// What the row body relies on, given the totals it writes.
     pub(crate) fn check(&self, totals: &[Totals]) {
-        let nseg = self.pairs.div_ceil(self.seg_pairs.max(1));
-        // A pair is one u32, or two FP8 codes.
-        let per_pair = if std::mem::size_of::<T>() == 1 { 2 } else { 1 };
-        assert!((self.seg_pairs > 0 && self.seg_pairs.is_multiple_of(LANES)) || self.seg_pairs >= self.pairs);
-        assert!((1..=MX_MAX).contains(&self.x.len()) && self.sx.len() == self.x.len());
+        let nseg = check_activations(self.pairs, self.seg_pairs, self.x, self.sx);
         assert!(totals.len() == self.x.len());
-        assert!(self.pairs.is_multiple_of(LANES) && self.x.iter().all(|x| x.len() >= self.pairs));
         assert!(
-            self.w.iter().all(|w| w.len() >= self.pairs * per_pair)
-                && self.sw.iter().chain(self.sx).all(|s| s.len() >= nseg)
+            self.w.iter().all(|w| w.len() >= self.pairs * pair_elems::<T>())
+                && self.sw.iter().all(|s| s.len() >= nseg)
         );
     }
+}
+
+/// Elements of `T` per K-pair: one u32, or two FP8 codes.
+fn pair_elems<T>() -> usize {
+    if std::mem::size_of::<T>() == 1 {
+        2
+    } else {
+        1
+    }
+}
+
+/// What every row-kernel call relies on of its segments and activation rows (1 to [`MX_MAX`],
+/// `pairs` K-pairs and one scale per segment each); returns the segments per row.
+fn check_activations(pairs: usize, seg_pairs: usize, x: &[&[u32]], sx: &[&[f32]]) -> usize {
+    let nseg = pairs.div_ceil(seg_pairs.max(1));
+    assert!((seg_pairs > 0 && seg_pairs.is_multiple_of(LANES)) || seg_pairs >= pairs);
+    assert!((1..=MX_MAX).contains(&x.len()) && sx.len() == x.len());
+    assert!(pairs.is_multiple_of(LANES) && x.iter().all(|x| x.len() >= pairs));
+    assert!(sx.iter().all(|s| s.len() >= nseg));
+    nseg
 }
 
 /// Arguments of a row-kernel call over many groups of [`ROWS`] weight rows, each row in one
@@ -559,12 +574,10 @@ impl<T> GroupArgs<'_, T> {
 
     /// What the group body relies on, given the outputs it writes.
     pub(crate) fn check(&self, out: &[f32]) {
-        let per_pair = if std::mem::size_of::<T>() == 1 { 2 } else { 1 };
-        let (rows, nseg) = (self.groups * ROWS, self.nseg());
-        assert!((self.seg_pairs > 0 && self.seg_pairs.is_multiple_of(LANES)) || self.seg_pairs >= self.pairs);
-        assert!((1..=MX_MAX).contains(&self.x.len()) && self.sx.len() == self.x.len());
-        assert!(self.pairs.is_multiple_of(LANES) && self.x.iter().all(|x| x.len() >= self.pairs));
-        assert!(self.sx.iter().all(|s| s.len() >= nseg) && self.sw.len() >= rows * nseg);
+        let per_pair = pair_elems::<T>();
+        let nseg = check_activations(self.pairs, self.seg_pairs, self.x, self.sx);
+        let rows = self.groups * ROWS;
+        assert!(self.sw.len() >= rows * nseg);
         assert!(self.stride >= self.pairs * per_pair && self.out_stride >= self.x.len());
         assert!(rows == 0 || self.w.len() >= (rows - 1) * self.stride + self.pairs * per_pair);
         assert!(rows == 0 || out.len() >= (rows - 1) * self.out_stride + self.x.len());
