@@ -101,7 +101,7 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         assert!(s.complete(), "{s:?}");
         assert!(s.seconds() > 0.0 && s.tokens_s().is_finite());
         assert!(s.parts.iter().all(|p| p.seconds > 0.0), "{s:?}");
-        let planner = s.predicted_s(back.calibration.as_ref().unwrap()).unwrap();
+        let planner = s.predicted_s(steps::planner_read_gbs(&back).unwrap().0).unwrap();
         assert!(planner > 0.0);
         // Product by product, each at the longer of its two bounds, can never beat the planner's
         // one bound for the whole step (Σ max(bᵢ/B, fᵢ/P) ≥ Σ bᵢ/B and ≥ Σ fᵢ/P), nor exceed
@@ -125,6 +125,22 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
             assert!((planner / want - 1.0).abs() < 1e-9, "{planner} vs {want}: {s:?}");
         }
     }
+    // The planner predicts decode at the median of the read figures re-measured after each
+    // product (the calibration's ceiling only where no record carries one).
+    let (gbs, why) = steps::planner_read_gbs(&back).unwrap();
+    assert!(gbs == read_gbs && why.contains(&format!("median of {}", back.records.len())), "{why}");
+    let mut varied = back.clone();
+    for (i, r) in varied.records.iter_mut().enumerate() {
+        let at = r.model_step.as_mut().unwrap().roofs_after.as_mut().unwrap();
+        at.read_gbs = [4.0, 40.0, 20.0][i % 3];
+    }
+    assert_eq!(steps::planner_read_gbs(&varied).unwrap().0, 20.0);
+    for r in varied.records.iter_mut() {
+        r.model_step.as_mut().unwrap().roofs_after = None;
+    }
+    let (gbs, why) = steps::planner_read_gbs(&varied).unwrap();
+    assert!(gbs == 10.0 && why.contains("calibration"), "{why}");
+
     // FP8 decode reads about half the BF16 bytes (head and KV stay BF16).
     let bytes = |f: &str| {
         st.iter()
