@@ -115,14 +115,28 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         let paired = s.paired_planner_s().unwrap();
         // BF16 and FP8 products at the dot-product roof, f32 ones at the FMA peak.
         let low = s.step_format != "f32:none";
+        let at_peak = |flops: f64| flops / (if low { dot_gflops } else { fma_gflops } * 1e9);
         let want = match s.phase {
-            Phase::Decode => s.bytes() / (read_gbs * 1e9),
-            Phase::Prefill => s.flops() / (if low { dot_gflops } else { fma_gflops } * 1e9),
+            // Each part at the longer of its bytes and its FLOPs, as the planner does.
+            Phase::Decode => s.parts.iter().map(|p| (p.bytes / (read_gbs * 1e9)).max(at_peak(p.flops))).sum(),
+            Phase::Prefill => at_peak(s.flops()),
         };
         assert!((paired / want - 1.0).abs() < 1e-9, "{paired} vs {want}: {s:?}");
         if s.phase == Phase::Prefill {
             let want = s.flops() / (if low { 80.0 } else { 20.0 } * 1e9);
             assert!((planner / want - 1.0).abs() < 1e-9, "{planner} vs {want}: {s:?}");
+        } else {
+            // Decode: bytes at the read bandwidth, except DeepSeek-V3's absorbed attention over
+            // the cache (128 heads × 1088 FLOPs per cached element pair), which its FLOPs bound.
+            let bytes_s = s.bytes() / (read_gbs * 1e9);
+            let kv = &s.parts[1];
+            if s.model == "deepseek-v3" {
+                assert!(kv.compute_s > kv.bytes / (read_gbs * 1e9), "{s:?}");
+                let want = bytes_s - kv.bytes / (read_gbs * 1e9) + kv.compute_s;
+                assert!((planner / want - 1.0).abs() < 1e-9, "{planner} vs {want}: {s:?}");
+            } else {
+                assert!((planner / bytes_s - 1.0).abs() < 1e-9, "{planner} vs {bytes_s}: {s:?}");
+            }
         }
     }
     // The planner predicts decode at the median of the read figures re-measured after each

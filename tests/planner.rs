@@ -37,11 +37,30 @@ fn deepseek_v3_on_h20_by_hand() {
     // Chips: ceil((W + KV) / (96 GB × 0.9)) = ceil(673.4 / 86.4) = 8.
     assert_eq!(p.chips_needed, ((w + p.kv_bytes) / 86.4e9).ceil() as u64);
     assert_eq!(p.chips_needed, 8);
-    // Decode: 4 TB/s / (active FP8 bytes + KV).
+    // Decode: the active FP8 weights at 4 TB/s (their 2·N_active FLOPs at 296 TFLOPS take 40×
+    // less), plus MLA's absorbed attention: 128 heads × (512 + 64 + 512) × 2 FLOPs per cached
+    // token and layer, 69.6 GFLOP at 4096 tokens, 0.47 ms at the BF16 peak of 148 TFLOPS, where
+    // its 0.29 GB of cache take 0.07 ms at 4 TB/s.
     let active = weight_bytes(&m, WeightPrecision::Fp8, Some(1)).total();
     assert!((active / 1e9 - 38.0).abs() < 0.5, "{}", active / 1e9);
-    assert_eq!(p.decode.per_chip, 4e12 / (active + p.kv_bytes));
+    let attention = 2.0 * 128.0 * (512.0 + 64.0 + 512.0) * 61.0 * 4096.0;
+    assert_eq!(p.decode_attention_flops, attention);
+    assert!(attention / 148e12 > p.kv_bytes / 4e12);
+    assert_eq!(p.decode_step_s, active / 4e12 + attention / 148e12);
+    assert_eq!(p.decode.per_chip, 1.0 / p.decode_step_s);
     assert_eq!(p.decode.aggregate, p.decode.per_chip * 8.0);
+    // At batch 64 the attention (64 sequences' caches, FLOP-bound) adds 30 ms to the 146 ms of
+    // the distinct experts' bytes: a fifth of the step that bytes alone would not see.
+    let b64 = planner::plan(&m, &h20, &PlanOptions { batch: 64, ..o }).unwrap();
+    let weights_s = weight_bytes(&m, WeightPrecision::Fp8, Some(64)).total() / 4e12;
+    assert_eq!(b64.decode_step_s, weights_s + 64.0 * attention / 148e12);
+    assert!(64.0 * attention / 148e12 > 0.15 * weights_s, "{weights_s}");
+    // Llama-3.1-8B (GQA): its attention over the cache is bytes-bound (4 query heads per KV
+    // head: 2 FLOPs per cached byte), so decode is all bytes.
+    let l = profiles::model("llama-3.1-8b").unwrap();
+    let pl = planner::plan(&l, &h20, &o).unwrap();
+    assert_eq!(pl.decode_attention_flops, l.attention_flops_per_token(4096));
+    assert!((pl.decode.per_chip / (4e12 / pl.decode_bytes_per_step) - 1.0).abs() < 1e-12);
     // Prefill: native FP8 at 296 TFLOPS over 2·N_active + attention.
     assert!(!p.prefill_peak.emulated);
     assert_eq!(p.prefill.per_chip, 296e12 / p.prefill_flops_per_token);

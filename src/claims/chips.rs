@@ -334,7 +334,7 @@ pub fn inference_fit(model: &str, chip: &str, max_chips: usize) -> Result<Findin
         let p = plan_for(model, chip, precision)?;
         fits.push(p.chips_needed as usize <= max_chips);
         numbers.push(format!(
-            "{}: weights {} + KV {} on {} GB chips: {} chips; decode bound {} tokens/s per sequence over them ({} read per step at {} TB/s per chip); prefill at {}",
+            "{}: weights {} + KV {} on {} GB chips: {} chips; decode bound {} tokens/s per sequence over them ({} read per step at {} TB/s per chip, {} ms per step with the attention over the cache at its bound); prefill at {}",
             precision.name(),
             gb(p.weights.total()),
             gb(p.kv_bytes),
@@ -343,6 +343,7 @@ pub fn inference_fit(model: &str, chip: &str, max_chips: usize) -> Result<Findin
             sig3(p.decode.aggregate),
             gb(p.decode_bytes_per_step),
             sig3(p.chip_bw / 1e12),
+            sig3(p.decode_step_s * 1e3),
             p.prefill_peak.label
         ));
         from.push(plan_cite(&p));

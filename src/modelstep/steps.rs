@@ -94,7 +94,7 @@ impl Step {
             .parts
             .iter()
             .map(|p| match self.phase {
-                Phase::Decode => p.paired_read_s,
+                Phase::Decode => p.paired_read_s.max(p.paired_compute_s),
                 Phase::Prefill => p.paired_compute_s,
             })
             .sum();
@@ -128,12 +128,15 @@ impl Step {
         Some(sf.model_bytes(&model) / 1e9)
     }
     /// The planner's prediction for this machine: decode reads every byte once at `read_gbs`
-    /// (the run's sustained read bandwidth, [`planner_read_gbs`]); prefill runs every FLOP at the
-    /// measured peak of the units its operands run on (the BF16 dot-product peak for BF16 and FP8
-    /// products on a CPU with those units, the FMA peak otherwise: [`PartSum::compute_s`]).
+    /// (the run's sustained read bandwidth, [`planner_read_gbs`]), each part taking instead its
+    /// FLOPs at its peak where those take longer (the planner's rule: DeepSeek-V3's absorbed
+    /// attention over the cache); prefill runs every FLOP at the measured peak of the units its
+    /// operands run on (the BF16 dot-product peak for BF16 and FP8 products on a CPU with those
+    /// units, the FMA peak otherwise: [`PartSum::compute_s`]).
     pub fn predicted_s(&self, read_gbs: f64) -> Option<f64> {
         match self.phase {
-            Phase::Decode => (read_gbs > 0.0).then(|| self.bytes() / (read_gbs * 1e9)),
+            Phase::Decode => (read_gbs > 0.0)
+                .then(|| self.parts.iter().map(|p| (p.bytes / (read_gbs * 1e9)).max(p.compute_s)).sum()),
             Phase::Prefill => {
                 let s: f64 = self.parts.iter().map(|p| p.compute_s).sum();
                 (s > 0.0).then_some(s)
@@ -393,11 +396,12 @@ pub fn render(run: &Run) -> String {
         s,
         "\nA step is the sum over its distinct matrix products of median × (real work / measured slice) × \
          count (see docs/model-step.md). planner: decode reads every weight and KV byte once at the \
-         run's sustained read bandwidth ({}); prefill runs every FLOP at the calibrated peak of the units it runs on (the \
+         run's sustained read bandwidth ({}), a part whose FLOPs take longer at its peak (absorbed MLA \
+         attention) at that peak; prefill runs every FLOP at the calibrated peak of the units it runs on (the \
          BF16 dot-product peak for BF16 and FP8 steps, whose activations are in the step's format, on a CPU with \
          those units; the FMA peak otherwise). measured/planner \
-         above 1 = slower than the planner predicts. paired: measured / the planner with each product \
-         at the read ceiling (decode) or compute peak (prefill) re-measured right after it, which \
+         above 1 = slower than the planner predicts. paired: measured / the planner's rule with each product \
+         at the read ceiling and compute peaks re-measured right after it, which \
          cancels this machine's drift between the calibration and the product. roofline: each product at its own bound, the \
          longer of its bytes at the read bandwidth and its FLOPs at its compute peak, summed (a \
          compute-bound product in a decode step, such as absorbed MLA attention over a long \

@@ -386,17 +386,23 @@ impl Model {
     /// KV-cache elements for one sequence of `context` tokens (sliding-window layers cap at the
     /// window).
     pub fn kv_elements(&self, context: u64) -> u64 {
-        let per = self.kv_elements_per_token_layer();
-        let l = self.architecture.layers;
-        let at = &self.attention;
-        let (sliding, window) = match (at.sliding_layers, at.sliding_window) {
-            (Some(s), Some(w)) => (s.min(l), w),
-            _ => (0, context),
-        };
-        per * ((l - sliding) * context + sliding * context.min(window))
+        self.kv_elements_per_token_layer() * self.attended(context)
     }
 
-    /// Attention-score FLOPs (QKᵀ and PV) for one token attending to `ctx` earlier tokens.
+    /// Cached tokens attended over all layers by one token with `ctx` earlier tokens:
+    /// `layers × ctx`, sliding-window layers capped at their window.
+    fn attended(&self, ctx: u64) -> u64 {
+        let at = &self.attention;
+        let l = self.architecture.layers;
+        let (sliding, window) = match (at.sliding_layers, at.sliding_window) {
+            (Some(s), Some(w)) => (s.min(l), w),
+            _ => (0, ctx),
+        };
+        (l - sliding) * ctx + sliding * ctx.min(window)
+    }
+
+    /// Attention-score FLOPs (QKᵀ and PV) for one token attending to `ctx` earlier tokens, per
+    /// head as trained (MLA: the 192-wide query-key and 128-wide value heads; what prefill runs).
     pub fn attention_flops_per_token(&self, ctx: u64) -> f64 {
         let at = &self.attention;
         let (qk, v) = if at.kind == "mla" {
@@ -404,12 +410,20 @@ impl Model {
         } else {
             (self.head_dim(), self.head_dim())
         };
-        let l = self.architecture.layers;
-        let (sliding, window) = match (at.sliding_layers, at.sliding_window) {
-            (Some(s), Some(w)) => (s.min(l), w),
-            _ => (0, ctx),
-        };
-        let ctx_sum = ((l - sliding) * ctx + sliding * ctx.min(window)) as f64;
-        2.0 * at.n_heads as f64 * (qk + v) as f64 * ctx_sum
+        2.0 * at.n_heads as f64 * (qk + v) as f64 * self.attended(ctx) as f64
+    }
+
+    /// Attention FLOPs of one *decoded* token over `ctx` cached tokens, in the form decode
+    /// kernels run: GQA as [`Model::attention_flops_per_token`]; MLA absorbed (FlashMLA,
+    /// `run --model`): every head's query against the cached latent and RoPE key
+    /// (`kv_lora_rank + qk_rope_head_dim`, 576 for DeepSeek-V3) and its output in the latent
+    /// (`kv_lora_rank`, 512), which reads the small cache once for all heads at 3.4× the FLOPs.
+    pub fn decode_attention_flops(&self, ctx: u64) -> f64 {
+        let at = &self.attention;
+        if at.kind != "mla" {
+            return self.attention_flops_per_token(ctx);
+        }
+        let (rank, rope) = (at.kv_lora_rank.unwrap_or(0), at.qk_rope_head_dim.unwrap_or(0));
+        2.0 * at.n_heads as f64 * (2 * rank + rope) as f64 * self.attended(ctx) as f64
     }
 }

@@ -58,9 +58,19 @@ pub fn render(plans: &[Plan]) -> String {
     row("KV cache per token (KiB)", "BF16", col(&|p| sig3(p.kv_bytes_per_token / 1024.0)));
     row("KV cache (GB)", "KV = per token x context x batch", col(&|p| gb(p.kv_bytes)));
     row("chips needed", "n = ceil((W+KV) / (M x usable))", col(&|p| p.chips_needed.to_string()));
-    row("DECODE (memory bound)", "", col(&|_| String::new()));
+    row("DECODE (each half at its bound)", "", col(&|_| String::new()));
     row("bytes per step (GB)", "S = active W(batch) + KV", col(&|p| gb(p.decode_bytes_per_step)));
-    row("decode tok/s per chip", "batch x BW / S", col(&|p| sig3(p.decode.per_chip)));
+    row(
+        "attention FLOPs per step (GFLOP)",
+        "A = batch x over context (MLA absorbed)",
+        col(&|p| sig3(p.decode_attention_flops / 1e9)),
+    );
+    row(
+        "decode step (ms)",
+        "T = max(W/BW, 2 N batch/P) + max(KV/BW, A/P_bf16)",
+        col(&|p| sig3(p.decode_step_s * 1e3)),
+    );
+    row("decode tok/s per chip", "batch / T", col(&|p| sig3(p.decode.per_chip)));
     row("decode tok/s, n chips", "x n", col(&|p| sig3(p.decode.aggregate)));
     row("PREFILL (compute bound)", "", col(&|_| String::new()));
     row(

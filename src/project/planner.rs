@@ -219,7 +219,13 @@ pub struct Plan {
     /// Chips needed to hold weights + KV cache.
     pub chips_needed: u64,
     pub decode_bytes_per_step: f64,
-    /// Decode tokens/s bound (memory bandwidth).
+    /// Attention FLOPs of one decode step (every sequence over its context, MLA absorbed).
+    pub decode_attention_flops: f64,
+    /// One decode step on one chip: the weights at the longer of their bytes at the bandwidth
+    /// and their FLOPs (`2·N_active·batch`) at the precision's peak, plus the attention over the
+    /// KV cache at the longer of its bytes and its FLOPs at the BF16 peak (the cache is BF16).
+    pub decode_step_s: f64,
+    /// Decode tokens/s bound (`batch / decode_step_s`).
     pub decode: Rate,
     pub prefill_peak: PeakUsed,
     pub prefill_flops_per_token: f64,
@@ -298,12 +304,22 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
     let usable = chip_memory * o.usable_memory;
     let chips_needed = ((weights.total() + kv_bytes) / usable).ceil().max(1.0) as u64;
 
+    let prefill_peak = peak_for(chip, o.precision.format())?;
+    // Decode: the weights and the attention over the cache, each at its own bound. Bytes alone
+    // miss MLA's absorbed attention, which reads a small latent cache once for all 128 heads:
+    // at 4096 tokens DeepSeek-V3 does 70 GFLOP of it per token (FLOP-bound on a CPU, and on an
+    // H20 at batch ≥ 8, where its BF16 peak per byte is low).
     let step_weights = weight_bytes(model, o.precision, Some(o.batch)).total();
     let decode_bytes_per_step = step_weights + kv_bytes;
-    let per_chip = o.batch as f64 * chip_bw / decode_bytes_per_step;
+    let batch = o.batch as f64;
+    let attention_peak = peak_for(chip, Format::BF16).map_or(prefill_peak.flops_s, |p| p.flops_s);
+    let decode_attention_flops = batch * model.decode_attention_flops(o.context);
+    let decode_step_s = (step_weights / chip_bw)
+        .max(2.0 * counts.active as f64 * batch / prefill_peak.flops_s)
+        + (kv_bytes / chip_bw).max(decode_attention_flops / attention_peak);
+    let per_chip = batch / decode_step_s;
     let decode = Rate { per_chip, aggregate: per_chip * chips_needed as f64 };
 
-    let prefill_peak = peak_for(chip, o.precision.format())?;
     let prefill_flops_per_token = 2.0 * counts.active as f64 + model.attention_flops_per_token(o.context / 2);
     let per_chip = prefill_peak.flops_s / prefill_flops_per_token;
     let prefill = Rate { per_chip, aggregate: per_chip * chips_needed as f64 };
@@ -358,6 +374,8 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
         chip_bw,
         chips_needed,
         decode_bytes_per_step,
+        decode_attention_flops,
+        decode_step_s,
         decode,
         prefill_peak,
         prefill_flops_per_token,
