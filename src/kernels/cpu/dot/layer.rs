@@ -560,8 +560,12 @@ pub(crate) struct GroupArgs<'a, T = u32> {
     pub w: &'a [T],
     pub stride: usize,
     pub groups: usize,
-    /// Weight scales: row `j`, segment `s` at `sw[j · nseg + s]`.
+    /// Weight scales: row `j`, segment `s` at `sw[((sw_first + j) / sw_rows) · nseg + s]` —
+    /// rows that share their scales (DeepSeek-V3's 128-row blocks) share one row of `sw`, so
+    /// the caller need not write a row of scales per weight row on every call.
     pub sw: &'a [f32],
+    pub sw_rows: usize,
+    pub sw_first: usize,
     /// Output: weight row `j` · activation row `i` goes to `out[j · out_stride + i]`.
     pub out_stride: usize,
 }
@@ -577,7 +581,8 @@ impl<T> GroupArgs<'_, T> {
         let per_pair = pair_elems::<T>();
         let nseg = check_activations(self.pairs, self.seg_pairs, self.x, self.sx);
         let rows = self.groups * ROWS;
-        assert!(self.sw.len() >= rows * nseg);
+        assert!(self.sw_rows > 0);
+        assert!(rows == 0 || self.sw.len() >= ((self.sw_first + rows - 1) / self.sw_rows + 1) * nseg);
         assert!(self.stride >= self.pairs * per_pair && self.out_stride >= self.x.len());
         assert!(rows == 0 || self.w.len() >= (rows - 1) * self.stride + self.pairs * per_pair);
         assert!(rows == 0 || out.len() >= (rows - 1) * self.out_stride + self.x.len());
@@ -698,7 +703,7 @@ macro_rules! dot_kernels {
                         g.seg_pairs,
                         x,
                         std::array::from_fn(|r| g.w.as_ptr().add((j0 + r) * g.stride).cast::<u8>()),
-                        std::array::from_fn(|r| g.sw.as_ptr().add((j0 + r) * nseg)),
+                        std::array::from_fn(|r| g.sw.as_ptr().add((g.sw_first + j0 + r) / g.sw_rows * nseg)),
                         sx,
                         stream,
                         true,

@@ -414,28 +414,33 @@ fn group_args<'a, T>(
     stride: usize,
     (pairs, seg_pairs): (usize, usize),
     (x, sx): (&'a [&'a [u32]], &'a [&'a [f32]]),
-    (groups, sw, out_stride): (usize, &'a [f32], usize),
+    (groups, (sw, sw_rows, sw_first), out_stride): (usize, (&'a [f32], usize, usize), usize),
 ) -> GroupArgs<'a, T> {
-    GroupArgs { pairs, seg_pairs, x, sx, w, stride, groups, sw, out_stride }
+    GroupArgs { pairs, seg_pairs, x, sx, w, stride, groups, sw, sw_rows, sw_first, out_stride }
 }
 
 /// The group kernels (many groups of one-chunk rows, reduced to outputs) of every unit, the
 /// twin's included, give the bits of the twin's row kernel called group by group from zero and
 /// reduced by `reduce16`: pairs and both FP8 formats, 1–4 activation rows, rows spaced wider
-/// than they are long, outputs strided.
+/// than they are long, outputs strided, a row of scales per weight row or shared by 5 rows
+/// from the third on (DeepSeek-V3's 128-row blocks, a call starting inside one).
 #[test]
 fn group_kernels_match_the_row_kernel_group_by_group() {
     let twin = DotUnit::Portable.kernels();
     let units: Vec<DotUnit> = DotUnit::available();
     let (groups, out_stride) = (3, 6);
     for (unit, k) in kernel_sets(&units) {
-        for (pairs_n, seg_pairs) in [(16, 16), (64, 64), (64, 16), (96, 32)] {
+        for ((pairs_n, seg_pairs), (sw_rows, sw_first)) in
+            [(16, 16), (64, 64), (64, 16), (96, 32)].into_iter().flat_map(|s| [(s, (1, 0)), (s, (5, 2))])
+        {
             let nseg = pairs_n / seg_pairs;
             let rows = groups * ROWS;
             let xs: Vec<Vec<u32>> = (0..MX_MAX).map(|i| pairs(pairs_n, 40 + i as u32)).collect();
             let sx: Vec<Vec<f32>> =
                 (0..MX_MAX).map(|i| (0..nseg).map(|s| 2f32.powi((i + s) as i32 % 3 - 1)).collect()).collect();
-            let sw: Vec<f32> = (0..rows * nseg).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+            let scale_rows = (sw_first + rows - 1) / sw_rows + 1;
+            let sw: Vec<f32> = (0..scale_rows * nseg).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+            let sw_of = |j: usize| &sw[(sw_first + j) / sw_rows * nseg..][..nseg];
             let (xr, sxr): (Vec<&[u32]>, Vec<&[f32]>) =
                 (xs.iter().map(|v| &v[..]).collect(), sx.iter().map(|v| &v[..]).collect());
             // Row j of the pair matrix, `stride` pairs apart; the FP8 matrix walks the codes
@@ -451,8 +456,7 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
                     let mut out = vec![0f32; rows * out_stride];
                     for g in 0..groups {
                         let mut t: Vec<Totals> = vec![[[0.0; LANES]; ROWS]; mx];
-                        let swr: [&[f32]; ROWS] =
-                            std::array::from_fn(|r| &sw[(g * ROWS + r) * nseg..(g * ROWS + r + 1) * nseg]);
+                        let swr: [&[f32]; ROWS] = std::array::from_fn(|r| sw_of(g * ROWS + r));
                         let (x, sx) = (&xr[..mx], &sxr[..mx]);
                         let shape = (pairs_n, seg_pairs);
                         match fp8 {
@@ -478,13 +482,16 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
                 };
                 let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
                 let mut got = vec![0f32; rows * out_stride];
-                let (shape, acts, layout) =
-                    ((pairs_n, seg_pairs), (&xr[..mx], &sxr[..mx]), (groups, &sw[..], out_stride));
+                let (shape, acts, layout) = (
+                    (pairs_n, seg_pairs),
+                    (&xr[..mx], &sxr[..mx]),
+                    (groups, (&sw[..], sw_rows, sw_first), out_stride),
+                );
                 (k.groups)(&group_args(&wp, stride, shape, acts, layout), &mut got);
                 assert_eq!(
                     bits(&got),
                     bits(&want(None)),
-                    "{unit} groups pairs={pairs_n} seg={seg_pairs} mx={mx}"
+                    "{unit} groups pairs={pairs_n} seg={seg_pairs} mx={mx} sw_rows={sw_rows}"
                 );
                 for e4m3 in [true, false] {
                     let mut got = vec![0f32; rows * out_stride];
@@ -493,7 +500,7 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
                     assert_eq!(
                         bits(&got),
                         bits(&want(Some(e4m3))),
-                        "{unit} groups {label} pairs={pairs_n} mx={mx}"
+                        "{unit} groups {label} pairs={pairs_n} mx={mx} sw_rows={sw_rows}"
                     );
                 }
             }
