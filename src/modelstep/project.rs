@@ -82,19 +82,26 @@ pub fn step_weight_format(step: &Step) -> Result<Format> {
     })
 }
 
-/// A part's roofline time on this machine: at the roofs re-measured right after each of its
-/// products where every product carries them (the paired roofs, which cancel this machine's
-/// drift between the calibration and the product), else at `local` (the run's calibration),
-/// each product's FLOPs at the roof of the units its operands run on ([`PartSum::compute_s`]:
-/// the BF16 dot-product peak for BF16/FP8 products on a CPU with those units).
+/// A part's roofline time on this machine: its bytes at `local`'s bandwidth — the run's
+/// sustained read bandwidth ([`super::steps::planner_read_gbs`]), as the run's planner takes it —
+/// or its FLOPs at the compute roofs re-measured right after each of its products where every
+/// product carries them (the paired roofs; a register-only loop moves little, but a moment
+/// short of a vCPU shows there), else at the calibration's: each product's FLOPs at the roof of
+/// the units its operands run on ([`PartSum::compute_s`]: the BF16 dot-product peak for
+/// BF16/FP8 products on a CPU with those units), whichever takes longer.
+///
+/// Bytes do not take the read figure re-measured after each product (they did until
+/// 2026-12-04): one 2-trial figure swings 25–60 GB/s on this VM, so a decode part could come
+/// out faster than its own roof here and be projected above the chip's.
 pub fn local_seconds(local: &Roof, p: &PartSum) -> f64 {
-    if p.unpaired == 0 && p.paired_read_s.max(p.paired_compute_s) > 0.0 {
-        p.paired_read_s.max(p.paired_compute_s)
+    let compute = if p.unpaired == 0 && p.paired_compute_s > 0.0 {
+        p.paired_compute_s
     } else if p.compute_s > 0.0 {
-        (p.bytes / local.bandwidth).max(p.compute_s)
+        p.compute_s
     } else {
-        local.seconds(p)
-    }
+        p.flops / local.flops_s
+    };
+    (p.bytes / local.bandwidth).max(compute)
 }
 
 /// Project a measured step onto `chip`.
@@ -125,9 +132,13 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
             format!("no complete model step of {} (run `chipbench run --model {}`)", model.id, model.id),
         ));
     }
+    let sustained = super::steps::planner_read_gbs(run);
     let mut rows = Vec::new();
     for st in &steps {
-        let local = Roof::local(cal, st.threads)?;
+        let mut local = Roof::local(cal, st.threads)?;
+        if let Some((gbs, _)) = &sustained {
+            local.bandwidth = gbs * 1e9;
+        }
         let precision = match step_weight_format(st)? {
             Format::BF16 => Some(WeightPrecision::Bf16),
             f if f.is_fp8() => Some(WeightPrecision::Fp8),
@@ -186,18 +197,18 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
         "measured-scaled / paper",
     ];
     let paired = steps.iter().all(|st| st.parts.iter().all(|p| p.unpaired == 0));
+    let read = sustained
+        .map_or_else(|| format!("{:.1} GB/s, the calibration's read ceiling", cal.read_gbs), |s| s.1);
     let here = if paired {
-        let [lo, hi] = cal.read_gbs_range.unwrap_or([cal.read_gbs, cal.read_gbs]);
         format!(
-            "each product at the read ceiling and compute roof (FMA, or BF16 dot-product peak for BF16/FP8 \
-             products on a CPU with those units) re-measured right after it, {lo:.1}–{hi:.1} GB/s over the run"
+            "bytes at the run's sustained read bandwidth ({read}), FLOPs at the compute roof (FMA, or BF16 \
+             dot-product peak for BF16/FP8 products on a CPU with those units) re-measured right after each product"
         )
     } else {
         let dot = dot_peak(cal, steps[0].threads)
             .map_or(String::new(), |(_, g, unit)| format!(", {g:.1} GFLOP/s {unit} (BF16/FP8 products)"));
         format!(
-            "{:.1} GB/s read, {:.1} GFLOP/s FMA{dot}",
-            cal.read_gbs,
+            "bytes at {read}, {:.1} GFLOP/s FMA{dot}",
             calibration_peak(cal, steps[0].threads).map_or(0.0, |x| x.1)
         )
     };
@@ -253,16 +264,19 @@ mod tests {
         assert!((p.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.1).abs() < 1e-12);
         assert!((p.parts[1] - 2.0 * (1e6 / bw).max(100e9 / peak) / 1.0).abs() < 1e-12);
         assert_eq!(p.parts[2], 0.0);
-        // With the roofs each product carried (paired), a part's time here is at those roofs: the
-        // read ceiling of its moment was half the calibrated one, so its efficiency was double.
+        // With the roofs each product carried (paired), a part's FLOPs are at the compute roof of
+        // its moment: part 1's peak was half the calibrated one, so its efficiency was double.
+        // Its bytes stay at `local`'s bandwidth (the sustained one): a paired read figure is
+        // ignored.
         let mut paired = parts;
-        paired[0].paired_read_s = 0.2;
+        paired[0].paired_read_s = 0.05;
         paired[0].paired_compute_s = 0.01;
+        paired[1].paired_compute_s = 2.0;
         let q = project(&step(paired), &local, &chip).unwrap();
-        assert!((q.parts[0] - 0.2 * (1e9 / bw).max(1e9 / peak) / 0.2).abs() < 1e-12);
-        assert_eq!(q.parts[1], p.parts[1], "a part without paired roofs keeps the calibration's");
-        paired[0].unpaired = 1;
+        assert_eq!(q.parts[0], p.parts[0], "bytes at the sustained bandwidth, not the paired figure");
+        assert!((q.parts[1] - 2.0 * (1e6 / bw).max(100e9 / peak) / 2.0).abs() < 1e-12);
+        paired[1].unpaired = 1;
         let r = project(&step(paired), &local, &chip).unwrap();
-        assert_eq!(r.parts[0], p.parts[0], "one product without roofs: the calibration's for the part");
+        assert_eq!(r.parts[1], p.parts[1], "one product without roofs: the calibration's for the part");
     }
 }
