@@ -11,8 +11,9 @@
 //!
 //! How it is timed: the buffer is at least 4× the last-level cache ([`llc_bytes`]), so no pass
 //! finds it in cache; the worker threads are spawned and pinned (one per allowed CPU, where the
-//! OS allows) before any timing; one trial is many passes over the whole buffer between two
-//! barriers; each variant keeps its best trial (interference only ever slows a trial down).
+//! OS allows) before any timing; one trial is many passes over the whole buffer, timed by the
+//! workers themselves from the first one's start to the last one's end (`span_seconds`);
+//! each variant keeps its best trial (interference only ever slows a trial down).
 
 use super::read_simd::{sum_streams, Isa};
 use std::sync::atomic::{AtomicBool, Ordering};
