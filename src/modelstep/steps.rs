@@ -155,20 +155,18 @@ impl Step {
 /// step of several seconds can meet. A prediction takes what the machine delivered; the
 /// roofline column keeps the ceiling.
 pub fn planner_read_gbs(run: &Run) -> Option<(f64, String)> {
-    let mut seen: Vec<f64> = run
+    let seen: Vec<f64> = run
         .records
         .iter()
         .filter_map(|r| r.model_step.as_ref()?.roofs_after.map(|at| at.read_gbs))
         .filter(|g| g.is_finite() && *g > 0.0)
         .collect();
     if !seen.is_empty() {
-        seen.sort_by(f64::total_cmp);
-        let n = seen.len();
-        let median = if n % 2 == 1 { seen[n / 2] } else { 0.5 * (seen[n / 2 - 1] + seen[n / 2]) };
+        let median = crate::project::check::median(&seen);
+        let (lo, hi) = seen.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &g| (lo.min(g), hi.max(g)));
         let why = format!(
-            "{median:.1} GB/s, the median of {n} read trials re-measured after each product ({:.1}–{:.1})",
-            seen[0],
-            seen[n - 1]
+            "{median:.1} GB/s, the median of {} read trials re-measured after each product ({lo:.1}–{hi:.1})",
+            seen.len()
         );
         return Some((median, why));
     }
