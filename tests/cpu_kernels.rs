@@ -198,7 +198,6 @@ fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
     use chipbench::formats::scaling::{QuantizedMatrix, Role};
     use chipbench::kernels::cpu::DotUnit;
     use chipbench::kernels::Problem;
-    let (n, k) = (67, 300);
     let values = |len: usize, seed: u32| -> Vec<f32> {
         (0..len)
             .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 2001) as f32 / 500.0 - 2.0)
@@ -206,7 +205,10 @@ fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
     };
     let unit = DotUnit::available()[0];
     let backend = |threads: usize| CpuBackend::new(threads).with_dot(Some(unit)).unwrap();
-    for format in Format::ALL {
+    // k = 1324: with more than four activation rows the dot path cuts rows into a 1024-code
+    // chunk and a padded 300-code one, where the GEMV takes the row as one padded chunk; every
+    // format runs it (FP8 rows once took the padded chunk's pairs in other lanes).
+    for (format, (n, k)) in Format::ALL.into_iter().flat_map(|f| [(f, (67, 300)), (f, (21, 1324))]) {
         let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
         let w = QuantizedMatrix::quantize(&values(n * k, 7), n, k, format, scaling, Role::Weights).unwrap();
         let acts = if matches!(format, Format::BF16 | Format::E4M3 | Format::E5M2) {
@@ -222,7 +224,7 @@ fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
             for m in [2, 5, chipbench::kernels::SKINNY_M] {
                 let av = values(m * k, 11 + m as u32);
                 let gemm = Problem::new(Op::Gemm, quantize(&av, m), w.clone()).unwrap();
-                let what = format!("{format} a={act} m={m}");
+                let what = format!("{format} a={act} m={m} k={k}");
                 let v = validate(&backend(1).compute(&gemm).unwrap(), &Reference::compute(&gemm), 0.0);
                 assert!(v.valid, "{what}: {}", v.reason);
                 for threads in [1, 2, 3] {

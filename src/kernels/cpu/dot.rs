@@ -15,8 +15,12 @@
 //! - GEMM: C starts at +0 and is updated segment after segment in K order, so the result does not
 //!   depend on the tile, the thread count or the split. GEMV, and every skinny product (at most
 //!   [`crate::kernels::SKINNY_M`] activation rows, each row as its own GEMV): 16 logical lanes
-//!   per row (lane `l` takes pairs `q ≡ l mod 16`), `total[l] = fma(part[l], sw · sa, total[l])`
-//!   per segment, then [`reduce16`].
+//!   per row, `total[l] = fma(part[l], sw · sa, total[l])` per segment, then [`reduce16`]. With
+//!   BF16 weights lane `l` takes pairs `q ≡ l mod 16`; with FP8 weights each segment goes in
+//!   steps of 32 pairs while they fit, in the order the unit's conversion leaves them
+//!   ([`DotVec::load_fp8_x2`]: two dot steps per lane), then of 16. The steps depend only on
+//!   the segment, never on how the row is cut into chunks or padded, so a skinny product gives
+//!   the GEMV's bits row by row.
 //!
 //! Structure: one generic GEMM tile body ([`tile`]) and one GEMV row body ([`rows`]) over a
 //! small per-ISA vector layer ([`DotVec`]: load, splat, dot, fma); each unit instantiates them
@@ -653,8 +657,31 @@ impl DotGemv {
                                 // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
                                 let (left, skip) = stream;
                                 let fresh = pi == 0;
-                                if let (true, Some(e4m3)) = (whole, fp8) {
-                                    let w = std::array::from_fn(|r| bytemuck::cast_slice::<_, u8>(span(r)));
+                                if let Some(e4m3) = fp8 {
+                                    // FP8 codes are converted in registers where they lie, or, for a
+                                    // chunk with padding (a row's last, k not a multiple of 32), from
+                                    // a zero-padded copy: the row body takes a row's pairs in the same
+                                    // steps whatever the chunking, so a skinny product keeps the
+                                    // GEMV's bits (converting a padded chunk to pairs first had taken
+                                    // them in other lanes).
+                                    let (left, skip) = if whole { (left, skip) } else { (usize::MAX, 0) };
+                                    let padded: &mut [u8] = bytemuck::cast_slice_mut(&mut wp[..]);
+                                    if !whole {
+                                        for (r, dst) in
+                                            padded.chunks_exact_mut(2 * ckp).take(ROWS).enumerate()
+                                        {
+                                            dst[..kc].copy_from_slice(bytemuck::cast_slice(span(r)));
+                                            dst[kc..2 * kcp].fill(0);
+                                        }
+                                    }
+                                    let padded = &*padded;
+                                    let w = std::array::from_fn(|r| {
+                                        if whole {
+                                            bytemuck::cast_slice::<_, u8>(span(r))
+                                        } else {
+                                            &padded[r * 2 * ckp..][..2 * kcp]
+                                        }
+                                    });
                                     for b in blocks() {
                                         let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
                                         let args = RowArgs {
