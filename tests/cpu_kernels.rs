@@ -206,8 +206,9 @@ fn skinny_gemm_rows_are_the_gemv_bit_for_bit() {
     let unit = DotUnit::available()[0];
     let backend = |threads: usize| CpuBackend::new(threads).with_dot(Some(unit)).unwrap();
     // k = 1324: with more than four activation rows the dot path cuts rows into a 1024-code
-    // chunk and a padded 300-code one, where the GEMV takes the row as one padded chunk; every
-    // format runs it (FP8 rows once took the padded chunk's pairs in other lanes).
+    // chunk (FP8: converted once for every block of activation rows) and a padded 300-code one
+    // (converted per block), where the GEMV takes the row as one padded chunk; every format runs
+    // it (FP8 rows once took the padded chunk's pairs in other lanes).
     for (format, (n, k)) in Format::ALL.into_iter().flat_map(|f| [(f, (67, 300)), (f, (21, 1324))]) {
         let scaling = if format.is_fp8() { Scaling::DEEPSEEK } else { Scaling::NONE };
         let w = QuantizedMatrix::quantize(&values(n * k, 7), n, k, format, scaling, Role::Weights).unwrap();

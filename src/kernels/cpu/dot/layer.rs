@@ -157,6 +157,12 @@ const fn fp8_bf16_magnitude(mag: u8, e4m3: bool) -> u16 {
 pub(crate) const PAIRS: u8 = 0;
 pub(crate) const CODES_E4M3: u8 = 1;
 pub(crate) const CODES_E5M2: u8 = 2;
+/// K-pairs of FP8 codes converted beforehand by [`fp8_x2`], in the order of
+/// [`DotVec::load_fp8_x2`], and activation rows split beforehand the same way ([`split_x2`]):
+/// the row body reads both with plain loads where it would convert the codes and split the
+/// activations, so the sums are the bits of [`CODES_E4M3`] / [`CODES_E5M2`]. Only for spans
+/// whose segments are whole steps of `2 · LANES` pairs (the body's two-vector loop).
+pub(crate) const PAIRS_X2: u8 = 3;
 
 /// How far ahead the GEMV row body asks for each weight row, into L2 (the distance and the hint
 /// the f32 row kernel uses: `x86::PREFETCH_BYTES`): 2 KiB beat the former 256 B of pairs and
@@ -341,11 +347,11 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
     out: &mut [Totals; MX],
 ) {
     let (mut q, mut si) = (0, 0);
-    let pair_bytes = if CODES == PAIRS { 4 } else { 2 };
+    let pair_bytes = if CODES == PAIRS || CODES == PAIRS_X2 { 4 } else { 2 };
     let ahead = PREFETCH_BYTES;
     unsafe {
         let load = |r: usize, q: usize| -> V {
-            if CODES == PAIRS {
+            if CODES == PAIRS || CODES == PAIRS_X2 {
                 V::load(w[r].cast::<u32>().add(q))
             } else {
                 V::load_fp8(w[r].add(2 * q), CODES == CODES_E4M3)
@@ -379,11 +385,23 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
             while CODES != PAIRS && q + 2 * LANES <= end {
                 prefetch(q);
                 let xv: [[(V, V); NV]; MX] = std::array::from_fn(|i| {
-                    std::array::from_fn(|v| V::load_pairs_x2(x[i].add(q + 2 * v * V::W)))
+                    std::array::from_fn(|v| {
+                        let p = x[i].add(q + 2 * v * V::W);
+                        if CODES == PAIRS_X2 {
+                            (V::load(p), V::load(p.add(V::W)))
+                        } else {
+                            V::load_pairs_x2(p)
+                        }
+                    })
                 });
                 for r in 0..ROWS {
                     for v in 0..NV {
-                        let (wa, wb) = V::load_fp8_x2(w[r].add(2 * (q + 2 * v * V::W)), CODES == CODES_E4M3);
+                        let (wa, wb) = if CODES == PAIRS_X2 {
+                            let p = w[r].cast::<u32>().add(q + 2 * v * V::W);
+                            (V::load(p), V::load(p.add(V::W)))
+                        } else {
+                            V::load_fp8_x2(w[r].add(2 * (q + 2 * v * V::W)), CODES == CODES_E4M3)
+                        };
                         for i in 0..MX {
                             let (xa, xb) = xv[i][v];
                             part[i][r][v] = V::dot(V::dot(part[i][r][v], xa, wa), xb, wb);
@@ -423,6 +441,55 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
                 }
             }
         }
+    }
+}
+
+/// The `n` FP8 codes at `codes` (a multiple of `4 · W`; E4M3 when `e4m3`, else E5M2) as K-pairs
+/// at `out` in [`PAIRS_X2`] order: each `2 · W` pairs as [`DotVec::load_fp8_x2`] leaves them,
+/// the first vector then the second. A skinny product converts a chunk of its weight rows once
+/// for all its activation rows instead of once per [`MX_MAX`] of them. The codes are prefetched
+/// as the row body prefetches them (`left`, `skip`: see [`rows`]).
+///
+/// # Safety
+/// The caller has the unit's features; `codes` is valid for `n` reads, `out` for `n / 2` writes.
+#[inline(always)]
+pub(crate) unsafe fn fp8_x2<V: DotVec>(
+    codes: *const u8,
+    n: usize,
+    e4m3: bool,
+    out: *mut u32,
+    (left, skip): (usize, usize),
+) {
+    let mut c = 0;
+    while c < n {
+        let off = c + PREFETCH_BYTES;
+        V::prefetch(codes.wrapping_add(if off < left { off } else { off + skip }));
+        // SAFETY (caller): 4W codes readable at `codes + c`, 2W pairs writable at `out + c / 2`.
+        unsafe {
+            let (a, b) = V::load_fp8_x2(codes.add(c), e4m3);
+            V::storef(out.add(c / 2).cast(), a);
+            V::storef(out.add(c / 2 + V::W).cast(), b);
+        }
+        c += 4 * V::W;
+    }
+}
+
+/// The `n` K-pairs at `src` (a multiple of `2 · W`) split as [`DotVec::load_pairs_x2`] splits
+/// them, into `out` ([`PAIRS_X2`] order for activation rows).
+///
+/// # Safety
+/// The caller has the unit's features; `src` is valid for `n` reads, `out` for `n` writes.
+#[inline(always)]
+pub(crate) unsafe fn split_x2<V: DotVec>(src: *const u32, n: usize, out: *mut u32) {
+    let mut c = 0;
+    while c < n {
+        // SAFETY (caller): 2W pairs readable at `src + c` and writable at `out + c`.
+        unsafe {
+            let (a, b) = V::load_pairs_x2(src.add(c));
+            V::storef(out.add(c).cast(), a);
+            V::storef(out.add(c + V::W).cast(), b);
+        }
+        c += 2 * V::W;
     }
 }
 
@@ -589,6 +656,9 @@ impl<T> GroupArgs<'_, T> {
     }
 }
 
+/// [`Kernels::fp8_x2`]: codes, E4M3, the pairs, the prefetch stream (`RowArgs::left`, `skip`).
+pub(crate) type Fp8X2 = fn(&[u8], bool, &mut [u32], (usize, usize));
+
 /// A unit's entry points and tile size.
 #[derive(Clone, Copy)]
 pub(crate) struct Kernels {
@@ -603,6 +673,13 @@ pub(crate) struct Kernels {
     pub groups: fn(&GroupArgs, &mut [f32]),
     /// [`Kernels::groups`] on FP8 codes (E4M3 when the flag is set, else E5M2).
     pub groups_fp8: fn(&GroupArgs<u8>, bool, &mut [f32]),
+    /// [`fp8_x2`]: FP8 codes (a multiple of 64; E4M3 when the flag is set) to [`PAIRS_X2`]
+    /// pairs, with the row body's prefetch stream.
+    pub fp8_x2: Fp8X2,
+    /// The row kernel on [`PAIRS_X2`] pairs: the bits of [`Kernels::rows_fp8`] on their codes.
+    pub rows_x2: fn(&RowArgs, &mut [Totals]),
+    /// [`split_x2`]: K-pairs (a multiple of 32) into [`PAIRS_X2`] order.
+    pub split_x2: fn(&[u32], &mut [u32]),
 }
 
 /// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
@@ -619,6 +696,9 @@ macro_rules! dot_kernels {
             rows_fp8: rows_fp8_entry,
             groups: groups_entry,
             groups_fp8: groups_fp8_entry,
+            fp8_x2: fp8_x2_entry,
+            rows_x2: rows_x2_entry,
+            split_x2: split_x2_entry,
         };
 
         $(#[target_feature(enable = $feat)])?
@@ -770,6 +850,45 @@ macro_rules! dot_kernels {
             let flops = iters as f64 * ($crate::kernels::cpu::dot::PEAK_CHAINS * w * 4) as f64;
             // SAFETY: features checked above.
             Some((flops, unsafe { peak_body(iters) }))
+        }
+
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn fp8_x2_body(codes: &[u8], e4m3: bool, out: &mut [u32], stream: (usize, usize)) {
+            // SAFETY (caller): features present, lengths checked by `fp8_x2_entry`.
+            unsafe {
+                $crate::kernels::cpu::dot::fp8_x2::<$v>(codes.as_ptr(), codes.len(), e4m3, out.as_mut_ptr(), stream)
+            }
+        }
+
+        fn fp8_x2_entry(codes: &[u8], e4m3: bool, out: &mut [u32], stream: (usize, usize)) {
+            assert!($has, "dot unit not present on this CPU");
+            let w = <$v as $crate::kernels::cpu::dot::DotVec>::W;
+            assert!(codes.len().is_multiple_of(4 * w) && out.len() >= codes.len() / 2);
+            // SAFETY: the CPU has the features; lengths checked above.
+            unsafe { fp8_x2_body(codes, e4m3, out, stream) }
+        }
+
+        $(#[target_feature(enable = $feat)])?
+        unsafe fn split_x2_body(src: &[u32], out: &mut [u32]) {
+            // SAFETY (caller): features present, lengths checked by `split_x2_entry`.
+            unsafe { $crate::kernels::cpu::dot::split_x2::<$v>(src.as_ptr(), src.len(), out.as_mut_ptr()) }
+        }
+
+        fn split_x2_entry(src: &[u32], out: &mut [u32]) {
+            assert!($has, "dot unit not present on this CPU");
+            assert!(src.len().is_multiple_of(2 * $crate::kernels::cpu::dot::LANES) && out.len() >= src.len());
+            // SAFETY: the CPU has the features; lengths checked above.
+            unsafe { split_x2_body(src, out) }
+        }
+
+        fn rows_x2_entry(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut [$crate::kernels::cpu::dot::Totals]) {
+            use $crate::kernels::cpu::dot::LANES;
+            assert!($has, "dot unit not present on this CPU");
+            r.check(total);
+            // Every segment whole steps of the body's two-vector loop (no one-vector tail).
+            assert!(r.pairs.is_multiple_of(2 * LANES) && (r.seg_pairs >= r.pairs || r.seg_pairs.is_multiple_of(2 * LANES)));
+            // SAFETY: the CPU has the features; every slice checked above.
+            unsafe { rows_mx::<u32, { $crate::kernels::cpu::dot::PAIRS_X2 }>(r, total) }
         }
 
         fn rows_entry(r: &$crate::kernels::cpu::dot::RowArgs, total: &mut [$crate::kernels::cpu::dot::Totals]) {

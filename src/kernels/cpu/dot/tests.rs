@@ -176,6 +176,48 @@ fn fp8_row_kernels_match_the_twin_on_every_code() {
                     |a, t| (twin.rows_fp8)(a, e4m3, t),
                     |a, t| (k.rows_fp8)(a, e4m3, t),
                 );
+                // Codes converted once (`fp8_x2`) and activations split once (`split_x2`), then
+                // read by `rows_x2`: the same bits, where every segment is whole 32-pair steps.
+                if pairs_n.is_multiple_of(2 * LANES)
+                    && (seg_pairs >= pairs_n || seg_pairs.is_multiple_of(2 * LANES))
+                {
+                    check_rows(
+                        &format!("{unit} e4m3={e4m3} converted once"),
+                        pairs_n,
+                        seg_pairs,
+                        &w,
+                        |a, t| (twin.rows_fp8)(a, e4m3, t),
+                        |a, t| {
+                            let conv = |c: &[u8]| {
+                                let mut out = vec![0u32; pairs_n];
+                                (k.fp8_x2)(&c[..2 * pairs_n], e4m3, &mut out, (usize::MAX, 0));
+                                out
+                            };
+                            let w: Vec<Vec<u32>> = a.w.iter().map(|c| conv(c)).collect();
+                            let x: Vec<Vec<u32>> =
+                                a.x.iter()
+                                    .map(|x| {
+                                        let mut out = vec![0u32; pairs_n];
+                                        (k.split_x2)(&x[..pairs_n], &mut out);
+                                        out
+                                    })
+                                    .collect();
+                            let xr: Vec<&[u32]> = x.iter().map(|v| &v[..]).collect();
+                            let args = RowArgs {
+                                pairs: a.pairs,
+                                seg_pairs: a.seg_pairs,
+                                x: &xr,
+                                w: std::array::from_fn(|r| &w[r][..]),
+                                sw: a.sw,
+                                sx: a.sx,
+                                left: a.left,
+                                skip: a.skip,
+                                fresh: a.fresh,
+                            };
+                            (k.rows_x2)(&args, t)
+                        },
+                    );
+                }
             }
         }
     }
