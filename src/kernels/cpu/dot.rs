@@ -433,7 +433,12 @@ impl DotGemv {
             m,
             x: vec![0u32; m * Self::pairs(k)],
             sx: vec![0f32; m * Self::segs(k, seg)],
-            xs: if w.format().is_fp8() && m > MX_MAX { vec![0u32; m * Self::pairs(k)] } else { Vec::new() },
+            // Only segments of whole 32-pair steps take that path (not MX's 16 pairs).
+            xs: if w.format().is_fp8() && m > MX_MAX && seg.is_multiple_of(4 * LANES) {
+                vec![0u32; m * Self::pairs(k)]
+            } else {
+                Vec::new()
+            },
         }
     }
 
