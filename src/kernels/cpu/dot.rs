@@ -410,6 +410,46 @@ struct ChunkPlan {
     blocks: Vec<usize>,
 }
 
+/// What every row-kernel call of one chunk shares: its pairs, segments, prefetch stream
+/// (`RowArgs::left`, `skip`) and whether it is the row's first chunk.
+struct RowCall {
+    pairs: usize,
+    seg_pairs: usize,
+    stream: (usize, usize),
+    fresh: bool,
+}
+
+impl RowCall {
+    /// Run `kernel` over the activation rows `x` (scales `sx`) [`MX_MAX`] at a time against the
+    /// weight rows `w`, each block's lane totals in `total`: the same loop whatever the weight
+    /// rows hold (codes, pairs, converted pairs).
+    fn blocks<T>(
+        &self,
+        (x, sx): (&[&[u32]], &[&[f32]]),
+        w: [&[T]; ROWS],
+        sw: [&[f32]; ROWS],
+        total: &mut [Totals],
+        kernel: impl Fn(&RowArgs<T>, &mut [Totals]),
+    ) {
+        let (left, skip) = self.stream;
+        for i in (0..x.len()).step_by(MX_MAX) {
+            let b = i..(i + MX_MAX).min(x.len());
+            let args = RowArgs {
+                pairs: self.pairs,
+                seg_pairs: self.seg_pairs,
+                x: &x[b.clone()],
+                w,
+                sw,
+                sx: &sx[b.clone()],
+                left,
+                skip,
+                fresh: self.fresh,
+            };
+            kernel(&args, &mut total[b]);
+        }
+    }
+}
+
 /// A GEMV on the dot path, and every skinny product (`m ≤` [`crate::kernels::SKINNY_M`] activation rows): the
 /// activation rows as K-pairs (each padded to [`LANES`]) and their segment scales.
 pub(crate) struct DotGemv {
@@ -673,7 +713,6 @@ impl DotGemv {
                                 }
                                 let sw = std::array::from_fn(|r| &sc[r * segc..r * segc + ns]);
                                 let (xr, sxr) = (&xr[pi], &sxr[pi]);
-                                let blocks = || (0..m).step_by(MX_MAX).map(|i| i..(i + MX_MAX).min(m));
                                 // A chunk of whole pairs with no padding is read where it lies: FP8
                                 // codes converted in registers, BF16 codes (4-byte aligned) as pairs.
                                 let (left, skip) = stream;
@@ -693,21 +732,9 @@ impl DotGemv {
                                         );
                                     }
                                     let w = std::array::from_fn(|r| &wp[r * ckp..r * ckp + kcp]);
-                                    for b in blocks() {
-                                        let (x, sx) = (&xsr[pi][b.clone()], &sxr[b.clone()]);
-                                        let args = RowArgs {
-                                            pairs: kcp,
-                                            seg_pairs,
-                                            x,
-                                            w,
-                                            sw,
-                                            sx,
-                                            left: usize::MAX,
-                                            skip: 0,
-                                            fresh,
-                                        };
-                                        (kernels.rows_x2)(&args, &mut total[b]);
-                                    }
+                                    let call =
+                                        RowCall { pairs: kcp, seg_pairs, stream: (usize::MAX, 0), fresh };
+                                    call.blocks((&xsr[pi], sxr), w, sw, total, kernels.rows_x2);
                                     continue;
                                 }
                                 if let Some(e4m3) = fp8 {
@@ -735,21 +762,8 @@ impl DotGemv {
                                             &padded[r * 2 * ckp..][..2 * kcp]
                                         }
                                     });
-                                    for b in blocks() {
-                                        let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
-                                        let args = RowArgs {
-                                            pairs: kcp,
-                                            seg_pairs,
-                                            x,
-                                            w,
-                                            sw,
-                                            sx,
-                                            left,
-                                            skip,
-                                            fresh,
-                                        };
-                                        rows_fp8(&args, e4m3, &mut total[b]);
-                                    }
+                                    let call = RowCall { pairs: kcp, seg_pairs, stream: (left, skip), fresh };
+                                    call.blocks((xr, sxr), w, sw, total, |a, t| rows_fp8(a, e4m3, t));
                                     continue;
                                 }
                                 let direct: [Option<&[u32]>; ROWS] =
@@ -765,12 +779,8 @@ impl DotGemv {
                                     std::array::from_fn(|r| direct[r].unwrap_or(&wp[r * ckp..r * ckp + kcp]));
                                 let (left, skip) =
                                     if direct[0].is_some() { (left, skip) } else { (usize::MAX, 0) };
-                                for b in blocks() {
-                                    let (x, sx) = (&xr[b.clone()], &sxr[b.clone()]);
-                                    let args =
-                                        RowArgs { pairs: kcp, seg_pairs, x, w, sw, sx, left, skip, fresh };
-                                    rows_fn(&args, &mut total[b]);
-                                }
+                                let call = RowCall { pairs: kcp, seg_pairs, stream: (left, skip), fresh };
+                                call.blocks((xr, sxr), w, sw, total, rows_fn);
                             }
                             for r in 0..real {
                                 for (i, t) in total.iter().enumerate() {

@@ -388,7 +388,7 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
                     std::array::from_fn(|v| {
                         let p = x[i].add(q + 2 * v * V::W);
                         if CODES == PAIRS_X2 {
-                            (V::load(p), V::load(p.add(V::W)))
+                            load_two(p)
                         } else {
                             V::load_pairs_x2(p)
                         }
@@ -397,8 +397,7 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
                 for r in 0..ROWS {
                     for v in 0..NV {
                         let (wa, wb) = if CODES == PAIRS_X2 {
-                            let p = w[r].cast::<u32>().add(q + 2 * v * V::W);
-                            (V::load(p), V::load(p.add(V::W)))
+                            load_two(w[r].cast::<u32>().add(q + 2 * v * V::W))
                         } else {
                             V::load_fp8_x2(w[r].add(2 * (q + 2 * v * V::W)), CODES == CODES_E4M3)
                         };
@@ -444,6 +443,29 @@ pub(crate) unsafe fn rows<V: DotVec, const NV: usize, const CODES: u8, const MX:
     }
 }
 
+/// The `2W` K-pairs at `p` as two vectors, as they lie ([`PAIRS_X2`] rows are already split).
+///
+/// # Safety
+/// As [`DotVec::load`], for `2W` pairs.
+#[inline(always)]
+unsafe fn load_two<V: DotVec>(p: *const u32) -> (V, V) {
+    // SAFETY (caller): 2W pairs readable at `p`.
+    unsafe { (V::load(p), V::load(p.add(V::W))) }
+}
+
+/// Two vectors of K-pairs stored one after the other at `p` (what [`load_two`] reads back).
+///
+/// # Safety
+/// As [`DotVec::storef`], for `2W` pairs.
+#[inline(always)]
+unsafe fn store_two<V: DotVec>(p: *mut u32, (a, b): (V, V)) {
+    // SAFETY (caller): 2W pairs writable at `p`.
+    unsafe {
+        V::storef(p.cast(), a);
+        V::storef(p.add(V::W).cast(), b);
+    }
+}
+
 /// The `n` FP8 codes at `codes` (a multiple of `4 · W`; E4M3 when `e4m3`, else E5M2) as K-pairs
 /// at `out` in [`PAIRS_X2`] order: each `2 · W` pairs as [`DotVec::load_fp8_x2`] leaves them,
 /// the first vector then the second. A skinny product converts a chunk of its weight rows once
@@ -465,11 +487,7 @@ pub(crate) unsafe fn fp8_x2<V: DotVec>(
         let off = c + PREFETCH_BYTES;
         V::prefetch(codes.wrapping_add(if off < left { off } else { off + skip }));
         // SAFETY (caller): 4W codes readable at `codes + c`, 2W pairs writable at `out + c / 2`.
-        unsafe {
-            let (a, b) = V::load_fp8_x2(codes.add(c), e4m3);
-            V::storef(out.add(c / 2).cast(), a);
-            V::storef(out.add(c / 2 + V::W).cast(), b);
-        }
+        unsafe { store_two(out.add(c / 2), V::load_fp8_x2(codes.add(c), e4m3)) };
         c += 4 * V::W;
     }
 }
@@ -484,11 +502,7 @@ pub(crate) unsafe fn split_x2<V: DotVec>(src: *const u32, n: usize, out: *mut u3
     let mut c = 0;
     while c < n {
         // SAFETY (caller): 2W pairs readable at `src + c` and writable at `out + c`.
-        unsafe {
-            let (a, b) = V::load_pairs_x2(src.add(c));
-            V::storef(out.add(c).cast(), a);
-            V::storef(out.add(c + V::W).cast(), b);
-        }
+        unsafe { store_two(out.add(c), V::load_pairs_x2(src.add(c))) };
         c += 2 * V::W;
     }
 }
