@@ -246,6 +246,27 @@ fn pack_pairs<E: Element>(
 
 // ---------------------------------------------------------------- GEMM
 
+/// Fetch into L2 share `part` of `parts` of rows `[r0, r1)` × K range `[p0, p0 + kc)` of the
+/// row-major matrix `codes` (`cols` wide). A work item spreads the next K block's W rows over the
+/// A micro-panels of this one, so that packing them does not wait on memory: each row's span is
+/// a few lines at a stride the hardware prefetcher does not run ahead of.
+fn prefetch_share<E>(
+    codes: &[E],
+    cols: usize,
+    (r0, r1): (usize, usize),
+    (p0, kc): (usize, usize),
+    (part, parts): (usize, usize),
+) {
+    let rows = r1 - r0;
+    let bytes = kc * std::mem::size_of::<E>();
+    for r in r0 + rows * part / parts..r0 + rows * (part + 1) / parts {
+        let row = codes[r * cols + p0..].as_ptr().cast::<u8>();
+        for off in (0..bytes + 63).step_by(64) {
+            super::isa::prefetch(row.wrapping_add(off.min(bytes.saturating_sub(1))));
+        }
+    }
+}
+
 /// A GEMM on the dot path: its split, tile and packing buffers, fixed at prepare time.
 pub(crate) struct DotGemm {
     kernels: Kernels,
@@ -338,7 +359,16 @@ impl DotGemm {
                         }
                     });
                     let (pairs, seg_pairs) = (kc.div_ceil(2), seg.min(kc).div_ceil(2));
-                    for ip in r0 / mr..r1.div_ceil(mr) {
+                    let ips = r0 / mr..r1.div_ceil(mr);
+                    let nip = ips.len();
+                    for ip in ips {
+                        // A share of the next K block's W rows on its way to L2 while these tiles
+                        // run, so its packing does not wait on memory.
+                        if let Some(&next) = blocks.get(b + 1) {
+                            with_codes!(&w.codes, |codes| {
+                                prefetch_share(codes, w.cols, (c0, c1), next, (ip - r0 / mr, nip))
+                            });
+                        }
                         let at = (b * m_panels + ip) * mr;
                         let (row0, rv) = (ip * mr, mr.min(r1 - ip * mr));
                         for jp in 0..panels {

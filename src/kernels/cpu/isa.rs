@@ -8,6 +8,19 @@
 use serde::Serialize;
 use std::fmt;
 
+/// A hint to fetch the cache line at `p` into L2 (x86-64; nothing elsewhere). It reads nothing and
+/// cannot fault, so `p` may lie anywhere.
+#[inline(always)]
+pub(crate) fn prefetch(p: *const u8) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint (SSE, part of the x86-64 baseline).
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(p.cast())
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// An instruction-set level with its own microkernel and GEMV row kernel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 pub enum Isa {
