@@ -51,30 +51,37 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     let sampling = Sampling::quick();
     let planned = modelstep::measure::plan(&models, &[decode, prefill], &StepFormat::DEFAULTS, &sampling, 3);
     let backends = vec![BackendKind::Cpu.open(1).unwrap()];
-    let opts = RunOptions::new(sampling.timing, None, Arc::new(AtomicBool::new(false)));
-    let mut layers = Vec::new();
-    // Roofs "re-measured" after each product: a fixed read ceiling, FMA and dot-product peak, so
-    // the paired planner below can be checked by hand.
+    // Two passes over the products, their samples pooled.
+    let mut opts = RunOptions::new(sampling.timing, None, Arc::new(AtomicBool::new(false)));
+    opts.repeat = 2;
+    opts.rounds = 1;
+    let ncases = modelstep::measure::cases(&planned).len();
+    let mut shapes: Vec<String> = Vec::new();
+    // Roofs "re-measured" after each product: fixed FMA and dot-product peaks, and a read figure
+    // of 8 GB/s in the first pass and 12 in the second, so each product's figure is their median,
+    // 10, and the paired planner below can be checked by hand.
     let (read_gbs, fma_gflops, dot_gflops) = (10.0, 50.0, 150.0);
+    let mut calls = 0;
     let mut roofs_now = || {
+        calls += 1;
         Some(calibration::RoofsNow {
-            read_gbs: Some(read_gbs),
+            read_gbs: Some(if calls <= ncases { 8.0 } else { 12.0 }),
             fma: vec![ThreadPeak { threads: 1, gflops: fma_gflops }],
             dot: vec![ThreadPeak { threads: 1, gflops: dot_gflops }],
         })
     };
     let mut on_event = |ev: chipbench::measure::runner::Event<'_>| {
-        if let chipbench::measure::runner::Event::Measuring { label } = ev {
-            if let Some(l) = label.strip_prefix(modelstep::STEP_LABEL) {
-                layers.push(l.to_string());
-            }
+        if let chipbench::measure::runner::Event::Measuring { shape, .. } = ev {
+            shapes.push(shape.to_string());
         }
     };
     let out = modelstep::measure(&planned, &backends, &opts, &mut on_event, &mut roofs_now);
     assert!(!out.interrupted && out.skipped.is_empty(), "{:?}", out.skipped);
     assert_eq!(out.records.len(), planned.len());
+    assert_eq!(calls, 2 * ncases, "roofs re-measured after every product in every pass");
     for r in &out.records {
         assert!(r.valid, "{} {} {}×{}×{}: {}", r.format, r.scaling, r.m, r.n, r.k, r.note);
+        assert_eq!(r.time.repeats, 2, "samples of both passes pooled");
         let step = r.model_step.as_ref().unwrap();
         assert_eq!(step.roofs_after, Some(RoofsNow { read_gbs, fma_gflops, dot_gflops: Some(dot_gflops) }));
         // Activations in the step's format: E4M3 against the FP8 step's E4M3 matrices, BF16
@@ -86,11 +93,16 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
         };
         assert_eq!(r.act_format, want, "{step:?}");
     }
-    // Progress named every distinct product once, with its model, phase and layer kind.
-    assert_eq!(layers.len(), modelstep::measure::cases(&planned).len());
+    // Progress named every distinct product once per pass, with its model, phase, step format
+    // and layer kind, the whole list in one pass before the next.
+    assert_eq!(shapes.len(), 2 * ncases);
+    assert_eq!(shapes[..ncases], shapes[ncases..]);
+    let mut distinct = shapes[..ncases].to_vec();
+    distinct.dedup();
+    assert_eq!(distinct.len(), ncases, "{shapes:?}");
     assert!(
-        layers.iter().any(|l| l == "deepseek-v3 prefill · moe layers: routed expert gate, up"),
-        "{layers:?}"
+        shapes.iter().any(|l| l == "deepseek-v3 prefill e4m3:deepseek · moe layers: routed expert gate, up"),
+        "{shapes:?}"
     );
 
     let run = run_of(out.records);

@@ -86,28 +86,31 @@ pub fn exec(args: &Args) -> Result<()> {
     // prefill slices then ran 1.5x "faster than the planner".
     let probe = super::run::ceiling_probe(calibration.as_ref(), args, max_threads);
     let mut opts = RunOptions::new(sampling.timing, None, stop.clone());
-    opts.repeat = args.repeat as usize;
+    // Passes over all the slices (samples pooled per slice), times the user's repeats.
+    opts.repeat = sampling.passes * args.repeat as usize;
     opts.cold = !(args.warm || args.quick);
     // One product at a time: the turns are only across backends, so one round is enough.
     opts.rounds = 1;
-    let bar = progress_bar((modelstep::measure::cases(&planned).len() * opened.backends.len()) as u64);
-    let mut layer = String::new();
+    let per_pass = modelstep::measure::cases(&planned).len() * opened.backends.len();
+    let bar = progress_bar((per_pass * opts.repeat) as u64);
     let mut on_event = |ev: Event| match ev {
-        Event::Measuring { label } if label.starts_with(modelstep::STEP_LABEL) => {
-            layer = label[modelstep::STEP_LABEL.len()..].to_string()
+        Event::Measuring { label, shape } => {
+            let pass = bar.position() as usize / per_pass.max(1) + 1;
+            bar.set_message(format!("pass {pass}/{}: {shape} — {label}", opts.repeat));
+            bar.inc(1)
         }
-        Event::Measuring { label } => bar.set_message(format!("{layer} — {label}")),
         Event::Record(r) => {
-            bar.inc(1);
             if !r.valid {
                 bar.println(format!("INVALID {} {} {} {}: {}", r.backend, r.op, r.format, r.scaling, r.note));
             }
         }
-        Event::Skipped(_) => bar.inc(1),
+        // Skipped in the first pass, so in every pass.
+        Event::Skipped(_) => bar.inc(opts.repeat as u64),
         Event::BlockDone { .. } => {}
     };
-    // After each product: the roofs again (the best seen stays the calibration's), and what
-    // this moment gave goes into the product's records for the paired planner.
+    // After each product in each pass: the roofs again (the best seen stays the calibration's),
+    // and the median of what its passes gave goes into the product's records for the paired
+    // planner.
     let mut roofs_now = || Some(calibration::remeasure_now(calibration.as_mut()?, probe.as_ref()?));
     let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut on_event, &mut roofs_now);
     drop(probe);
@@ -117,13 +120,15 @@ pub fn exec(args: &Args) -> Result<()> {
     }
     notes.push(format!(
         "model steps: batch {}, prompt {}, context {}; slices of {} KiB (decode), at most {} tokens and {} M \
-         multiply-adds each{}",
+         multiply-adds each; {} passes over the slices, {} ms of samples per slice and pass, pooled{}",
         args.batch,
         args.prompt,
         args.context,
         sampling.slice_bytes >> 10,
         sampling.max_m,
         sampling.max_macs >> 20,
+        opts.repeat,
+        sampling.timing.budget.as_millis(),
         if args.quick { " (--quick)" } else { "" }
     ));
     let run = Run {

@@ -61,7 +61,8 @@ pub struct Args {
     #[arg(long)]
     pub no_calibration: bool,
     /// Repeat the whole suite N times (1..=100); records pool the samples and carry a bootstrap
-    /// 95 % confidence interval of the median that includes the drift between repeats.
+    /// 95 % confidence interval of the median that includes the drift between repeats. With
+    /// `--model`, each repeat is three passes over the step's products.
     #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=100))]
     pub repeat: u16,
     /// Reuse the same operands between samples instead of rotating copies past 4× the last-level
@@ -236,7 +237,7 @@ pub fn exec(args: Args) -> Result<()> {
         (!std::io::IsTerminal::is_terminal(&std::io::stderr()), std::time::Instant::now());
     let done = AtomicUsize::new(0);
     let outcome = runner::run_cases(&suite.cases, &opened.backends, &opts, &mut |ev| match ev {
-        Event::Measuring { label } => {
+        Event::Measuring { label, .. } => {
             bar.inc(1);
             bar.set_message(label.to_string())
         }

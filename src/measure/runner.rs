@@ -71,8 +71,8 @@ impl RunOptions {
 
 /// What the runner reports as it goes (for progress bars and logs).
 pub enum Event<'a> {
-    /// A case × backend is about to be measured.
-    Measuring { label: &'a str },
+    /// A case × backend is about to be measured (`shape`: the case's shape label).
+    Measuring { label: &'a str, shape: &'a str },
     /// One record finished (valid or not).
     Record(&'a Record),
     /// A case × backend did not run; one line saying why.
@@ -85,6 +85,8 @@ pub enum Event<'a> {
 #[derive(Debug, Default)]
 pub struct Outcome {
     pub records: Vec<Record>,
+    /// The index (into the cases run) of each record's case, parallel to `records`.
+    pub cases: Vec<usize>,
     pub skipped: Vec<String>,
     /// True when the stop flag ended the run early.
     pub interrupted: bool,
@@ -514,6 +516,7 @@ fn emit_group(
                 slot.rec.time = Time::default();
             }
             out.records.push(slot.rec);
+            out.cases.push(ci);
             on_event(Event::Record(out.records.last().expect("just pushed")));
         }
     }
@@ -619,7 +622,7 @@ fn run_block(
                 continue;
             }
             let l = label(backend, &cases[b.ci]);
-            on_event(Event::Measuring { label: &l });
+            on_event(Event::Measuring { label: &l, shape: &cases[b.ci].shape });
             // Prepared and validated in the first round, kept for the others.
             let set = (e + round) % entries.len();
             if sets[set].is_none() {

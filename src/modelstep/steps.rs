@@ -165,7 +165,8 @@ pub fn planner_read_gbs(run: &Run) -> Option<(f64, String)> {
         let median = crate::project::check::median(&seen);
         let (lo, hi) = seen.iter().fold((f64::INFINITY, 0f64), |(lo, hi), &g| (lo.min(g), hi.max(g)));
         let why = format!(
-            "{median:.1} GB/s, the median of {} read trials re-measured after each product ({lo:.1}–{hi:.1})",
+            "{median:.1} GB/s, the median of {} read figures re-measured after each product, each the median \
+             over the product's passes ({lo:.1}–{hi:.1})",
             seen.len()
         );
         return Some((median, why));
