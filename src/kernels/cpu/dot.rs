@@ -321,8 +321,8 @@ impl DotGemm {
     /// `c[m×n] = A · Wᵀ`.
     pub(crate) fn run(&mut self, a: &QuantizedMatrix, w: &QuantizedMatrix, c: &mut [f32], pool: &Pool) {
         let (m, n, k) = (a.rows, w.rows, a.cols);
-        c.fill(0.0);
         if m == 0 || n == 0 || k == 0 {
+            c.fill(0.0);
             return;
         }
         let Kernels { mr, nr, tile, .. } = self.kernels;
@@ -372,9 +372,12 @@ impl DotGemm {
                         let at = (b * m_panels + ip) * mr;
                         let (row0, rv) = (ip * mr, mr.min(r1 - ip * mr));
                         for jp in 0..panels {
+                            // The first K block writes C (every element of C is in a tile of
+                            // it), so C is never zeroed first, nor read back before it is summed.
                             let t = Tile {
                                 pairs,
                                 seg_pairs,
+                                fresh: b == 0,
                                 a: &a_pack[at * KCP..(at + mr) * KCP],
                                 b: &wp[jp * nr * KCP..(jp + 1) * nr * KCP],
                                 sa: &sa_pack[at * SEGS..(at + mr) * SEGS],
@@ -388,8 +391,10 @@ impl DotGemm {
                                 // Ragged edge: the valid part of C through a full-size tile (the
                                 // update reads C, so the tile starts as a copy of it).
                                 let mut buf = vec![0f32; mr * nr];
-                                for (dst, src) in buf.chunks_exact_mut(nr).zip(crows.iter()) {
-                                    dst[..cv].copy_from_slice(&src[col..col + cv]);
+                                if !t.fresh {
+                                    for (dst, src) in buf.chunks_exact_mut(nr).zip(crows.iter()) {
+                                        dst[..cv].copy_from_slice(&src[col..col + cv]);
+                                    }
                                 }
                                 let mut rows: Vec<&mut [f32]> = buf.chunks_exact_mut(nr).collect();
                                 tile(&t, &mut rows, 0);

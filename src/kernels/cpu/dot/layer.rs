@@ -270,7 +270,9 @@ impl<const ARM: bool> DotVec for Soft<ARM> {
 
 /// One K block of a GEMM tile. `a[q·MR + r]` and `b[q·NR + j]` are the K-pairs of row `r` of A
 /// and column `j` of C; `sa[s·MR + r]`, `sw[s·NR + j]` the scales of segment `s`. Per segment,
-/// `c[r][j] = fma(Σ dot, sa[r] · sw[j], c[r][j])`.
+/// `c[r][j] = fma(Σ dot, sa[r] · sw[j], c[r][j])`, with `c` read as +0 in the first segment when
+/// `fresh` (C's first K block: what C holds is not read, and the bits are those of a C zeroed
+/// first).
 ///
 /// # Safety
 /// The caller has the unit's features; `a` holds `pairs · MR`, `b` `pairs · NR` values, `sa`
@@ -285,6 +287,7 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
     sa: *const f32,
     sw: *const f32,
     c: [*mut f32; MR],
+    fresh: bool,
 ) {
     let nr = NV * V::W;
     let (mut q, mut s) = (0, 0);
@@ -307,7 +310,8 @@ pub(crate) unsafe fn tile<V: DotVec, const MR: usize, const NV: usize>(
                 let sr = V::splatf(*sa.add(s * MR + r));
                 for v in 0..NV {
                     let p = c[r].add(v * V::W);
-                    V::storef(p, V::fma(acc[v], V::mul(sr, swv[v]), V::loadf(p)));
+                    let old = if fresh && s == 0 { V::zero() } else { V::loadf(p) };
+                    V::storef(p, V::fma(acc[v], V::mul(sr, swv[v]), old));
                 }
             }
             s += 1;
@@ -544,6 +548,8 @@ pub(crate) unsafe fn peak_loop<V: DotVec>(iters: u64) -> f32 {
 pub(crate) struct Tile<'a> {
     pub pairs: usize,
     pub seg_pairs: usize,
+    /// C's first K block: the tile writes C without reading it (as if C were zero).
+    pub fresh: bool,
     pub a: &'a [u32],
     pub b: &'a [u32],
     pub sa: &'a [f32],
@@ -724,7 +730,14 @@ macro_rules! dot_kernels {
             // SAFETY (caller): features present, slices checked by `Tile::check`.
             unsafe {
                 $crate::kernels::cpu::dot::tile::<$v, $mr, $nv>(
-                    t.pairs, t.seg_pairs, t.a.as_ptr(), t.b.as_ptr(), t.sa.as_ptr(), t.sw.as_ptr(), c,
+                    t.pairs,
+                    t.seg_pairs,
+                    t.a.as_ptr(),
+                    t.b.as_ptr(),
+                    t.sa.as_ptr(),
+                    t.sw.as_ptr(),
+                    c,
+                    t.fresh,
                 )
             }
         }

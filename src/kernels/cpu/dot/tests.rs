@@ -56,14 +56,17 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
     for (unit, k) in kernel_sets(&native) {
         let (mr, nr) = (k.mr, k.nr);
         assert!(mr % twin.mr == 0 && nr % twin.nr == 0, "the twin's tiles must cover the unit's tile");
-        for (pairs_n, seg_pairs) in [(1, 1), (7, 16), (64, 16), (128, 64), (100, 128), (128, 128)] {
+        let shapes = [(1, 1), (7, 16), (64, 16), (128, 64), (100, 128), (128, 128)];
+        for ((pairs_n, seg_pairs), fresh) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
             let nseg = usize::div_ceil(pairs_n, seg_pairs);
             let a = pairs(pairs_n * mr, 1);
             let b = pairs(pairs_n * nr, 2);
             let sa: Vec<f32> = (0..nseg * mr).map(|i| 2f32.powi(i as i32 % 5 - 2)).collect();
             let sw: Vec<f32> = (0..nseg * nr).map(|i| 0.75 + (i % 7) as f32 * 0.125).collect();
-            let t = Tile { pairs: pairs_n, seg_pairs, a: &a, b: &b, sa: &sa, sw: &sw };
-            let c0: Vec<f32> = (0..mr * nr).map(|i| (i % 9) as f32 * 0.5 - 2.0).collect();
+            let t = Tile { pairs: pairs_n, seg_pairs, fresh, a: &a, b: &b, sa: &sa, sw: &sw };
+            // A fresh tile must not read C: it starts as NaN, which any read would carry through.
+            let c0: Vec<f32> =
+                (0..mr * nr).map(|i| if fresh { f32::NAN } else { (i % 9) as f32 * 0.5 - 2.0 }).collect();
             let mut got = c0.clone();
             (k.tile)(&t, &mut got.chunks_exact_mut(nr).collect::<Vec<_>>(), 0);
             // The twin tiles (tm × tn) cover the unit's tile.
@@ -78,7 +81,7 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
                     };
                     let (ta, tb) = (sub(&a, mr, r0, twin.mr), sub(&b, nr, j0, twin.nr));
                     let (tsa, tsw) = (subf(&sa, mr, r0, twin.mr), subf(&sw, nr, j0, twin.nr));
-                    let tt = Tile { pairs: pairs_n, seg_pairs, a: &ta, b: &tb, sa: &tsa, sw: &tsw };
+                    let tt = Tile { pairs: pairs_n, seg_pairs, fresh, a: &ta, b: &tb, sa: &tsa, sw: &tsw };
                     let mut rows: Vec<&mut [f32]> =
                         want.chunks_exact_mut(nr).skip(r0).take(twin.mr).collect();
                     (twin.tile)(&tt, &mut rows, j0);
@@ -87,12 +90,36 @@ fn native_units_match_their_portable_twin_bit_for_bit() {
             assert_eq!(
                 got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
                 want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
-                "{unit} tile pairs={pairs_n} seg={seg_pairs}"
+                "{unit} tile pairs={pairs_n} seg={seg_pairs} fresh={fresh}"
             );
         }
         for (pairs_n, seg_pairs) in [(16, 16), (64, 16), (192, 64), (80, 80)] {
             let w: Vec<Vec<u32>> = (0..ROWS).map(|r| pairs(pairs_n, 10 + r as u32)).collect();
             check_rows(&unit, pairs_n, seg_pairs, &w, |a, t| (twin.rows)(a, t), |a, t| (k.rows)(a, t));
+        }
+    }
+}
+
+/// A tile of C's first K block (`fresh`) writes C without reading it, with the bits of the same
+/// tile over a C zeroed first (the twin too: on a CPU without the units it is the only tile).
+#[test]
+fn fresh_tiles_write_c_without_reading_it() {
+    for (unit, k) in kernel_sets(&DotUnit::available()) {
+        let (mr, nr) = (k.mr, k.nr);
+        for (pairs_n, seg_pairs) in [(7, 16), (64, 16), (100, 128)] {
+            let nseg = usize::div_ceil(pairs_n, seg_pairs);
+            let (a, b) = (pairs(pairs_n * mr, 3), pairs(pairs_n * nr, 4));
+            let sa: Vec<f32> = (0..nseg * mr).map(|i| 2f32.powi(i as i32 % 3 - 1)).collect();
+            let sw: Vec<f32> = (0..nseg * nr).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+            let run = |fresh: bool, c0: f32| {
+                let t = Tile { pairs: pairs_n, seg_pairs, fresh, a: &a, b: &b, sa: &sa, sw: &sw };
+                let mut c = vec![c0; mr * nr];
+                (k.tile)(&t, &mut c.chunks_exact_mut(nr).collect::<Vec<_>>(), 0);
+                c.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+            };
+            let zeroed = run(false, 0.0);
+            assert!(zeroed.iter().any(|&v| v != 0), "{unit}: a tile of zeros tests nothing");
+            assert_eq!(run(true, f32::NAN), zeroed, "{unit} pairs={pairs_n} seg={seg_pairs}");
         }
     }
 }
