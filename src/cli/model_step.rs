@@ -120,15 +120,18 @@ pub fn exec(args: &Args) -> Result<()> {
     }
     notes.push(format!(
         "model steps: batch {}, prompt {}, context {}; slices of {} KiB (decode), at most {} tokens and {} M \
-         multiply-adds each; {} passes over the slices, {} ms of samples per slice and pass, pooled{}",
+         multiply-adds each; {} ms of samples per slice in {}{}",
         args.batch,
         args.prompt,
         args.context,
         sampling.slice_bytes >> 10,
         sampling.max_m,
         sampling.max_macs >> 20,
-        opts.repeat,
         sampling.timing.budget.as_millis(),
+        match opts.repeat {
+            1 => "one pass".to_string(),
+            p => format!("each of {p} passes over the slices, pooled"),
+        },
         if args.quick { " (--quick)" } else { "" }
     ));
     let run = Run {
