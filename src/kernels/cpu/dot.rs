@@ -347,6 +347,8 @@ impl DotGemm {
                 let (r0, r1) = it.rows;
                 let (wp, sw, scratch) = &mut *it.buf;
                 let panels = (c1 - c0).div_ceil(nr);
+                // A full-size tile for ragged edges, made once per item.
+                let mut edge = vec![0f32; mr * nr];
                 for (b, &(p0, kc)) in blocks.iter().enumerate() {
                     with_codes!(&w.codes, |codes| {
                         for (j, (wp, sw)) in wp
@@ -388,17 +390,17 @@ impl DotGemm {
                             if rv == mr && cv == nr {
                                 tile(&t, crows, col);
                             } else {
-                                // Ragged edge: the valid part of C through a full-size tile (the
-                                // update reads C, so the tile starts as a copy of it).
-                                let mut buf = vec![0f32; mr * nr];
+                                // Ragged edge: the valid part of C through a full-size tile (past
+                                // the first K block the update reads C, so the tile starts as a
+                                // copy of it; what lies outside the valid part is discarded).
                                 if !t.fresh {
-                                    for (dst, src) in buf.chunks_exact_mut(nr).zip(crows.iter()) {
+                                    for (dst, src) in edge.chunks_exact_mut(nr).zip(crows.iter()) {
                                         dst[..cv].copy_from_slice(&src[col..col + cv]);
                                     }
                                 }
-                                let mut rows: Vec<&mut [f32]> = buf.chunks_exact_mut(nr).collect();
+                                let mut rows: Vec<&mut [f32]> = edge.chunks_exact_mut(nr).collect();
                                 tile(&t, &mut rows, 0);
-                                for (src, dst) in buf.chunks_exact(nr).zip(crows.iter_mut()) {
+                                for (src, dst) in edge.chunks_exact(nr).zip(crows.iter_mut()) {
                                     dst[col..col + cv].copy_from_slice(&src[..cv]);
                                 }
                             }

@@ -8,8 +8,9 @@
 use serde::Serialize;
 use std::fmt;
 
-/// A hint to fetch the cache line at `p` into L2 (x86-64; nothing elsewhere). It reads nothing and
-/// cannot fault, so `p` may lie anywhere.
+/// A hint to fetch the cache line at `p` into L2 (x86-64; nothing elsewhere), the one every row
+/// stream and the GEMM's next-block fetch use. It reads nothing and cannot fault, so `p` may lie
+/// anywhere.
 #[inline(always)]
 pub(crate) fn prefetch(p: *const u8) {
     #[cfg(target_arch = "x86_64")]

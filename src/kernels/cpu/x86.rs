@@ -365,8 +365,7 @@ fn prefetch_rows<E>(rows: &[&[E]], k: usize, c: usize) {
     let ahead = c + PREFETCH_BYTES / std::mem::size_of::<E>();
     let skip = if ahead < k { ahead } else { rows.len() * k + ahead - k };
     for w in rows {
-        // SAFETY: prefetch is a hint; it reads nothing and cannot fault.
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(w.as_ptr().wrapping_add(skip).cast()) };
+        super::isa::prefetch(w.as_ptr().wrapping_add(skip).cast());
     }
 }
 

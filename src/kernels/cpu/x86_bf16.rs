@@ -100,9 +100,8 @@ impl<const VBMI: bool> DotVec for Zmm<VBMI> {
     }
     #[inline(always)]
     fn prefetch(p: *const u8) {
-        // SAFETY: a prefetch is a hint; it reads nothing and cannot fault. Into L2, as the f32
-        // row kernel's (`x86::prefetch_rows` says why).
-        unsafe { _mm_prefetch::<_MM_HINT_T1>(p.cast()) }
+        // Into L2, as the f32 row kernel's (`x86::prefetch_rows` says why).
+        super::isa::prefetch(p)
     }
     #[inline(always)]
     unsafe fn load_fp8(p: *const u8, e4m3: bool) -> Self {
