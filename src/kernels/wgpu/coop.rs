@@ -22,14 +22,74 @@ const TEMPLATE: &str = include_str!("shaders/coop_gemm.wgsl");
 
 /// The one configuration the kernel is written for: 16×16×16, f16 × f16 → f32.
 pub(crate) const SHAPE: u32 = 16;
-/// Workgroup tile: BM × BN outputs, K staged BK deep; four subgroups of 32×32 outputs each.
+/// Workgroup tile: BM × BN outputs; four subgroups of 32×32 outputs each.
 pub(crate) const BM: u32 = 64;
 pub(crate) const BN: u32 = 64;
-pub(crate) const BK: u32 = 32;
 /// Subgroups per workgroup (2 × 2 quarters of the tile).
 const SUBGROUPS: u32 = 4;
-/// Workgroup memory of one workgroup: f16 A and W tiles plus the f32 promotion tile.
-pub(crate) const WORKGROUP_BYTES: u32 = (BM * BK + BN * BK) * 2 + BM * BN * 4;
+/// The environment variable that overrides [`Tuning::DEFAULT`] (kernel variants on a lent GPU).
+pub(crate) const TUNING_VAR: &str = "CHIPBENCH_COOP";
+
+/// The kernel's knobs. [`Tuning::DEFAULT`] is what runs; `CHIPBENCH_COOP` (e.g.
+/// `bk=64,pad=8,prefetch=1,promote_k=128`) picks another variant to compare on a GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) struct Tuning {
+    /// K elements staged per step (32 or 64).
+    pub bk: u32,
+    /// f16 elements of padding after each staged row (0 or 8): the row stride is `bk + pad`, so
+    /// the rows a 16×16 load reads start in different workgroup-memory banks.
+    pub pad: u32,
+    /// Fetch the next K step's codes into registers before the current step's multiply-adds.
+    pub prefetch: bool,
+    /// Longest run of K the tensor cores accumulate before the partial sums are promoted to the
+    /// f32 outputs (a multiple of `bk`; 0: only scale blocks bound it). NVIDIA's tensor cores do
+    /// not add in IEEE f32 round-to-nearest: on an H200 an F16 GEMM accumulated over all of
+    /// K = 4096 failed validation with a systematic error 35× its expected size (docs/gpu.md),
+    /// the reason DeepGEMM promotes every 128.
+    pub promote_k: u32,
+}
+
+impl Tuning {
+    pub const DEFAULT: Tuning = Tuning { bk: 32, pad: 0, prefetch: false, promote_k: 128 };
+    const ALLOWED: &'static str =
+        "comma-separated bk=32|64, pad=0|8, prefetch=0|1, promote_k=0 or a multiple of bk";
+
+    /// `Tuning::DEFAULT` with the overrides of `spec` (the value of [`TUNING_VAR`]).
+    pub fn parse(spec: &str) -> Result<Tuning, crate::error::Error> {
+        let bad = || crate::error::Error::invalid(TUNING_VAR, spec, Self::ALLOWED);
+        let mut t = Tuning::DEFAULT;
+        for item in spec.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+            let (key, value) = item.split_once('=').ok_or_else(bad)?;
+            let v: u32 = value.trim().parse().map_err(|_| bad())?;
+            match key.trim() {
+                "bk" if v == 32 || v == 64 => t.bk = v,
+                "pad" if v == 0 || v == 8 => t.pad = v,
+                "prefetch" if v <= 1 => t.prefetch = v == 1,
+                "promote_k" => t.promote_k = v,
+                _ => return Err(bad()),
+            }
+        }
+        if t.promote_k % t.bk != 0 {
+            return Err(bad());
+        }
+        Ok(t)
+    }
+
+    /// [`Tuning::DEFAULT`], or the variant `CHIPBENCH_COOP` names.
+    pub fn from_env() -> Result<Tuning, crate::error::Error> {
+        std::env::var(TUNING_VAR).map_or(Ok(Tuning::DEFAULT), |s| Tuning::parse(&s))
+    }
+
+    /// Row stride of the staged f16 tiles, in elements.
+    fn stride(self) -> u32 {
+        self.bk + self.pad
+    }
+
+    /// Workgroup memory of one workgroup: f16 A and W tiles plus the f32 promotion tile.
+    pub fn workgroup_bytes(self) -> u32 {
+        (BM + BN) * self.stride() * 2 + BM * BN * 4
+    }
+}
 
 /// What the record's `compute` says for GEMMs on this path.
 pub(crate) const COMPUTE: &str = "coop-matrix 16x16x16 f16->f32";
@@ -67,6 +127,18 @@ impl DeviceFacts {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct CoopDevice {
     pub subgroup: u32,
+    pub tuning: Tuning,
+}
+
+impl std::fmt::Display for Tuning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let prefetch = if self.prefetch { "next step prefetched" } else { "no prefetch" };
+        let promote = match self.promote_k {
+            0 => "promoted at scale-block ends only".to_string(),
+            k => format!("promoted every {k} along K"),
+        };
+        write!(f, "K step {}, row stride {}, {prefetch}, {promote}", self.bk, self.stride())
+    }
 }
 
 /// Features the device must be created with for [`CoopDevice`].
@@ -114,7 +186,7 @@ pub(crate) fn select(properties: &[Props]) -> Result<Props, String> {
 }
 
 /// Whether a device with these facts can run the path, and for which subgroup size.
-pub(crate) fn device_plan(facts: &DeviceFacts) -> Result<CoopDevice, String> {
+pub(crate) fn device_plan(facts: &DeviceFacts, tuning: Tuning) -> Result<CoopDevice, String> {
     if let Some(why) = facts.disabled {
         return Err(why.to_string());
     }
@@ -137,10 +209,11 @@ pub(crate) fn device_plan(facts: &DeviceFacts) -> Result<CoopDevice, String> {
             facts.subgroup_min, facts.subgroup_max
         ));
     }
-    if facts.workgroup_storage < WORKGROUP_BYTES {
+    if facts.workgroup_storage < tuning.workgroup_bytes() {
         return Err(format!(
-            "max_compute_workgroup_storage_size {} < the {WORKGROUP_BYTES} bytes the tiles need",
-            facts.workgroup_storage
+            "max_compute_workgroup_storage_size {} < the {} bytes the tiles need",
+            facts.workgroup_storage,
+            tuning.workgroup_bytes()
         ));
     }
     if facts.invocations < SUBGROUPS * sg {
@@ -150,7 +223,7 @@ pub(crate) fn device_plan(facts: &DeviceFacts) -> Result<CoopDevice, String> {
             SUBGROUPS * sg
         ));
     }
-    Ok(CoopDevice { subgroup: sg })
+    Ok(CoopDevice { subgroup: sg, tuning })
 }
 
 /// Why a format cannot feed f16 tensor cores, if it cannot: only exact f16 values go in.
@@ -167,8 +240,10 @@ pub(crate) fn format_reason(format: Format) -> Option<&'static str> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct Coop {
     pub subgroup: u32,
-    /// K tiles of [`BK`] per scale block along K: partial sums are promoted (scaled, added to
-    /// the f32 outputs) after each such block. 0: one promotion at the end (no K blocks).
+    pub tuning: Tuning,
+    /// K steps of `tuning.bk` between promotions (partial sums scaled and added to the f32
+    /// outputs): within one scale block along K and at most `tuning.promote_k` long. 0: one
+    /// promotion at the end.
     pub promote_tiles: u32,
 }
 
@@ -183,34 +258,45 @@ impl Coop {
     /// First K element of the scale block holding K tile `t` (the shader's `{{BLOCK_START}}`).
     #[cfg(test)]
     pub(crate) fn block_start(self, t: u32) -> u32 {
-        t.checked_div(self.promote_tiles).map_or(0, |b| b * self.promote_tiles * BK)
+        t.checked_div(self.promote_tiles).map_or(0, |b| b * self.promote_tiles * self.tuning.bk)
     }
 
     /// WGSL of [`Coop::block_end`] and [`Coop::block_start`] (`t`, `k_tiles` in scope).
     fn block_wgsl(self) -> (String, String) {
         match self.promote_tiles {
             0 => ("t + 1u == k_tiles".into(), "0u".into()),
-            p => (format!("t + 1u == k_tiles || (t + 1u) % {p}u == 0u"), format!("(t / {p}u) * {}u", p * BK)),
+            p => (
+                format!("t + 1u == k_tiles || (t + 1u) % {p}u == 0u"),
+                format!("(t / {p}u) * {}u", p * self.tuning.bk),
+            ),
         }
     }
 }
 
-/// Depth along K over which both operands' scales are constant, in K tiles; 0 for the whole K.
-fn promotion(a: ScaleLookup, w: ScaleLookup) -> Result<u32, String> {
+/// K steps between promotions: the longest run within which both operands' scales are constant
+/// (0: all of K) and that is no longer than `tuning.promote_k` (0: unbounded), as a divisor of
+/// the scale block so that a run never straddles one.
+fn promotion(a: ScaleLookup, w: ScaleLookup, tuning: Tuning) -> Result<u32, String> {
+    let bk = tuning.bk;
     let depth = |s: ScaleLookup| match s {
         ScaleLookup::Block { cols, .. } => Some(cols),
         ScaleLookup::One | ScaleLookup::Single => None,
     };
-    let d = match (depth(a), depth(w)) {
-        (None, None) => return Ok(0),
-        (Some(d), None) | (None, Some(d)) => d,
-        (Some(x), Some(y)) if x.max(y) % x.min(y) == 0 => x.min(y),
+    let block = match (depth(a), depth(w)) {
+        (None, None) => None,
+        (Some(d), None) | (None, Some(d)) => Some(d),
+        (Some(x), Some(y)) if x.max(y) % x.min(y) == 0 => Some(x.min(y)),
         (Some(x), Some(y)) => return Err(format!("scale blocks of {x} and {y} along K do not nest")),
     };
-    if d % BK != 0 {
-        return Err(format!("scale blocks of {d} along K are not a multiple of the {BK}-deep K tile"));
+    let cap = tuning.promote_k / bk;
+    match block {
+        Some(d) if d % bk != 0 => {
+            Err(format!("scale blocks of {d} along K are not a multiple of the {bk}-deep K step"))
+        }
+        Some(d) if cap == 0 => Ok(d / bk),
+        Some(d) => Ok((1..=cap.min(d / bk)).rev().find(|p| (d / bk) % p == 0).unwrap_or(1)),
+        None => Ok(cap),
     }
-    Ok(d / BK)
 }
 
 /// The path for one GEMM on a device that has it, or why the shader f32 kernel runs instead.
@@ -226,7 +312,8 @@ pub(crate) fn plan(
             return Err(format!("{name} {f}: {why}"));
         }
     }
-    Ok(Coop { subgroup: device.subgroup, promote_tiles: promotion(a_scale, w_scale)? })
+    let promote_tiles = promotion(a_scale, w_scale, device.tuning)?;
+    Ok(Coop { subgroup: device.subgroup, tuning: device.tuning, promote_tiles })
 }
 
 /// One line per subgroup tile `(i, j)` of a subgroup's 2 × 2.
@@ -234,45 +321,68 @@ fn per_tile(line: impl Fn(u32, u32) -> String) -> String {
     (0..2).flat_map(|i| (0..2).map(move |j| (i, j))).map(|(i, j)| line(i, j) + "\n").collect()
 }
 
-/// WGSL `stage_{op}(row0, t, i)`: decode code group `i` of operand `op`'s tile for K tile `t`
-/// to f16 in `{op}_sh` (zero outside the matrix, whose rows are `params.{rows}`).
-fn stage_function(op: &str, rows: &str) -> String {
+/// WGSL `put_{op}(i, v)`: store the four f16 values of code group `i` of a K step in `{op}_sh`.
+fn put_function(op: &str) -> String {
     let stores: String = ["x", "y", "z", "w"]
         .iter()
         .enumerate()
         .map(|(c, lane)| format!("    {op}_sh[o + {c}u] = v.{lane};\n"))
         .collect();
-    format!(
-        "fn stage_{op}(row0: u32, t: u32, i: u32) {{
-    let r = i / BKG;
-    let g = i % BKG;
-    let kg = t * BKG + g;
-    var v = vec4<f16>();
-    if (row0 + r < params.{rows} && kg < params.kg) {{
-        v = vec4<f16>(decode_{op}({op}_codes[(row0 + r) * params.kg + kg]));
-    }}
-    let o = r * BK + 4u * g;
-{stores}}}
-"
-    )
+    format!("fn put_{op}(i: u32, v: vec4<f16>) {{\n    let o = (i / BKG) * STRIDE + 4u * (i % BKG);\n{stores}}}\n")
+}
+
+/// The staging code of one operand: `fetch` loads this thread's code groups of K step `t` into
+/// registers (`c{op}_j`, with `o{op}_j` saying whether the group is inside the matrix), `put`
+/// decodes them to f16 in workgroup memory (zero outside).
+struct Staging {
+    declare: String,
+    fetch: Box<dyn Fn(&str) -> String>,
+    put: String,
+}
+
+fn staging(op: &'static str, rows: &'static str, row0: &'static str, slots: u32, wg: u32) -> Staging {
+    let declare = (0..slots)
+        .map(|j| format!("    var c{op}_{j} = {op}_codes[0];\n    var o{op}_{j} = 0u;\n"))
+        .collect();
+    let fetch = move |t: &str| -> String {
+        (0..slots)
+            .map(|j| {
+                format!(
+                    "        {{ let x = at({row0}, params.{rows}, {t}, li + {}u); c{op}_{j} = {op}_codes[x.x]; o{op}_{j} = x.y; }}\n",
+                    j * wg
+                )
+            })
+            .collect()
+    };
+    let put = (0..slots)
+        .map(|j| {
+            format!(
+                "        put_{op}(li + {}u, select(vec4<f16>(), vec4<f16>(decode_{op}(c{op}_{j})), o{op}_{j} != 0u));\n",
+                j * wg
+            )
+        })
+        .collect();
+    Staging { declare, fetch: Box::new(fetch), put }
 }
 
 /// The cooperative-matrix GEMM template with its own slots filled; the decode, scale and binding
 /// slots of common.wgsl are filled by [`ShaderKey::source`] as for every template.
 pub(crate) fn template(coop: Coop) -> String {
+    let tuning = coop.tuning;
+    let (bk, stride) = (tuning.bk, tuning.stride());
     let wg = SUBGROUPS * coop.subgroup;
     let outputs = BM * BN / wg;
-    let steps: String = (0..BK / SHAPE)
+    let steps: String = (0..bk / SHAPE)
         .map(|s| {
             let kk = s * SHAPE;
             let mut t = String::from("        {\n");
             for i in 0..2 {
                 t += &format!(
-                    "            let a{i} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[(sm + {}u) * BK + {kk}u], BK);\n",
+                    "            let a{i} = coopLoadT<coop_mat16x16<f16, A>>(&a_sh[(sm + {}u) * STRIDE + {kk}u], STRIDE);\n",
                     16 * i
                 );
                 t += &format!(
-                    "            let b{i} = coopLoad<coop_mat16x16<f16, B>>(&w_sh[(sn + {}u) * BK + {kk}u], BK);\n",
+                    "            let b{i} = coopLoad<coop_mat16x16<f16, B>>(&w_sh[(sn + {}u) * STRIDE + {kk}u], STRIDE);\n",
                     16 * i
                 );
             }
@@ -280,19 +390,39 @@ pub(crate) fn template(coop: Coop) -> String {
             t + "        }\n"
         })
         .collect();
+    let groups = |rows: u32| rows * (bk / 4) / wg;
+    let (a, w) = (staging("a", "m", "a_row0", groups(BM), wg), staging("w", "n", "w_row0", groups(BN), wg));
+    let (preload, stage, prefetch) = if tuning.prefetch {
+        (
+            (a.fetch)("0u") + &(w.fetch)("0u"),
+            a.put.clone() + &w.put,
+            format!(
+                "        if (t + 1u < k_tiles) {{\n{}{}        }}\n",
+                (a.fetch)("t + 1u"),
+                (w.fetch)("t + 1u")
+            ),
+        )
+    } else {
+        (String::new(), (a.fetch)("t") + &(w.fetch)("t") + &a.put + &w.put, String::new())
+    };
     let (block_end, block_start) = coop.block_wgsl();
     let outs = |f: &dyn Fn(u32) -> String| (0..outputs).map(|i| f(i) + "\n").collect::<String>();
     TEMPLATE
         .replace("{{SUBGROUP}}", &coop.subgroup.to_string())
-        .replace("{{STAGE}}", &(stage_function("a", "m") + "\n" + &stage_function("w", "n")))
+        .replace("{{PUT}}", &(put_function("a") + "\n" + &put_function("w")))
         .replace("{{BM}}", &BM.to_string())
         .replace("{{BN}}", &BN.to_string())
-        .replace("{{BK}}", &BK.to_string())
+        .replace("{{BK}}", &bk.to_string())
+        .replace("{{STRIDE}}", &stride.to_string())
         .replace(
             "{{ACC_DECLARE}}",
             &per_tile(|i, j| format!("    var acc_{i}_{j} = coop_mat16x16<f32, C>();")),
         )
         .replace("{{OUT_DECLARE}}", &outs(&|i| format!("    var out_{i} = 0.0;")))
+        .replace("{{CODES_DECLARE}}", &(a.declare.clone() + &w.declare))
+        .replace("{{PRELOAD}}", &preload)
+        .replace("{{STAGE}}", &stage)
+        .replace("{{PREFETCH}}", &prefetch)
         .replace("{{MMA_STEPS}}", &steps)
         .replace("{{BLOCK_END}}", &block_end)
         .replace("{{BLOCK_START}}", &block_start)
@@ -364,7 +494,8 @@ mod tests {
     fn hopper_list_selects_16x16x16_f16_to_f32() {
         let p = select(&hopper()).unwrap();
         assert_eq!(describe(&p), "16x16x16 f16*f16->f32 subgroup");
-        assert_eq!(device_plan(&hopper_facts()), Ok(CoopDevice { subgroup: 32 }));
+        let default = Tuning::DEFAULT;
+        assert_eq!(device_plan(&hopper_facts(), default), Ok(CoopDevice { subgroup: 32, tuning: default }));
     }
 
     #[test]
@@ -374,7 +505,9 @@ mod tests {
         let e = select(&[hopper()[0], hopper()[3]]).unwrap_err();
         assert!(e.contains("16x16x16 f16*f16->f16 subgroup, 16x8x16 f16*f16->f32 subgroup"), "{e}");
         let facts = DeviceFacts { properties: vec![], ..hopper_facts() };
-        assert!(device_plan(&facts).unwrap_err().starts_with("no 16x16x16 f16->f32 configuration"));
+        assert!(device_plan(&facts, Tuning::DEFAULT)
+            .unwrap_err()
+            .starts_with("no 16x16x16 f16->f32 configuration"));
     }
 
     #[test]
@@ -386,30 +519,38 @@ mod tests {
             subgroup_max: 8,
             ..hopper_facts()
         };
-        assert!(device_plan(&lavapipe).unwrap_err().contains("no cooperative-matrix feature"));
+        assert!(device_plan(&lavapipe, Tuning::DEFAULT)
+            .unwrap_err()
+            .contains("no cooperative-matrix feature"));
         let no_f16 =
             DeviceFacts { features: required_features() - ::wgpu::Features::SHADER_F16, ..hopper_facts() };
-        assert!(device_plan(&no_f16).unwrap_err().contains("shader-f16"));
+        assert!(device_plan(&no_f16, Tuning::DEFAULT).unwrap_err().contains("shader-f16"));
         let varying = DeviceFacts { subgroup_min: 32, subgroup_max: 64, ..hopper_facts() };
-        assert!(device_plan(&varying).unwrap_err().contains("subgroup size 32..64"));
+        assert!(device_plan(&varying, Tuning::DEFAULT).unwrap_err().contains("subgroup size 32..64"));
         let small = DeviceFacts { workgroup_storage: 16384, ..hopper_facts() };
-        assert!(device_plan(&small).unwrap_err().contains("16384 < the 24576 bytes"));
+        assert!(device_plan(&small, Tuning::DEFAULT).unwrap_err().contains("16384 < the 24576 bytes"));
         let off = DeviceFacts { disabled: Some("turned off"), ..hopper_facts() };
-        assert_eq!(device_plan(&off).unwrap_err(), "turned off");
+        assert_eq!(device_plan(&off, Tuning::DEFAULT).unwrap_err(), "turned off");
         let amd = DeviceFacts { subgroup_min: 64, subgroup_max: 64, ..hopper_facts() };
-        assert_eq!(device_plan(&amd), Ok(CoopDevice { subgroup: 64 }));
+        assert_eq!(device_plan(&amd, Tuning::DEFAULT).map(|d| d.subgroup), Ok(64));
+        // The larger variant needs more workgroup memory than the default.
+        let big = Tuning { bk: 64, pad: 8, ..Tuning::DEFAULT };
+        assert_eq!(big.workgroup_bytes(), 34816);
+        let e = device_plan(&DeviceFacts { workgroup_storage: 32768, ..hopper_facts() }, big).unwrap_err();
+        assert!(e.contains("32768 < the 34816 bytes"), "{e}");
     }
 
     #[test]
     fn formats_and_scale_blocks_choose_the_plan() {
-        let dev = CoopDevice { subgroup: 32 };
+        let dev = CoopDevice { subgroup: 32, tuning: Tuning::DEFAULT };
         let (one, single) = (ScaleLookup::One, ScaleLookup::Single);
         let deepseek_a = ScaleLookup::Block { rows: 1, cols: 128 };
         let deepseek_w = ScaleLookup::Block { rows: 128, cols: 128 };
         let mx = ScaleLookup::Block { rows: 1, cols: 32 };
         let p = |a, w, sa, sw| plan(dev, a, w, sa, sw).map(|c| c.promote_tiles);
-        assert_eq!(p(Format::F16, Format::F16, one, one), Ok(0));
-        assert_eq!(p(Format::E4M3, Format::E4M3, single, single), Ok(0));
+        // Without scale blocks the tensor cores still accumulate at most 128 along K.
+        assert_eq!(p(Format::F16, Format::F16, one, one), Ok(4));
+        assert_eq!(p(Format::E4M3, Format::E4M3, single, single), Ok(4));
         assert_eq!(p(Format::E4M3, Format::E4M3, deepseek_a, deepseek_w), Ok(4));
         assert_eq!(p(Format::F16, Format::E5M2, one, deepseek_w), Ok(4));
         assert_eq!(p(Format::E5M2, Format::E5M2, mx, mx), Ok(1));
@@ -421,6 +562,42 @@ mod tests {
         assert!(p(Format::E4M3, Format::E4M3, odd, one).unwrap_err().contains("48 along K"));
         let e = p(Format::E4M3, Format::E4M3, odd, ScaleLookup::Block { rows: 1, cols: 64 }).unwrap_err();
         assert!(e.contains("do not nest"), "{e}");
+        // The promotion depth: unbounded, longer than the block, shorter than the block, not a
+        // divisor of it, and with 64-deep K steps.
+        let with = |t: Tuning| {
+            move |sa, sw| {
+                plan(CoopDevice { subgroup: 32, tuning: t }, Format::F16, Format::E4M3, sa, sw)
+                    .map(|c| c.promote_tiles)
+            }
+        };
+        let unbounded = with(Tuning { promote_k: 0, ..Tuning::DEFAULT });
+        assert_eq!(unbounded(one, one), Ok(0));
+        assert_eq!(unbounded(one, deepseek_w), Ok(4));
+        assert_eq!(with(Tuning { promote_k: 512, ..Tuning::DEFAULT })(one, deepseek_w), Ok(4));
+        assert_eq!(with(Tuning { promote_k: 64, ..Tuning::DEFAULT })(one, deepseek_w), Ok(2));
+        let odd = ScaleLookup::Block { rows: 1, cols: 96 };
+        assert_eq!(with(Tuning { promote_k: 64, ..Tuning::DEFAULT })(one, odd), Ok(1));
+        let bk64 = with(Tuning { bk: 64, ..Tuning::DEFAULT });
+        assert_eq!(bk64(one, one), Ok(2));
+        assert_eq!(
+            bk64(mx, mx).unwrap_err(),
+            "scale blocks of 32 along K are not a multiple of the 64-deep K step"
+        );
+    }
+
+    #[test]
+    fn tuning_parses_its_variable_and_refuses_the_rest() {
+        assert_eq!(Tuning::parse("").unwrap(), Tuning::DEFAULT);
+        assert_eq!(
+            Tuning::DEFAULT.to_string(),
+            "K step 32, row stride 32, no prefetch, promoted every 128 along K"
+        );
+        let t = Tuning::parse("bk=64, pad=8,prefetch=1,promote_k=256").unwrap();
+        assert_eq!(t, Tuning { bk: 64, pad: 8, prefetch: true, promote_k: 256 });
+        for bad in ["bk=48", "pad=4", "prefetch=2", "promote_k=100", "bk=64,promote_k=96", "tile=128", "bk"] {
+            let e = Tuning::parse(bad).unwrap_err().to_string();
+            assert!(e.contains(TUNING_VAR) && e.contains("bk=32|64"), "{bad}: {e}");
+        }
     }
 
     /// The shader's walk in Rust, step for step: workgroup tiles, K tiles staged as f16 with zero
@@ -446,10 +623,10 @@ mod tests {
             }
         };
         let (a, w) = (staged(&p.a), staged(&p.w));
-        let (bm, bn, bk) = (BM as usize, BN as usize, BK as usize);
+        let (bm, bn, bk) = (BM as usize, BN as usize, coop.tuning.bk as usize);
         let wg = (SUBGROUPS * coop.subgroup) as usize;
         let kg = k.div_ceil(4) as u32;
-        let k_tiles = kg.div_ceil(BK / 4);
+        let k_tiles = kg.div_ceil(coop.tuning.bk / 4);
         let mut c = vec![0f32; m * n];
         for wy in 0..m.div_ceil(bm) {
             for wx in 0..n.div_ceil(bn) {
@@ -520,21 +697,23 @@ mod tests {
         use crate::measure::validate::{validate, Reference};
         let formats = [Format::F16, Format::E4M3, Format::E5M2];
         let scalings = [Scaling::NONE, Scaling::PER_TENSOR, Scaling::DEEPSEEK, Scaling::MX32];
-        for act in formats {
-            for wf in formats {
-                for scaling in scalings {
-                    for (m, n, k) in [(1, 17, 33), (70, 67, 300), (3, 130, 257)] {
-                        let p = ProblemSpec::new(Op::Gemm, m, n, k, wf, scaling)
-                            .with_act_format(act)
-                            .build()
-                            .unwrap();
-                        let (sa, sw) = (ScaleLookup::of(&p.a), ScaleLookup::of(&p.w));
-                        let coop = plan(CoopDevice { subgroup: 32 }, act, wf, sa, sw).unwrap();
-                        let label = format!("a={act} w={wf} {scaling} {m}x{n}x{k} {coop:?}");
-                        let v = validate(&emulate(&p, coop), &Reference::compute(&p), 0.0);
-                        assert!(v.valid, "{label}: {}", v.reason);
-                    }
-                }
+        let bk64 = Tuning { bk: 64, pad: 8, prefetch: true, promote_k: 128 };
+        for (act, wf, scaling, tuning) in formats.into_iter().flat_map(|a| {
+            formats.into_iter().flat_map(move |w| {
+                scalings.into_iter().flat_map(move |s| [(a, w, s, Tuning::DEFAULT), (a, w, s, bk64)])
+            })
+        }) {
+            if tuning.bk == 64 && scaling == Scaling::MX32 {
+                continue;
+            }
+            for (m, n, k) in [(1, 17, 33), (70, 67, 300), (3, 130, 257)] {
+                let p =
+                    ProblemSpec::new(Op::Gemm, m, n, k, wf, scaling).with_act_format(act).build().unwrap();
+                let (sa, sw) = (ScaleLookup::of(&p.a), ScaleLookup::of(&p.w));
+                let coop = plan(CoopDevice { subgroup: 32, tuning }, act, wf, sa, sw).unwrap();
+                let label = format!("a={act} w={wf} {scaling} {m}x{n}x{k} {coop:?}");
+                let v = validate(&emulate(&p, coop), &Reference::compute(&p), 0.0);
+                assert!(v.valid, "{label}: {}", v.reason);
             }
         }
         // Promoting DeepSeek blocks only once (as if the scales were per-tensor) is caught.
@@ -542,7 +721,7 @@ mod tests {
             .with_act_format(Format::E4M3)
             .build()
             .unwrap();
-        let wrong = Coop { subgroup: 32, promote_tiles: 0 };
+        let wrong = Coop { subgroup: 32, tuning: Tuning::DEFAULT, promote_tiles: 0 };
         assert!(!validate(&emulate(&p, wrong), &Reference::compute(&p), 0.0).valid);
     }
 }

@@ -251,7 +251,7 @@ impl WgpuBackend {
         } else if options.no_shader_f16 {
             facts.disabled = Some("turned off with SHADER_F16 (no_shader_f16)");
         }
-        let mut coop = coop::device_plan(&facts);
+        let mut coop = coop::device_plan(&facts, coop::Tuning::from_env()?);
         let request = |features: ::wgpu::Features| {
             let experimental_features =
                 if features.contains(::wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX) {
@@ -289,7 +289,7 @@ impl WgpuBackend {
             Error::device("wgpu", format!("opening '{}': {}", info.name, buffers::one_line(&e.to_string())))
         })?;
         info.coop_matrix_path = match &coop {
-            Ok(_) => format!("on: GEMM a/w in F16, E4M3, E5M2 runs {}", coop::COMPUTE),
+            Ok(d) => format!("on: GEMM a/w in F16, E4M3, E5M2 runs {} ({})", coop::COMPUTE, d.tuning),
             Err(why) => format!("off: {why}"),
         };
 

@@ -381,6 +381,15 @@ mod tests {
             ScaleLookup::Block { rows: 1, cols: 32 },
         ];
         let formats = [Format::F16, Format::E4M3, Format::E5M2];
+        // Three subgroup sizes with the default kernel, and the other variants at 32.
+        use super::super::coop::Tuning;
+        let tunings = [
+            (16, Tuning::DEFAULT),
+            (32, Tuning::DEFAULT),
+            (64, Tuning::DEFAULT),
+            (32, Tuning { bk: 64, pad: 8, prefetch: true, promote_k: 128 }),
+            (64, Tuning { bk: 32, pad: 8, prefetch: true, promote_k: 0 }),
+        ];
         let mut n = 0;
         for a in formats {
             for w in formats {
@@ -390,9 +399,15 @@ mod tests {
                     (scales[2], scales[3]),
                     (scales[4], scales[4]),
                 ] {
-                    for subgroup in [16, 32, 64] {
-                        let device = super::super::coop::CoopDevice { subgroup };
-                        let coop = super::super::coop::plan(device, a, w, a_scale, w_scale).unwrap();
+                    for (subgroup, tuning) in tunings {
+                        let device = super::super::coop::CoopDevice { subgroup, tuning };
+                        let planned = super::super::coop::plan(device, a, w, a_scale, w_scale);
+                        // MX-32 blocks are shorter than a 64-deep K step: that GEMM runs the shader kernel.
+                        if tuning.bk == 64 && a_scale == scales[4] {
+                            assert!(planned.is_err());
+                            continue;
+                        }
+                        let coop = planned.unwrap();
                         let mut k = key(Op::Gemm, a, w, true);
                         (k.a_scale, k.w_scale, k.coop) = (a_scale, w_scale, Some(coop));
                         validate(&k, features);
@@ -401,10 +416,10 @@ mod tests {
                 }
             }
         }
-        assert_eq!(n, 3 * 3 * 4 * 3);
+        assert_eq!(n, 3 * 3 * (4 * tunings.len() - 1));
         // Without the cooperative-matrix capability naga refuses it: the capability is checked.
         let mut k = key(Op::Gemm, Format::F16, Format::E4M3, true);
-        k.coop = Some(super::super::coop::Coop { subgroup: 32, promote_tiles: 4 });
+        k.coop = Some(super::super::coop::Coop { subgroup: 32, tuning: Tuning::DEFAULT, promote_tiles: 4 });
         let module = ::wgpu::naga::front::wgsl::parse_str(&k.source()).unwrap();
         let refused = wgpu_naga_bridge::create_validator(
             features - ::wgpu::Features::EXPERIMENTAL_COOPERATIVE_MATRIX,

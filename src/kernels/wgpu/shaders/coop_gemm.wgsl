@@ -3,24 +3,29 @@
 //
 // A workgroup of four subgroups computes a BM × BN tile of C; subgroup s owns the 32×32 quarter
 // (s / 2, s % 2) as 2 × 2 accumulator matrices. K advances BK elements at a time: every thread
-// decodes its share of the A and W code groups to f16 in workgroup memory (the value is exact:
-// F16 codes are f16s, and every E4M3/E5M2 value is an f16), then each subgroup multiplies its
-// tiles. Scales are NOT applied to the f16 operands: the accumulators hold unscaled f32 partial
-// sums over one scale block along K (the DeepGEMM promotion scheme); at the end of each block they
-// are spilled to workgroup memory and every thread adds its outputs' partial sums times the two
-// block scales to f32 registers. Without scale blocks along K there is one promotion, at the end.
+// loads its share of the A and W code groups into registers (with the prefetch variant, the next
+// step's during this step's multiply-adds) and decodes them to f16 in workgroup memory (the value
+// is exact: F16 codes are f16s, and every E4M3/E5M2 value is an f16), rows STRIDE elements apart;
+// then each subgroup multiplies its tiles. Scales are NOT applied to the f16 operands: the
+// accumulators hold unscaled f32 partial sums over at most one scale block along K and at most
+// the tuning's promotion depth (the DeepGEMM promotion scheme: the tensor cores' own f32
+// accumulation is not round-to-nearest); at the end of each run they are spilled to workgroup
+// memory and every thread adds its outputs' partial sums times the two block scales to f32
+// registers.
 
 const SG: u32 = {{SUBGROUP}}u;
 const WG: u32 = 4u * SG;
 const BM: u32 = {{BM}}u;
 const BN: u32 = {{BN}}u;
 const BK: u32 = {{BK}}u;
+// Row stride of the staged tiles (BK plus padding against bank conflicts).
+const STRIDE: u32 = {{STRIDE}}u;
 // Code groups (4 elements) per tile row.
 const BKG: u32 = BK / 4u;
 
 // Row-major [row][k] tiles: A is loaded row-major, W's rows are B's columns (column-major B).
-var<workgroup> a_sh: array<f16, BM * BK>;
-var<workgroup> w_sh: array<f16, BN * BK>;
+var<workgroup> a_sh: array<f16, BM * STRIDE>;
+var<workgroup> w_sh: array<f16, BN * STRIDE>;
 // One block's partial sums, row-major [row][col].
 var<workgroup> c_sh: array<f32, BM * BN>;
 
@@ -39,16 +44,10 @@ fn main(
     // The f32 outputs of this thread: tile elements li, li + WG, ... (row-major).
 {{OUT_DECLARE}}
     let k_tiles = (params.kg + BKG - 1u) / BKG;
-    for (var t = 0u; t < k_tiles; t++) {
+{{CODES_DECLARE}}{{PRELOAD}}    for (var t = 0u; t < k_tiles; t++) {
         workgroupBarrier();
-        for (var i = li; i < BM * BKG; i += WG) {
-            stage_a(a_row0, t, i);
-        }
-        for (var i = li; i < BN * BKG; i += WG) {
-            stage_w(w_row0, t, i);
-        }
-        workgroupBarrier();
-{{MMA_STEPS}}
+{{STAGE}}        workgroupBarrier();
+{{PREFETCH}}{{MMA_STEPS}}
         // Uniform across the workgroup: the end of a scale block along K, or of K.
         if ({{BLOCK_END}}) {
             let kb = {{BLOCK_START}};
@@ -61,7 +60,16 @@ fn main(
 {{OUT_STORE}}
 }
 
-{{STAGE}}
+// Code group `i` of K step `t` of the operand whose tile starts at row `row0` of `rows`: its index
+// (clamped into the matrix) and 1 if it lies inside the matrix, 0 if it is zero padding.
+fn at(row0: u32, rows: u32, t: u32, i: u32) -> vec2<u32> {
+    let r = i / BKG;
+    let kg = t * BKG + i % BKG;
+    let inside = row0 + r < rows && kg < params.kg;
+    return vec2<u32>(min(row0 + r, rows - 1u) * params.kg + min(kg, params.kg - 1u), select(0u, 1u, inside));
+}
+
+{{PUT}}
 // Tile element `e`'s partial sum of the block starting at element `kb` along K, scaled.
 fn promoted(row0: u32, col0: u32, e: u32, kb: u32) -> f32 {
     let r = e / BN;
