@@ -69,7 +69,7 @@ impl Tuning {
                 _ => return Err(bad()),
             }
         }
-        if t.promote_k % t.bk != 0 {
+        if !t.promote_k.is_multiple_of(t.bk) {
             return Err(bad());
         }
         Ok(t)
@@ -294,7 +294,7 @@ fn promotion(a: ScaleLookup, w: ScaleLookup, tuning: Tuning) -> Result<u32, Stri
             Err(format!("scale blocks of {d} along K are not a multiple of the {bk}-deep K step"))
         }
         Some(d) if cap == 0 => Ok(d / bk),
-        Some(d) => Ok((1..=cap.min(d / bk)).rev().find(|p| (d / bk) % p == 0).unwrap_or(1)),
+        Some(d) => Ok((1..=cap.min(d / bk)).rev().find(|p| (d / bk).is_multiple_of(*p)).unwrap_or(1)),
         None => Ok(cap),
     }
 }
