@@ -231,6 +231,24 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
     let text = modelstep::project::render(&back, ds, &refs).unwrap();
     assert!(text.contains("nvidia-h20") || text.contains("h20"), "{text}");
     assert_eq!(text.lines().filter(|l| l.contains("e4m3:deepseek")).count(), 4, "{text}");
+
+    // The same steps as if a GPU had run them through wgpu: the host's CPU calibration says
+    // nothing about that device, so no planner, paired or roofline figure, and no projection.
+    let mut gpu = back.clone();
+    for r in &mut gpu.records {
+        r.backend = "wgpu".into();
+    }
+    let table = steps::render(&gpu);
+    assert!(table.contains("wgpu rows have no planner"), "{table}");
+    let rows: Vec<&str> = table.lines().filter(|l| l.starts_with("| llama-3.1-8b")).collect();
+    assert_eq!(rows.len(), 6, "{table}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        assert!(cells[6].ends_with('s') && cells[7] != "-", "{row}");
+        assert_eq!(&cells[12..16], ["-", "-", "-", "-"], "{row}");
+    }
+    let e = modelstep::project::render(&gpu, ds, &refs).unwrap_err().to_string();
+    assert!(e.contains("ran on wgpu") && e.contains("cpu or candle"), "{e}");
 }
 
 #[test]

@@ -293,6 +293,13 @@ fn collect(run: &Run) -> Vec<Step> {
     out
 }
 
+/// Whether the run's calibration (this host's read ceiling and CPU compute peaks) describes the
+/// units a step's backend computes on: not for wgpu, whose device chipbench does not calibrate
+/// (on a GPU the CPU's 15 GB/s would make a planner figure 100× off and mean nothing).
+pub fn host_calibrated(backend: &str) -> bool {
+    backend != crate::kernels::registry::BackendKind::Wgpu.name()
+}
+
 /// The step table (Markdown/text), or an empty string when the run has no model steps.
 pub fn render(run: &Run) -> String {
     let steps = steps(run);
@@ -304,9 +311,10 @@ pub fn render(run: &Run) -> String {
     for st in &steps {
         let total = st.seconds();
         let share = |i: usize| format!("{:.0} %", 100.0 * st.parts[i].seconds / total);
-        let pred = st.predicted_s(planner_read.as_ref().map_or(0.0, |p| p.0));
-        let roof = st.roofline_s();
-        let paired = st.paired_planner_s();
+        let calibrated = host_calibrated(&st.backend);
+        let pred = st.predicted_s(planner_read.as_ref().map_or(0.0, |p| p.0)).filter(|_| calibrated);
+        let roof = st.roofline_s().filter(|_| calibrated);
+        let paired = st.paired_planner_s().filter(|_| calibrated);
         let mut row = vec![
             st.model.clone(),
             st.step_format.clone(),
@@ -409,5 +417,12 @@ pub fn render(run: &Run) -> String {
          sampling and communication are not in the step.\n",
         planner_read.map_or("none measured".into(), |p| p.1)
     );
+    if steps.iter().any(|st| !host_calibrated(&st.backend)) {
+        let _ = writeln!(
+            s,
+            "wgpu rows have no planner, paired or roofline figure: the calibration measures this host's CPU, \
+             not the device the steps ran on.\n"
+        );
+    }
     s
 }
