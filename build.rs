@@ -31,8 +31,9 @@ fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=.git/HEAD");
     // A commit moves the branch HEAD names, not HEAD itself: watch that ref too (loose or packed).
-    if let Some(branch) =
-        std::fs::read_to_string(".git/HEAD").ok().and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
+    if let Some(branch) = std::fs::read_to_string(".git/HEAD")
+        .ok()
+        .and_then(|h| h.strip_prefix("ref: ").map(|r| r.trim().to_string()))
     {
         println!("cargo:rerun-if-changed=.git/{branch}");
         println!("cargo:rerun-if-changed=.git/packed-refs");

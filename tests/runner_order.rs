@@ -174,6 +174,41 @@ fn residency_labels() {
     assert_eq!(residency(Op::Gemv, 1, 4096, 0, true).label, "");
 }
 
+/// A 480 MiB last-level cache asks for ~2 GiB of copies per GEMV: where memory holds fewer, a
+/// shape gets as many as fit, labelled by the working set they give, instead of refusing the run.
+#[test]
+fn rotation_copies_shrink_to_what_memory_holds() {
+    use chipbench::formats::{Format, Scaling};
+    use chipbench::measure::inputs::ProblemSpec;
+    use chipbench::measure::runner::{copies_that_fit, group_bytes_needed, residency_capped};
+    let mib = 1u64 << 20;
+    let llc = 480 * mib;
+    // FP8 8192² (64 MiB): 31 copies uncapped; 4 copies (256 MiB) are past the cache but not 4×.
+    assert_eq!(residency_capped(Op::Gemv, 1, 64 * mib, llc, MAX_COPIES).copies, 31);
+    let four = residency_capped(Op::Gemv, 1, 64 * mib, llc, 4);
+    assert_eq!((four.copies, four.working_set_bytes, four.label), (4, 256 * mib, "cache-resident"));
+    let nine = residency_capped(Op::Gemv, 1, 64 * mib, llc, 9);
+    assert_eq!((nine.copies, nine.label), (9, "warm"));
+    assert_eq!(residency_capped(Op::Gemv, 1, 64 * mib, llc, 1).label, "cache-resident");
+    // The default suite's GEMV 8192² in every format on two backends.
+    let specs: Vec<_> = [Format::F32, Format::BF16, Format::E4M3]
+        .into_iter()
+        .map(|f| {
+            let s = if f == Format::E4M3 { Scaling::PER_TENSOR } else { Scaling::NONE };
+            ProblemSpec::new(Op::Gemv, 1, 8192, 8192, f, s)
+        })
+        .collect();
+    let gib = 1u64 << 30;
+    let full = group_bytes_needed(&specs, 2, llc, MAX_COPIES).unwrap();
+    assert!(full > 24 * gib as u128, "{full}");
+    let fit = copies_that_fit(&specs, 2, llc, 24 * gib).unwrap();
+    assert!(fit > 1 && fit < MAX_COPIES, "{fit}");
+    assert!(group_bytes_needed(&specs, 2, llc, fit).unwrap() <= 24 * gib as u128);
+    assert!(group_bytes_needed(&specs, 2, llc, fit + 1).unwrap() > 24 * gib as u128);
+    // Not even one copy fits: refused.
+    assert_eq!(copies_that_fit(&specs, 2, llc, gib), None);
+}
+
 #[test]
 fn repeats_pool_samples_and_give_an_interval() {
     let opts = options(1 << 30, true, 2);

@@ -145,23 +145,45 @@ pub fn exec(args: Args) -> Result<()> {
         let what = format!("{} ({} {} {})", c.shape, c.spec.op, c.spec.format, c.spec.scaling);
         memory::check_fits(&what, &c.spec, per_case_backends, available)?;
     }
+    // Rotation copies past 4× a large last-level cache may not all fit: a shape then gets as many
+    // as fit (its records are labelled by the working set they had), and is refused only if it
+    // does not fit without copies.
+    let mut max_copies = std::collections::BTreeMap::new();
+    let mut capped = Vec::new();
     if let Some(avail) = available {
         let mut shapes: Vec<&str> = suite.cases.iter().map(|c| c.shape.as_str()).collect();
         shapes.dedup();
         for shape in shapes {
             let specs: Vec<_> = suite.cases.iter().filter(|c| c.shape == shape).map(|c| c.spec).collect();
+            let full = if cold { runner::MAX_COPIES } else { 1 };
             let needed =
-                runner::group_bytes_needed(&specs, per_case_backends, llc, cold).unwrap_or(u128::MAX);
-            if needed > avail as u128 {
+                runner::group_bytes_needed(&specs, per_case_backends, llc, full).unwrap_or(u128::MAX);
+            if needed <= avail as u128 {
+                continue;
+            }
+            let Some(fit) = runner::copies_that_fit(&specs, per_case_backends, llc, avail).filter(|_| cold)
+            else {
                 return Err(Error::TooLarge {
-                    what: format!(
-                        "{shape} (all its formats at once, with rotation copies; --warm drops the copies)"
-                    ),
-                    needed_gib: needed as f64 / (1u64 << 30) as f64,
+                    what: format!("{shape} (all its formats at once)"),
+                    needed_gib: runner::group_bytes_needed(&specs, per_case_backends, llc, 1)
+                        .unwrap_or(u128::MAX) as f64
+                        / (1u64 << 30) as f64,
                     available_gib: avail as f64 / (1u64 << 30) as f64,
                 });
-            }
+            };
+            max_copies.insert(shape.to_string(), fit);
+            capped.push(format!(
+                "operands: {shape}: rotation copies capped at {fit} to fit {:.1} GiB of memory \
+                 (past 4× the {:.0} MiB last-level cache would need {:.1} GiB); its records are \
+                 labelled by the working set they had",
+                avail as f64 / (1u64 << 30) as f64,
+                llc as f64 / (1u64 << 20) as f64,
+                needed as f64 / (1u64 << 30) as f64
+            ));
         }
+    }
+    for line in &capped {
+        eprintln!("{line}");
     }
 
     let (run_id, created) = new_run_id(&suite.name, &args)?;
@@ -215,7 +237,9 @@ pub fn exec(args: Args) -> Result<()> {
     opts.cold = cold;
     opts.llc_bytes = llc;
     opts.repeat = args.repeat as usize;
+    opts.max_copies = max_copies;
     notes.push(operand_note(cold, llc, args.quick));
+    notes.extend(capped);
     notes.push(if crate::affinity::supported() {
         "threads: kernel worker threads pinned to cores (sched_setaffinity)".into()
     } else {

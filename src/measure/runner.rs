@@ -52,6 +52,10 @@ pub struct RunOptions {
     pub repeat: usize,
     /// Rounds per record and repeat (the round-robin turns), at least 1.
     pub rounds: usize,
+    /// Most rotation copies per record of a shape, where memory holds fewer than [`residency`]
+    /// asks for (`run` fills it: a 480 MiB last-level cache asks for 2 GiB per GEMV). Shapes not
+    /// listed get up to [`MAX_COPIES`].
+    pub max_copies: std::collections::BTreeMap<String, usize>,
 }
 
 impl RunOptions {
@@ -65,6 +69,7 @@ impl RunOptions {
             llc_bytes: super::read_bw::llc_bytes().unwrap_or(0),
             repeat: 1,
             rounds: 3,
+            max_copies: Default::default(),
         }
     }
 }
@@ -187,35 +192,55 @@ pub const MAX_COPIES: usize = 64;
 /// products that stream their weights once per call ([`Op::streams_weights`]: GEMV, skinny
 /// GEMM) are rotated; a GEMM reuses its operands from cache inside every call anyway.
 pub fn residency(op: Op, m: usize, bytes: u64, llc: u64, cold: bool) -> Residency {
+    residency_capped(op, m, bytes, llc, if cold { MAX_COPIES } else { 1 })
+}
+
+/// [`residency`] with at most `max_copies` copies (1: no rotation). The label follows the working
+/// set the copies give: past 4× the cache `cold`, past the cache `warm`, else `cache-resident`.
+pub fn residency_capped(op: Op, m: usize, bytes: u64, llc: u64, max_copies: usize) -> Residency {
     let bytes = bytes.max(1);
     if llc == 0 {
         return Residency { copies: 1, working_set_bytes: bytes, label: "" };
     }
     let limit = 4 * llc;
-    let copies = if op.streams_weights(m) && cold && bytes <= limit {
-        ((limit / bytes) as usize + 1).min(MAX_COPIES)
+    let copies = if op.streams_weights(m) && bytes <= limit {
+        ((limit / bytes) as usize + 1).min(max_copies.clamp(1, MAX_COPIES))
     } else {
         1
     };
     let ws = bytes * copies as u64;
     let label = if ws > limit {
         "cold"
-    } else if bytes <= llc {
-        "cache-resident"
-    } else {
+    } else if ws > llc {
         "warm"
+    } else {
+        "cache-resident"
     };
     Residency { copies, working_set_bytes: ws, label }
 }
 
-/// Bytes a shape's cases need at once, with the copies of [`residency`] (for the size check).
-pub fn group_bytes_needed(specs: &[ProblemSpec], backends: usize, llc: u64, cold: bool) -> Option<u128> {
+/// Bytes a shape's cases need at once, with the copies of [`residency_capped`] (for the size
+/// check).
+pub fn group_bytes_needed(
+    specs: &[ProblemSpec],
+    backends: usize,
+    llc: u64,
+    max_copies: usize,
+) -> Option<u128> {
     specs.iter().try_fold(0u128, |acc, spec| {
         let once = super::memory::bytes_needed(spec, 1)?;
         let p = spec_bytes(spec);
-        let copies = residency(spec.op, spec.m, p, llc, cold).copies as u128;
+        let copies = residency_capped(spec.op, spec.m, p, llc, max_copies).copies as u128;
         acc.checked_add(super::memory::bytes_needed(spec, backends.max(1) * copies as usize)?.max(once))
     })
+}
+
+/// The most rotation copies (at most [`MAX_COPIES`], at least 1) with which a shape's cases fit
+/// in `available` bytes at once, or `None` when they do not fit even without copies.
+pub fn copies_that_fit(specs: &[ProblemSpec], backends: usize, llc: u64, available: u64) -> Option<usize> {
+    (1..=MAX_COPIES)
+        .rev()
+        .find(|&c| group_bytes_needed(specs, backends, llc, c).is_some_and(|n| n <= available as u128))
 }
 
 /// Logical bytes of a spec's codes and output, before it is built (scales left out).
@@ -595,7 +620,9 @@ fn run_block(
             continue;
         }
         let bytes = logical_bytes(&problem).total;
-        let residency = residency(problem.op, problem.m(), bytes, opts.llc_bytes, opts.cold);
+        let cap =
+            if opts.cold { opts.max_copies.get(&cases[ci].shape).copied().unwrap_or(MAX_COPIES) } else { 1 };
+        let residency = residency_capped(problem.op, problem.m(), bytes, opts.llc_bytes, cap);
         let copies = (1..residency.copies).map(|_| problem.clone()).collect();
         let reference = Reference::compute(&problem);
         built.push(Built { ci, problem, copies, reference, residency, backends: runnable });

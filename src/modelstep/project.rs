@@ -125,7 +125,8 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
     })?;
     let all: Vec<Step> =
         super::steps::steps(run).into_iter().filter(|s| s.model == model.id && s.complete()).collect();
-    let steps: Vec<Step> = all.iter().filter(|s| super::steps::host_calibrated(&s.backend)).cloned().collect();
+    let steps: Vec<Step> =
+        all.iter().filter(|s| super::steps::host_calibrated(&s.backend)).cloned().collect();
     if steps.is_empty() && !all.is_empty() {
         return Err(Error::Unsupported(format!(
             "{}: the run's model steps ran on wgpu, whose device the calibration does not measure; \
