@@ -161,8 +161,10 @@ pub fn exec(args: Args) -> Result<()> {
             if needed <= avail as u128 {
                 continue;
             }
-            let Some(fit) = runner::copies_that_fit(&specs, per_case_backends, llc, avail).filter(|_| cold)
-            else {
+            // Without rotation (--warm, --quick) there are no copies to drop.
+            let fit =
+                if cold { runner::copies_that_fit(&specs, per_case_backends, llc, avail) } else { None };
+            let Some(fit) = fit else {
                 return Err(Error::TooLarge {
                     what: format!("{shape} (all its formats at once)"),
                     needed_gib: runner::group_bytes_needed(&specs, per_case_backends, llc, 1)

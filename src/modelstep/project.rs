@@ -125,8 +125,7 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
     })?;
     let all: Vec<Step> =
         super::steps::steps(run).into_iter().filter(|s| s.model == model.id && s.complete()).collect();
-    let steps: Vec<Step> =
-        all.iter().filter(|s| super::steps::host_calibrated(&s.backend)).cloned().collect();
+    let steps: Vec<Step> = all.iter().filter(|s| s.host_cpu).cloned().collect();
     if steps.is_empty() && !all.is_empty() {
         return Err(Error::Unsupported(format!(
             "{}: the run's model steps ran on wgpu, whose device the calibration does not measure; \
@@ -243,6 +242,7 @@ mod tests {
             phase: Phase::Decode,
             step_format: "bf16:none".into(),
             backend: "cpu".into(),
+            host_cpu: true,
             threads: 2,
             batch: 1,
             prompt: 512,

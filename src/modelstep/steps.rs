@@ -6,6 +6,7 @@
 use super::measure::StepFormat;
 use super::shapes::{self, Part, Phase, StepShape};
 use crate::formats::Format;
+use crate::measure::ceilings::on_host_cpu;
 use crate::profiles;
 use crate::project::roofline::{calibration_roof, compute_roof};
 use crate::report::markdown::{human_time, table};
@@ -44,6 +45,9 @@ pub struct Step {
     pub phase: Phase,
     pub step_format: String,
     pub backend: String,
+    /// It ran on the CPU the run's calibration measured ([`on_host_cpu`]: cpu, candle, or wgpu on
+    /// a software rasterizer), so the calibration's roofs describe its units; a GPU's do not.
+    pub host_cpu: bool,
     pub threads: usize,
     pub batch: u64,
     pub prompt: u64,
@@ -251,6 +255,7 @@ fn collect(run: &Run) -> Vec<Step> {
                     phase,
                     step_format: s.step_format.clone(),
                     backend: r.backend.clone(),
+                    host_cpu: on_host_cpu(r, run),
                     threads: r.threads,
                     batch: s.batch,
                     prompt: s.prompt,
@@ -293,13 +298,6 @@ fn collect(run: &Run) -> Vec<Step> {
     out
 }
 
-/// Whether the run's calibration (this host's read ceiling and CPU compute peaks) describes the
-/// units a step's backend computes on: not for wgpu, whose device chipbench does not calibrate
-/// (on a GPU the CPU's 15 GB/s would make a planner figure 100× off and mean nothing).
-pub fn host_calibrated(backend: &str) -> bool {
-    backend != crate::kernels::registry::BackendKind::Wgpu.name()
-}
-
 /// The step table (Markdown/text), or an empty string when the run has no model steps.
 pub fn render(run: &Run) -> String {
     let steps = steps(run);
@@ -311,7 +309,8 @@ pub fn render(run: &Run) -> String {
     for st in &steps {
         let total = st.seconds();
         let share = |i: usize| format!("{:.0} %", 100.0 * st.parts[i].seconds / total);
-        let calibrated = host_calibrated(&st.backend);
+        // The calibration's roofs are the host CPU's: no planner figure for a step on a GPU.
+        let calibrated = st.host_cpu;
         let pred = st.predicted_s(planner_read.as_ref().map_or(0.0, |p| p.0)).filter(|_| calibrated);
         let roof = st.roofline_s().filter(|_| calibrated);
         let paired = st.paired_planner_s().filter(|_| calibrated);
@@ -417,7 +416,7 @@ pub fn render(run: &Run) -> String {
          sampling and communication are not in the step.\n",
         planner_read.map_or("none measured".into(), |p| p.1)
     );
-    if steps.iter().any(|st| !host_calibrated(&st.backend)) {
+    if steps.iter().any(|st| !st.host_cpu) {
         let _ = writeln!(
             s,
             "wgpu rows have no planner, paired or roofline figure: the calibration measures this host's CPU, \

@@ -331,38 +331,51 @@ fn put_function(op: &str) -> String {
     format!("fn put_{op}(i: u32, v: vec4<f16>) {{\n    let o = (i / BKG) * STRIDE + 4u * (i % BKG);\n{stores}}}\n")
 }
 
-/// The staging code of one operand: `fetch` loads this thread's code groups of K step `t` into
-/// registers (`c{op}_j`, with `o{op}_j` saying whether the group is inside the matrix), `put`
-/// decodes them to f16 in workgroup memory (zero outside).
+/// The staging code of one operand (`op` = `a` or `w`, its tile starting at row `row0` of
+/// `params.{rows}`): this thread's `slots` code groups of a K step, `wg` groups apart.
+#[derive(Clone, Copy)]
 struct Staging {
-    declare: String,
-    fetch: Box<dyn Fn(&str) -> String>,
-    put: String,
+    op: &'static str,
+    rows: &'static str,
+    row0: &'static str,
+    slots: u32,
+    wg: u32,
 }
 
-fn staging(op: &'static str, rows: &'static str, row0: &'static str, slots: u32, wg: u32) -> Staging {
-    let declare = (0..slots)
-        .map(|j| format!("    var c{op}_{j} = {op}_codes[0];\n    var o{op}_{j} = 0u;\n"))
-        .collect();
-    let fetch = move |t: &str| -> String {
-        (0..slots)
+impl Staging {
+    /// The registers: `c{op}_j` holds code group j, `o{op}_j` is 1 where it lies inside the matrix.
+    fn declare(self) -> String {
+        let op = self.op;
+        (0..self.slots)
+            .map(|j| format!("    var c{op}_{j} = {op}_codes[0];\n    var o{op}_{j} = 0u;\n"))
+            .collect()
+    }
+
+    /// Load the code groups of K step `t` (WGSL expression) into the registers.
+    fn fetch(self, t: &str) -> String {
+        let Staging { op, rows, row0, .. } = self;
+        (0..self.slots)
             .map(|j| {
                 format!(
                     "        {{ let x = at({row0}, params.{rows}, {t}, li + {}u); c{op}_{j} = {op}_codes[x.x]; o{op}_{j} = x.y; }}\n",
-                    j * wg
+                    j * self.wg
                 )
             })
             .collect()
-    };
-    let put = (0..slots)
-        .map(|j| {
-            format!(
-                "        put_{op}(li + {}u, select(vec4<f16>(), vec4<f16>(decode_{op}(c{op}_{j})), o{op}_{j} != 0u));\n",
-                j * wg
-            )
-        })
-        .collect();
-    Staging { declare, fetch: Box::new(fetch), put }
+    }
+
+    /// Decode the registers to f16 in workgroup memory (zero outside the matrix).
+    fn put(self) -> String {
+        let op = self.op;
+        (0..self.slots)
+            .map(|j| {
+                format!(
+                    "        put_{op}(li + {}u, select(vec4<f16>(), vec4<f16>(decode_{op}(c{op}_{j})), o{op}_{j} != 0u));\n",
+                    j * self.wg
+                )
+            })
+            .collect()
+    }
 }
 
 /// The cooperative-matrix GEMM template with its own slots filled; the decode, scale and binding
@@ -390,20 +403,21 @@ pub(crate) fn template(coop: Coop) -> String {
             t + "        }\n"
         })
         .collect();
-    let groups = |rows: u32| rows * (bk / 4) / wg;
-    let (a, w) = (staging("a", "m", "a_row0", groups(BM), wg), staging("w", "n", "w_row0", groups(BN), wg));
+    let slots = |rows: u32| rows * (bk / 4) / wg;
+    let operands = [
+        Staging { op: "a", rows: "m", row0: "a_row0", slots: slots(BM), wg },
+        Staging { op: "w", rows: "n", row0: "w_row0", slots: slots(BN), wg },
+    ];
+    let both = |f: &dyn Fn(Staging) -> String| operands.iter().map(|&o| f(o)).collect::<String>();
+    let fetch = |t: &str| both(&|o| o.fetch(t));
     let (preload, stage, prefetch) = if tuning.prefetch {
         (
-            (a.fetch)("0u") + &(w.fetch)("0u"),
-            a.put.clone() + &w.put,
-            format!(
-                "        if (t + 1u < k_tiles) {{\n{}{}        }}\n",
-                (a.fetch)("t + 1u"),
-                (w.fetch)("t + 1u")
-            ),
+            fetch("0u"),
+            both(&|o| o.put()),
+            format!("        if (t + 1u < k_tiles) {{\n{}        }}\n", fetch("t + 1u")),
         )
     } else {
-        (String::new(), (a.fetch)("t") + &(w.fetch)("t") + &a.put + &w.put, String::new())
+        (String::new(), fetch("t") + &both(&|o| o.put()), String::new())
     };
     let (block_end, block_start) = coop.block_wgsl();
     let outs = |f: &dyn Fn(u32) -> String| (0..outputs).map(|i| f(i) + "\n").collect::<String>();
@@ -419,7 +433,7 @@ pub(crate) fn template(coop: Coop) -> String {
             &per_tile(|i, j| format!("    var acc_{i}_{j} = coop_mat16x16<f32, C>();")),
         )
         .replace("{{OUT_DECLARE}}", &outs(&|i| format!("    var out_{i} = 0.0;")))
-        .replace("{{CODES_DECLARE}}", &(a.declare.clone() + &w.declare))
+        .replace("{{CODES_DECLARE}}", &both(&|o| o.declare()))
         .replace("{{PRELOAD}}", &preload)
         .replace("{{STAGE}}", &stage)
         .replace("{{PREFETCH}}", &prefetch)
