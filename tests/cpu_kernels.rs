@@ -105,7 +105,11 @@ fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
     let units = DotUnit::available();
     let backends: Vec<CpuBackend> = [1, 2, 3]
         .into_iter()
-        .flat_map(|t| units.iter().map(move |&u| CpuBackend::new(t).with_dot(Some(u)).unwrap()))
+        .flat_map(|t| {
+            units
+                .iter()
+                .map(move |&u| CpuBackend::new(t).with_dot(Some(u)).unwrap().with_tiles(None).unwrap())
+        })
         .collect();
     // m ≤ SKINNY_M runs the GEMV row kernel (7: activation rows in blocks of 4 + 3; 16 over
     // 4-byte aligned rows read in place), m = 17 and 129 the GEMM tiles.
@@ -182,10 +186,77 @@ fn without_dot_units_low_precision_activations_run_the_f32_path() {
     std::env::set_var("CHIPBENCH_NO_BF16_DOT", "1");
     assert_eq!(chipbench::kernels::cpu::DotUnit::detect(), None);
     assert_eq!(
-        CpuBackend::new(1).compute_label(Format::BF16, Format::E4M3),
+        CpuBackend::new(1).compute_label(Format::BF16, Format::E4M3, 64),
         format!("f32-fma {}", Isa::detect())
     );
     std::env::remove_var("CHIPBENCH_NO_BF16_DOT");
+}
+
+/// The dot path's GEMMs on every tile-matrix unit (the twin always, AMX where present), every
+/// weight × activation format and scaling: valid against the f64 reference on odd shapes (K
+/// below one step, a ragged last K block, two K blocks, segments of 16, 64 and 512 pairs), bit-identical
+/// across 1..3 threads and between AMX and its twin, labelled `bf16-dot <tile unit>`; a GEMV
+/// beside them stays on the vector unit.
+#[test]
+fn tile_units_run_the_dot_gemms_validly_and_identically() {
+    use chipbench::kernels::cpu::{DotUnit, TileUnit};
+    let low = [Format::BF16, Format::E4M3, Format::E5M2];
+    let vector = DotUnit::available()[0];
+    let units = TileUnit::available();
+    let backends: Vec<CpuBackend> = [1, 2, 3]
+        .into_iter()
+        .flat_map(|t| {
+            units.iter().map(move |&u| {
+                CpuBackend::new(t).with_dot(Some(vector)).unwrap().with_tiles(Some(u)).unwrap()
+            })
+        })
+        .collect();
+    // K = 1100: two K blocks of the tile path (C read back after the first), a ragged last one.
+    let shapes = [(17, 65, 257), (129, 7, 7), (33, 37, 300), (40, 70, 20), (33, 37, 1100)];
+    let mut checked = 0;
+    for w in low {
+        for act in low {
+            let scalings = if w.is_fp8() || act.is_fp8() {
+                vec![Scaling::PER_TENSOR, Scaling::DEEPSEEK, Scaling::MX32]
+            } else {
+                vec![Scaling::NONE]
+            };
+            for scaling in scalings {
+                for (m, n, k) in shapes {
+                    let p = ProblemSpec::new(Op::Gemm, m, n, k, w, scaling)
+                        .with_act_format(act)
+                        .with_seed((m * 5 + n * 3 + k) as u64)
+                        .build()
+                        .unwrap();
+                    let what = format!("w={w} a={act} {scaling} {m}x{n}x{k}");
+                    let mut prepared = backends[0].prepare(&p).unwrap();
+                    assert_eq!(prepared.compute(), format!("bf16-dot {}", units[0]), "{what}");
+                    prepared.run().unwrap();
+                    let first = prepared.output().unwrap();
+                    drop(prepared);
+                    let v = validate(&first, &Reference::compute(&p), 0.0);
+                    assert!(v.valid, "{what}: {}", v.reason);
+                    for b in &backends[1..] {
+                        let out = b.compute(&p).unwrap();
+                        assert!(
+                            out.iter().zip(&first).all(|(x, y)| x.to_bits() == y.to_bits()),
+                            "{what}: {} threads / {:?} differs from 1 thread / {:?}",
+                            b.threads(),
+                            b.tiles(),
+                            backends[0].tiles()
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, (1 + 8 * 3) * shapes.len());
+    let gemv = ProblemSpec::new(Op::Gemv, 1, 64, 96, Format::E4M3, Scaling::DEEPSEEK)
+        .with_act_format(Format::E4M3)
+        .build()
+        .unwrap();
+    assert_eq!(backends[0].prepare(&gemv).unwrap().compute(), format!("bf16-dot {vector}"));
 }
 
 /// A skinny GEMM (m ≤ SKINNY_M activation rows: a decode batch, a GQA group over its KV cache) gives,

@@ -137,9 +137,14 @@ fn footnote(notes: &mut Vec<String>, what: &str, backend: &str, why: &str) -> St
 fn compute_units() -> Vec<(String, String)> {
     let cpu = crate::kernels::cpu::CpuBackend::new(1);
     let low = "bf16/e4m3/e5m2";
+    let gemm = crate::kernels::SKINNY_M + 1;
     vec![
-        ("f32 × any format".to_string(), cpu.compute_label(Format::F32, Format::E4M3)),
-        (format!("{low} × {low}"), cpu.compute_label(Format::BF16, Format::E4M3)),
-        (format!("{low} × f16/f32"), cpu.compute_label(Format::BF16, Format::F16)),
+        ("f32 × any format".to_string(), cpu.compute_label(Format::F32, Format::E4M3, 1)),
+        (
+            format!("{low} × {low}, GEMV and m ≤ {}", crate::kernels::SKINNY_M),
+            cpu.compute_label(Format::BF16, Format::E4M3, 1),
+        ),
+        (format!("{low} × {low}, GEMM"), cpu.compute_label(Format::BF16, Format::E4M3, gemm)),
+        (format!("{low} × f16/f32"), cpu.compute_label(Format::BF16, Format::F16, gemm)),
     ]
 }

@@ -28,6 +28,7 @@
 //! vector mirrors the instruction lane by lane and is the twin the SIMD units are tested against.
 
 mod layer;
+pub(crate) mod tiles;
 pub(crate) use layer::*;
 
 use super::gemm::{cut_items, split};
@@ -38,12 +39,9 @@ use crate::formats::{Element, Format, QuantizedMatrix};
 use crate::with_codes;
 use rayon::prelude::*;
 
-/// K block of the dot path (elements): a multiple of every promotion segment (32, 128).
+/// K block of the dot path's GEMM on the vector units (elements): a multiple of every
+/// promotion segment (32, 128). A block holds `KC / 2` pairs and at most `KC / 32` segments (MX).
 pub(crate) const KC: usize = 256;
-/// Pairs per K block.
-const KCP: usize = KC / 2;
-/// Most promotion segments in one K block (MX: 32 elements).
-const SEGS: usize = KC / 32;
 /// K chunk of the dot GEMV with more than [`MX_MAX`] activation rows (elements, a multiple of
 /// [`KC`]): 4 rows of pairs in 8 KiB of L1 while every block of activation rows takes them.
 const GEMV_KC: usize = 1024;
@@ -142,6 +140,62 @@ impl std::fmt::Display for DotUnit {
     }
 }
 
+/// A BF16 tile-matrix unit for the dot path's GEMMs (or its portable twin): same inputs, same
+/// promotion, 32 × 32 blocks of C per tile ([`tiles`]). GEMVs and skinny products stay on the
+/// vector unit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TileUnit {
+    /// x86-64 AMX-BF16 (`tdpbf16ps`, Sapphire Rapids and later).
+    Amx,
+    /// Plain Rust computing what `tdpbf16ps` computes, output by output (tests; any CPU).
+    Portable,
+}
+
+impl TileUnit {
+    /// The unit this CPU has, unless `CHIPBENCH_NO_AMX=1` turns it off (or
+    /// `CHIPBENCH_NO_BF16_DOT=1` the whole dot path).
+    pub fn detect() -> Option<TileUnit> {
+        if std::env::var("CHIPBENCH_NO_AMX").is_ok_and(|v| v == "1") {
+            return None;
+        }
+        Self::available().into_iter().find(|&u| u != TileUnit::Portable)
+    }
+
+    /// Every unit this CPU can run, native first (`Portable` is always last).
+    pub fn available() -> Vec<TileUnit> {
+        let mut v = Vec::new();
+        #[cfg(target_arch = "x86_64")]
+        if super::amx::has_amx() {
+            v.push(TileUnit::Amx);
+        }
+        v.push(TileUnit::Portable);
+        v
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            TileUnit::Amx => "amx_bf16",
+            TileUnit::Portable => "amx-portable",
+        }
+    }
+
+    /// `base` (a vector unit's kernels: packing conversions) with this unit's GEMM tile.
+    fn kernels(self, base: Kernels) -> Kernels {
+        let tile = match self {
+            #[cfg(target_arch = "x86_64")]
+            TileUnit::Amx => super::amx::tile_entry,
+            _ => tiles::tile_soft,
+        };
+        Kernels { mr: tiles::TM, nr: tiles::TN, tile, tiles: true, ..base }
+    }
+}
+
+impl std::fmt::Display for TileUnit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 // ---------------------------------------------------------------- packing
 
 /// The pairs are built as two halves of a `u32` in memory order (BF16 codes are copied as they
@@ -201,8 +255,8 @@ fn pairs_in_place<E: Element>(span: &[E]) -> Option<&[u32]> {
 }
 
 /// Scratch values [`pack_pairs`] needs for micro-panels `width` rows wide.
-fn pack_scratch_len(width: usize) -> usize {
-    KC + 2 + width * KCP
+fn pack_scratch_len(width: usize, kc: usize) -> usize {
+    kc + 2 + width * kc / 2
 }
 
 /// Pack rows `[r0, r0 + width)` × K range `[p0, p0 + kc)` of `q` as K-pairs,
@@ -210,7 +264,9 @@ fn pack_scratch_len(width: usize) -> usize {
 /// `scales[s · width + r]`. Rows past the matrix are zero (scale 0). Each row becomes a
 /// contiguous run of pairs ([`row_pairs`]), then the block is transposed with the GEMM packing's
 /// SIMD transpose (it moves 32-bit lanes, so pairs travel as f32 bit patterns, unchanged).
-/// `scratch` holds [`pack_scratch_len`]`(width)` values.
+/// `scratch` holds [`pack_scratch_len`]`(width, kc)` values. With `tiles` (a tile-matrix unit's
+/// panel): pairs are zero up to a whole step, and `a_rows` lays the rows out as the unit's A
+/// operand ([`tiles::a_index`]) instead of transposing them.
 #[allow(clippy::too_many_arguments)]
 fn pack_pairs<E: Element>(
     codes: &[E],
@@ -218,24 +274,41 @@ fn pack_pairs<E: Element>(
     (r0, width): (usize, usize),
     (p0, kc): (usize, usize),
     seg: usize,
-    out: &mut [u32],
+    (out, tiles): (&mut [u32], Option<bool>),
     scales: &mut [f32],
     scratch: &mut [f32],
 ) {
     let kcp = kc.div_ceil(2);
     let nseg = kc.div_ceil(seg);
     let rows = q.rows.saturating_sub(r0).min(width);
-    let (f, block) = scratch.split_at_mut(KC + 2);
+    let (f, block) = scratch.split_at_mut(kc + 2);
     let block: &mut [u32] = bytemuck::cast_slice_mut(&mut block[..rows * kcp]);
     for (r, pairs) in block.chunks_exact_mut(kcp.max(1)).enumerate() {
         let start = (r0 + r) * q.cols + p0;
         row_pairs(&codes[start..start + kc], f, pairs);
     }
-    let out = &mut out[..kcp * width];
-    if rows < width {
+    let padded = if tiles.is_some() { tiles::padded(kcp) } else { kcp };
+    let out = &mut out[..padded * width];
+    if rows < width || padded > kcp {
         out.fill(0);
     }
-    super::pack::transpose(bytemuck::cast_slice(block), kcp, rows, kcp, width, bytemuck::cast_slice_mut(out));
+    if tiles == Some(true) {
+        for (r, pairs) in block.chunks_exact(kcp.max(1)).enumerate() {
+            for (q, &p) in pairs.iter().enumerate() {
+                out[tiles::a_index(width, r, q)] = p;
+            }
+        }
+    } else {
+        let out = &mut out[..kcp * width];
+        super::pack::transpose(
+            bytemuck::cast_slice(block),
+            kcp,
+            rows,
+            kcp,
+            width,
+            bytemuck::cast_slice_mut(out),
+        );
+    }
     for r in 0..width {
         let rs = (r < rows).then(|| q.row_scales(r0 + r));
         for s in 0..nseg {
@@ -270,11 +343,15 @@ fn prefetch_share<E>(
 /// A GEMM on the dot path: its split, tile and packing buffers, fixed at prepare time.
 pub(crate) struct DotGemm {
     kernels: Kernels,
+    /// The unit whose tile runs (the record's `compute`).
+    unit: &'static str,
     seg: usize,
     m_panels: usize,
     row_ranges: Vec<(usize, usize)>,
     col_chunks: Vec<(usize, usize)>,
-    /// A as K-pairs, all of K: panel `(block, i)` at `(block · m_panels + i) · mr · KCP`.
+    /// K block: [`KC`] on the vector units, [`tiles::KC`] on a tile unit.
+    kc: usize,
+    /// A as K-pairs, all of K: panel `(block, i)` at `(block · m_panels + i) · mr · kc / 2`.
     a_pack: Vec<u32>,
     sa_pack: Vec<f32>,
     /// Per work item: packed W chunk (one K block), its scales, decode scratch.
@@ -282,35 +359,57 @@ pub(crate) struct DotGemm {
 }
 
 impl DotGemm {
-    pub(crate) fn new(unit: DotUnit, a: &QuantizedMatrix, w: &QuantizedMatrix, threads: usize) -> DotGemm {
-        let kernels = unit.kernels();
+    /// The GEMM on `unit`, its tiles on `tiles` where given and the promotion segments are whole
+    /// steps of that unit (every scaling chipbench runs: 32, 128 or a whole K block).
+    pub(crate) fn new(
+        unit: DotUnit,
+        tiles: Option<TileUnit>,
+        a: &QuantizedMatrix,
+        w: &QuantizedMatrix,
+        threads: usize,
+    ) -> DotGemm {
+        let tile_seg = promotion(a, w, tiles::KC);
+        let (kernels, name, kc, seg) = match tiles {
+            Some(t) if tile_seg.is_multiple_of(2 * tiles::STEP) || tile_seg >= a.cols => {
+                (t.kernels(unit.kernels()), t.name(), tiles::KC, tile_seg)
+            }
+            _ => (unit.kernels(), unit.name(), KC, promotion(a, w, KC)),
+        };
+        let (kcp, segs) = (kc / 2, kc / 32);
         let (m, n, k) = (a.rows, w.rows, a.cols);
         let (mr, nr) = (kernels.mr, kernels.nr);
         let (row_ranges, col_chunks) = split(mr, nr, m, n, threads);
         let m_panels = m.div_ceil(mr);
-        let blocks = k.div_ceil(KC).max(1);
+        let blocks = k.div_ceil(kc).max(1);
         let w_packs = row_ranges
             .iter()
             .flat_map(|_| col_chunks.iter())
             .map(|&(c0, c1)| {
                 let panels = (c1 - c0).div_ceil(nr);
                 (
-                    vec![0u32; panels * nr * KCP],
-                    vec![0f32; panels * nr * SEGS],
-                    vec![0f32; pack_scratch_len(nr)],
+                    vec![0u32; panels * nr * kcp],
+                    vec![0f32; panels * nr * segs],
+                    vec![0f32; pack_scratch_len(nr, kc)],
                 )
             })
             .collect();
         DotGemm {
             kernels,
-            seg: promotion(a, w, KC),
+            unit: name,
+            seg,
             m_panels,
             row_ranges,
             col_chunks,
-            a_pack: vec![0u32; blocks * m_panels * mr * KCP],
-            sa_pack: vec![0f32; blocks * m_panels * mr * SEGS],
+            kc,
+            a_pack: vec![0u32; blocks * m_panels * mr * kcp],
+            sa_pack: vec![0f32; blocks * m_panels * mr * segs],
             w_packs,
         }
+    }
+
+    /// The unit whose tile runs this GEMM.
+    pub(crate) fn unit_name(&self) -> &'static str {
+        self.unit
     }
 
     pub(crate) fn workspace_bytes(&self) -> u64 {
@@ -325,17 +424,22 @@ impl DotGemm {
             c.fill(0.0);
             return;
         }
-        let Kernels { mr, nr, tile, .. } = self.kernels;
+        let Kernels { mr, nr, tile, tiles, .. } = self.kernels;
+        // Panel layouts: A as the tile unit's A operand, W as its B operand (the vector units'
+        // layout, padded to whole steps); both transposed for the vector units.
+        let (a_tiles, w_tiles) = (tiles.then_some(true), tiles.then_some(false));
         let (seg, m_panels) = (self.seg, self.m_panels);
-        let blocks: Vec<(usize, usize)> = (0..k).step_by(KC).map(|p0| (p0, KC.min(k - p0))).collect();
+        let kc_max = self.kc;
+        let (kcp, segs) = (kc_max / 2, kc_max / 32);
+        let blocks: Vec<(usize, usize)> = (0..k).step_by(kc_max).map(|p0| (p0, kc_max.min(k - p0))).collect();
         // A: every (K block, micro-panel) once per run, in parallel.
         let (a_pack, sa_pack) = (&mut self.a_pack, &mut self.sa_pack);
         with_codes!(&a.codes, |codes| pool.install(|| {
-            a_pack.par_chunks_mut(mr * KCP).zip(sa_pack.par_chunks_mut(mr * SEGS)).enumerate().for_each_init(
-                || vec![0f32; pack_scratch_len(mr)],
+            a_pack.par_chunks_mut(mr * kcp).zip(sa_pack.par_chunks_mut(mr * segs)).enumerate().for_each_init(
+                || vec![0f32; pack_scratch_len(mr, kc_max)],
                 |scratch, (i, (ap, sp))| {
                     let (p0, kc) = blocks[i / m_panels];
-                    pack_pairs(codes, a, ((i % m_panels) * mr, mr), (p0, kc), seg, ap, sp, scratch)
+                    pack_pairs(codes, a, ((i % m_panels) * mr, mr), (p0, kc), seg, (ap, a_tiles), sp, scratch)
                 },
             )
         }));
@@ -352,15 +456,30 @@ impl DotGemm {
                 for (b, &(p0, kc)) in blocks.iter().enumerate() {
                     with_codes!(&w.codes, |codes| {
                         for (j, (wp, sw)) in wp
-                            .chunks_exact_mut(nr * KCP)
-                            .zip(sw.chunks_exact_mut(nr * SEGS))
+                            .chunks_exact_mut(nr * kcp)
+                            .zip(sw.chunks_exact_mut(nr * segs))
                             .take(panels)
                             .enumerate()
                         {
-                            pack_pairs(codes, w, (c0 + j * nr, nr), (p0, kc), seg, wp, sw, scratch);
+                            pack_pairs(
+                                codes,
+                                w,
+                                (c0 + j * nr, nr),
+                                (p0, kc),
+                                seg,
+                                (wp, w_tiles),
+                                sw,
+                                scratch,
+                            );
                         }
                     });
-                    let (pairs, seg_pairs) = (kc.div_ceil(2), seg.min(kc).div_ceil(2));
+                    let pairs = kc.div_ceil(2);
+                    // A tile unit takes whole steps: a segment that is the whole block (a short
+                    // last block) runs to its padding.
+                    let seg_pairs = match (tiles, seg >= kc) {
+                        (true, true) => tiles::padded(pairs),
+                        _ => seg.min(kc).div_ceil(2),
+                    };
                     let ips = r0 / mr..r1.div_ceil(mr);
                     let nip = ips.len();
                     for ip in ips {
@@ -380,10 +499,10 @@ impl DotGemm {
                                 pairs,
                                 seg_pairs,
                                 fresh: b == 0,
-                                a: &a_pack[at * KCP..(at + mr) * KCP],
-                                b: &wp[jp * nr * KCP..(jp + 1) * nr * KCP],
-                                sa: &sa_pack[at * SEGS..(at + mr) * SEGS],
-                                sw: &sw[jp * nr * SEGS..(jp + 1) * nr * SEGS],
+                                a: &a_pack[at * kcp..(at + mr) * kcp],
+                                b: &wp[jp * nr * kcp..(jp + 1) * nr * kcp],
+                                sa: &sa_pack[at * segs..(at + mr) * segs],
+                                sw: &sw[jp * nr * segs..(jp + 1) * nr * segs],
                             };
                             let (col, cv) = (jp * nr, nr.min(c1 - c0 - jp * nr));
                             let crows = &mut it.c[row0 - r0..row0 - r0 + rv];

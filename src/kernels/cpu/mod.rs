@@ -41,6 +41,8 @@
 //!   scale block. Both are exact up to one f32 rounding of the scaled operand (relative 2^-24,
 //!   far inside the validation bound); folding is never slower, so GEMM folds.
 
+#[cfg(target_arch = "x86_64")]
+mod amx;
 pub(crate) mod dot;
 mod gemm;
 mod gemv;
@@ -55,7 +57,7 @@ mod x86;
 #[cfg(target_arch = "x86_64")]
 mod x86_bf16;
 
-pub use dot::DotUnit;
+pub use dot::{DotUnit, TileUnit};
 pub use isa::Isa;
 
 use super::{Backend, BufferBytes, Capability, DeviceInfo, Op, Prepared, Problem, Support};
@@ -100,13 +102,17 @@ pub struct CpuBackend {
     isa: Isa,
     /// The BF16 dot-product unit for low-precision activations; `None`: the f32 FMA path.
     dot: Option<DotUnit>,
+    /// The BF16 tile-matrix unit that runs the dot path's GEMMs (`None`: the vector unit does).
+    tiles: Option<TileUnit>,
 }
 
 impl CpuBackend {
     pub fn new(threads: usize) -> Self {
         let threads =
             if threads == 0 { std::thread::available_parallelism().map_or(1, |n| n.get()) } else { threads };
-        CpuBackend { pool: Pool::new(threads), isa: Isa::detect(), dot: DotUnit::detect() }
+        let dot = DotUnit::detect();
+        let tiles = dot.and(TileUnit::detect());
+        CpuBackend { pool: Pool::new(threads), isa: Isa::detect(), dot, tiles }
     }
 
     /// Force an instruction-set level (for tests and comparisons). Fails if this CPU lacks it.
@@ -142,11 +148,33 @@ impl CpuBackend {
         self.dot
     }
 
-    /// The units a product with these operand formats runs on here, e.g. `f32-fma avx2+fma` or
-    /// `bf16-dot avx512_bf16` (the `compute` key of a record).
-    pub fn compute_label(&self, act: Format, weights: Format) -> String {
-        match self.dot {
-            Some(u) if dot::eligible(act, weights) => format!("bf16-dot {u}"),
+    /// Force the tile-matrix unit of the dot path's GEMMs (`None`: they run on the vector unit).
+    /// `Portable` runs its twin. Fails if this CPU lacks the unit.
+    pub fn with_tiles(mut self, unit: Option<TileUnit>) -> Result<Self> {
+        if let Some(u) = unit {
+            let available = TileUnit::available();
+            if !available.contains(&u) {
+                let allowed: Vec<&str> = available.iter().map(|u| u.name()).collect();
+                return Err(Error::invalid("tile unit", u.name(), &allowed.join(", ")));
+            }
+        }
+        self.tiles = unit;
+        Ok(self)
+    }
+
+    pub fn tiles(&self) -> Option<TileUnit> {
+        self.tiles
+    }
+
+    /// The units a product with these operand formats and `m` activation rows runs on here, e.g.
+    /// `f32-fma avx2+fma`, `bf16-dot avx512_bf16` or, for a GEMM on AMX, `bf16-dot amx_bf16`
+    /// (the `compute` key of a record).
+    pub fn compute_label(&self, act: Format, weights: Format, m: usize) -> String {
+        match (self.dot, self.tiles) {
+            (Some(_), Some(t)) if dot::eligible(act, weights) && m > gemv::SKINNY_M => {
+                format!("bf16-dot {t}")
+            }
+            (Some(u), _) if dot::eligible(act, weights) => format!("bf16-dot {u}"),
             _ => format!("f32-fma {}", self.isa),
         }
     }
@@ -175,6 +203,10 @@ impl Backend for CpuBackend {
             features: vec![
                 format!("isa={}", self.isa),
                 format!("bf16-dot={}", self.dot.map_or("none", DotUnit::name)),
+                format!(
+                    "bf16-tiles={}",
+                    self.tiles.filter(|_| self.dot.is_some()).map_or("none", TileUnit::name)
+                ),
             ],
             ..Default::default()
         }
@@ -200,7 +232,13 @@ impl Backend for CpuBackend {
             if (1..=gemv::SKINNY_M).contains(&m) {
                 Kind::DotGemv(dot::DotGemv::new(unit, &problem.a, &problem.w))
             } else {
-                Kind::DotGemm(dot::DotGemm::new(unit, &problem.a, &problem.w, self.pool.threads()))
+                Kind::DotGemm(dot::DotGemm::new(
+                    unit,
+                    self.tiles,
+                    &problem.a,
+                    &problem.w,
+                    self.pool.threads(),
+                ))
             }
         } else if (1..=gemv::SKINNY_M).contains(&m) {
             Kind::Gemv(gemv::GemvWork::new(&problem.a, &problem.w))
@@ -209,7 +247,10 @@ impl Backend for CpuBackend {
             let work = plan.work(k, self.pool.threads());
             Kind::Gemm { plan, work }
         };
-        let compute = self.compute_label(problem.a.format(), problem.w.format());
+        let compute = match &kind {
+            Kind::DotGemm(d) => format!("bf16-dot {}", d.unit_name()),
+            _ => self.compute_label(problem.a.format(), problem.w.format(), m),
+        };
         Ok(Box::new(CpuPrepared { backend: self, problem, out: vec![0f32; m * n], kind, compute }))
     }
 }
@@ -276,6 +317,18 @@ impl Prepared for CpuPrepared<'_> {
 /// units where the CPU has them (both operands BF16 or FP8).
 pub fn dot_eligible(act: Format, weights: Format) -> bool {
     dot::eligible(act, weights)
+}
+
+/// The register-only loop of this CPU's BF16 tile-matrix unit (four C tiles × `iters` steps):
+/// (flops, checksum), or `None` without the unit. The calibration times it.
+pub fn tile_loop(iters: u64) -> Option<(f64, f32)> {
+    #[cfg(target_arch = "x86_64")]
+    return amx::tile_loop(iters);
+    #[allow(unreachable_code)]
+    {
+        let _ = iters;
+        None
+    }
 }
 
 pub fn dot_loop(iters: u64) -> Option<(f64, f32)> {

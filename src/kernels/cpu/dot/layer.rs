@@ -181,7 +181,7 @@ const PREFETCH_BYTES: usize = 2048;
 pub(crate) struct Soft<const ARM: bool>([u32; LANES]);
 
 #[inline(always)]
-fn daz(v: f32) -> f32 {
+pub(crate) fn daz(v: f32) -> f32 {
     if v.is_subnormal() {
         0.0f32.copysign(v)
     } else {
@@ -700,6 +700,9 @@ pub(crate) struct Kernels {
     pub rows_x2: fn(&RowArgs, &mut [Totals]),
     /// [`split_x2`]: K-pairs (a multiple of 32) into [`PAIRS_X2`] order.
     pub split_x2: fn(&[u32], &mut [u32]),
+    /// The tile is a tile-matrix unit's ([`super::tiles`]): A panels in its layout, K padded to
+    /// whole steps. `false` for the vector units (A panels transposed, as W's).
+    pub tiles: bool,
 }
 
 /// Instantiate [`tile`] and [`rows`] for one vector type and tile size: `#[target_feature]`
@@ -719,6 +722,7 @@ macro_rules! dot_kernels {
             fp8_x2: fp8_x2_entry,
             rows_x2: rows_x2_entry,
             split_x2: split_x2_entry,
+            tiles: false,
         };
 
         $(#[target_feature(enable = $feat)])?

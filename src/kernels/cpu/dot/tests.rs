@@ -576,3 +576,96 @@ fn group_kernels_match_the_row_kernel_group_by_group() {
         }
     }
 }
+
+/// A tile unit's operands: `pairs_n` pairs of a 32-row A panel in the tile layout and of a
+/// 32-column W panel, zero past `pairs_n` up to a whole step (as the packing leaves them).
+fn tile_operands(pairs_n: usize, seed: u32) -> (Vec<u32>, Vec<u32>) {
+    use tiles::{a_index, padded, TM, TN};
+    let p = padded(pairs_n);
+    let (src_a, src_b) = (pairs(pairs_n * TM, seed), pairs(pairs_n * TN, seed + 1));
+    let mut a = vec![0u32; p * TM];
+    for r in 0..TM {
+        for q in 0..pairs_n {
+            a[a_index(TM, r, q)] = src_a[r * pairs_n + q];
+        }
+    }
+    let mut b = vec![0u32; p * TN];
+    b[..pairs_n * TN].copy_from_slice(&src_b);
+    (a, b)
+}
+
+/// The native tile-matrix unit (AMX) gives its twin's bits on every segment length (MX 16
+/// pairs, DeepSeek 64, whole blocks of 128 and 512 pairs), ragged pair counts, with and without a fresh C;
+/// and the twin's sums lie within the f32 rounding of the exact products' sums (so the twin is a
+/// dot product, not merely the unit's echo).
+#[test]
+fn tile_units_match_their_twin_bit_for_bit() {
+    use tiles::{padded, TM, TN};
+    let native: Vec<TileUnit> =
+        TileUnit::available().into_iter().filter(|&u| u != TileUnit::Portable).collect();
+    if native.is_empty() {
+        eprintln!("SKIPPED: no tile-matrix unit on this CPU (the twin is tested end to end)");
+    }
+    let twin = TileUnit::Portable.kernels(DotUnit::Portable.kernels());
+    let shapes =
+        [(7, 16), (16, 16), (64, 16), (100, 64), (128, 64), (128, 128), (40, 48), (512, 512), (300, 64)];
+    for ((pairs_n, seg_pairs), fresh) in shapes.into_iter().flat_map(|s| [(s, false), (s, true)]) {
+        let seg_pairs = if seg_pairs >= pairs_n { padded(pairs_n) } else { seg_pairs };
+        let nseg = pairs_n.div_ceil(seg_pairs);
+        let (mut a, mut b) = tile_operands(pairs_n, 5);
+        if fresh {
+            // Denormal inputs (read as zero), products that underflow (flushed) and huge ones.
+            for (i, v) in a.iter_mut().enumerate().filter(|(i, _)| i % 5 == 0) {
+                *v = (*v & 0xFFFF_0000) | [0x0041, 0x1F23, 0x5F10][i % 3];
+            }
+            for (i, v) in b.iter_mut().enumerate().filter(|(i, _)| i % 7 == 0) {
+                *v = (*v & 0x0000_FFFF) | [0x2000_0000u32, 0x0003_0000][i % 2];
+            }
+        }
+        let sa: Vec<f32> = (0..nseg * TM).map(|i| 2f32.powi(i as i32 % 5 - 2)).collect();
+        let sw: Vec<f32> = (0..nseg * TN).map(|i| 0.75 + (i % 7) as f32 * 0.125).collect();
+        let t = Tile { pairs: pairs_n, seg_pairs, fresh, a: &a, b: &b, sa: &sa, sw: &sw };
+        let c0: Vec<f32> =
+            (0..TM * TN).map(|i| if fresh { f32::NAN } else { (i % 9) as f32 * 0.5 - 2.0 }).collect();
+        let run = |tile: fn(&Tile, &mut [&mut [f32]], usize)| {
+            let mut c = c0.clone();
+            tile(&t, &mut c.chunks_exact_mut(TN).collect::<Vec<_>>(), 0);
+            c
+        };
+        let want = run(twin.tile);
+        // The twin against exact sums: per segment the f64 dot product, scaled, accumulated.
+        let half = |p: u32, hi: bool| f32::from_bits(if hi { p & 0xFFFF_0000 } else { p << 16 }) as f64;
+        for r in 0..TM {
+            for j in 0..TN {
+                let (mut exact, mut mag) = (if fresh { 0.0 } else { c0[r * TN + j] as f64 }, 0f64);
+                for s in 0..nseg {
+                    let (mut d, mut m) = (0f64, 0f64);
+                    for q in s * seg_pairs..((s + 1) * seg_pairs).min(pairs_n) {
+                        let (x, y) = (a[tiles::a_index(TM, r, q)], b[q * TN + j]);
+                        let p = half(x, false) * half(y, false) + half(x, true) * half(y, true);
+                        d += p;
+                        m += (half(x, false) * half(y, false)).abs() + (half(x, true) * half(y, true)).abs();
+                    }
+                    let scale = sa[s * TM + r] as f64 * sw[s * TN + j] as f64;
+                    exact += d * scale;
+                    mag += m * scale.abs();
+                }
+                let got = want[r * TN + j] as f64;
+                let bound = (mag + exact.abs()) * (2 * pairs_n + 4) as f64 * f32::EPSILON as f64;
+                assert!(
+                    (got - exact).abs() <= bound,
+                    "twin ({r},{j}) {got} vs exact {exact} (bound {bound})"
+                );
+            }
+        }
+        for unit in &native {
+            let k = unit.kernels(DotUnit::Portable.kernels());
+            let got = run(k.tile);
+            assert_eq!(
+                got.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                want.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{unit} pairs={pairs_n} seg={seg_pairs} fresh={fresh}"
+            );
+        }
+    }
+}
