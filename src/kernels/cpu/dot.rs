@@ -281,28 +281,40 @@ fn pack_pairs<E: Element>(
     let kcp = kc.div_ceil(2);
     let nseg = kc.div_ceil(seg);
     let rows = q.rows.saturating_sub(r0).min(width);
-    let (f, block) = scratch.split_at_mut(kc + 2);
-    let block: &mut [u32] = bytemuck::cast_slice_mut(&mut block[..rows * kcp]);
-    for (r, pairs) in block.chunks_exact_mut(kcp.max(1)).enumerate() {
-        let start = (r0 + r) * q.cols + p0;
-        row_pairs(&codes[start..start + kc], f, pairs);
-    }
+    // BF16 rows of whole pairs are read where they lie (`ld` pairs apart); other rows become
+    // pairs in `scratch` first.
+    let start = r0 * q.cols + p0;
+    let in_place = (kc % 2 == 0 && q.cols % 2 == 0 && rows > 0)
+        .then(|| pairs_in_place(&codes[start..start + (rows - 1) * q.cols + kc]))
+        .flatten();
+    let (src, ld): (&[u32], usize) = match in_place {
+        Some(src) => (src, q.cols / 2),
+        None => {
+            let (f, block) = scratch.split_at_mut(kc + 2);
+            let block: &mut [u32] = bytemuck::cast_slice_mut(&mut block[..rows * kcp]);
+            for (r, pairs) in block.chunks_exact_mut(kcp.max(1)).enumerate() {
+                let start = (r0 + r) * q.cols + p0;
+                row_pairs(&codes[start..start + kc], f, pairs);
+            }
+            (block, kcp)
+        }
+    };
     let padded = if tiles.is_some() { tiles::padded(kcp) } else { kcp };
     let out = &mut out[..padded * width];
     if rows < width || padded > kcp {
         out.fill(0);
     }
     if tiles == Some(true) {
-        for (r, pairs) in block.chunks_exact(kcp.max(1)).enumerate() {
-            for (q, &p) in pairs.iter().enumerate() {
+        for r in 0..rows {
+            for (q, &p) in src[r * ld..r * ld + kcp].iter().enumerate() {
                 out[tiles::a_index(width, r, q)] = p;
             }
         }
     } else {
         let out = &mut out[..kcp * width];
         super::pack::transpose(
-            bytemuck::cast_slice(block),
-            kcp,
+            bytemuck::cast_slice(src),
+            ld,
             rows,
             kcp,
             width,
@@ -340,6 +352,37 @@ fn prefetch_share<E>(
     }
 }
 
+/// Packed panels, 64-byte aligned: a tile unit reads each 64-byte row of a tile as one cache
+/// line (the allocator's 16-byte alignment split every row over two lines, and AMX's 2×2 tile
+/// step ran at 0.45× its speed on aligned panels).
+pub(crate) struct Panels {
+    lines: Vec<Line>,
+    len: usize,
+}
+
+#[repr(C, align(64))]
+#[derive(Clone, Copy, bytemuck::Pod, bytemuck::Zeroable)]
+struct Line([u32; 16]);
+
+impl Panels {
+    fn zeroed(len: usize) -> Panels {
+        Panels { lines: vec![Line([0; 16]); len.div_ceil(16)], len }
+    }
+}
+
+impl std::ops::Deref for Panels {
+    type Target = [u32];
+    fn deref(&self) -> &[u32] {
+        &bytemuck::cast_slice(&self.lines)[..self.len]
+    }
+}
+
+impl std::ops::DerefMut for Panels {
+    fn deref_mut(&mut self) -> &mut [u32] {
+        &mut bytemuck::cast_slice_mut(&mut self.lines)[..self.len]
+    }
+}
+
 /// A GEMM on the dot path: its split, tile and packing buffers, fixed at prepare time.
 pub(crate) struct DotGemm {
     kernels: Kernels,
@@ -352,10 +395,10 @@ pub(crate) struct DotGemm {
     /// K block: [`KC`] on the vector units, [`tiles::KC`] on a tile unit.
     kc: usize,
     /// A as K-pairs, all of K: panel `(block, i)` at `(block · m_panels + i) · mr · kc / 2`.
-    a_pack: Vec<u32>,
+    a_pack: Panels,
     sa_pack: Vec<f32>,
     /// Per work item: packed W chunk (one K block), its scales, decode scratch.
-    w_packs: Vec<(Vec<u32>, Vec<f32>, Vec<f32>)>,
+    w_packs: Vec<(Panels, Vec<f32>, Vec<f32>)>,
 }
 
 impl DotGemm {
@@ -387,7 +430,7 @@ impl DotGemm {
             .map(|&(c0, c1)| {
                 let panels = (c1 - c0).div_ceil(nr);
                 (
-                    vec![0u32; panels * nr * kcp],
+                    Panels::zeroed(panels * nr * kcp),
                     vec![0f32; panels * nr * segs],
                     vec![0f32; pack_scratch_len(nr, kc)],
                 )
@@ -401,7 +444,7 @@ impl DotGemm {
             row_ranges,
             col_chunks,
             kc,
-            a_pack: vec![0u32; blocks * m_panels * mr * kcp],
+            a_pack: Panels::zeroed(blocks * m_panels * mr * kcp),
             sa_pack: vec![0f32; blocks * m_panels * mr * segs],
             w_packs,
         }
