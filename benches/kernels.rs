@@ -361,7 +361,7 @@ fn skinny_report(backend: &CpuBackend) {
 /// activations (DeepSeek scaling for FP8), on the BF16 dot-product units where the CPU has them
 /// (the `compute` column says which units ran), and the GEMV weights/s of BF16 against FP8.
 fn lowp_report(backend: &CpuBackend, threads: usize, fma_peak: f64, gemv_n: usize, gemv_k: usize) {
-    use chipbench::measure::calibration::{dot_peak, CalibrationConfig};
+    use chipbench::measure::calibration::{dot_peak, tile_peak, CalibrationConfig};
     // Best of five 300 ms trials: one trial read 381 GFLOP/s on Zen 4 where PyTorch's BF16 GEMM
     // ran at 428 in the same minutes; another run's single trial read 437.
     let cfg = CalibrationConfig {
@@ -374,6 +374,10 @@ fn lowp_report(backend: &CpuBackend, threads: usize, fma_peak: f64, gemv_n: usiz
     match dot {
         Some(g) => println!("\nBF16 dot-product peak (register-only loop): {g:.1} GFLOP/s"),
         None => println!("\nBF16 dot-product units: absent on this CPU (or CHIPBENCH_NO_BF16_DOT=1): low-precision activations run on f32 FMAs"),
+    }
+    let tile = dot.and_then(|_| tile_peak(threads, &cfg)).filter(|_| backend.tiles().is_some());
+    if let Some(g) = tile {
+        println!("BF16 tile-matrix unit (AMX) roof (tile loop fed from L1): {g:.1} GFLOP/s: the GEMMs below run on it");
     }
     println!(
         "{:>16} {:>12} {:>10} {:>8} {:>8} {:>8}  compute",
@@ -397,7 +401,11 @@ fn lowp_report(backend: &CpuBackend, threads: usize, fma_peak: f64, gemv_n: usiz
                 bf16_rate = g;
             }
             let vs_bf16 = if bf16_rate > 0.0 { format!("{:.2}x", g / bf16_rate) } else { "-".into() };
-            let roof_here = if compute.starts_with("bf16-dot") { roof } else { fma_peak };
+            let roof_here = match tile {
+                Some(g) if chipbench::kernels::cpu::is_tile_compute(&compute) => g,
+                _ if compute.starts_with("bf16-dot") => roof,
+                _ => fma_peak,
+            };
             println!(
                 "{:>16} {:>12} {g:>10.1} {:>7.1}% {:>7.2}x {vs_bf16:>8}  {compute}",
                 format!("{m}×{n}×{k}"),

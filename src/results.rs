@@ -401,6 +401,11 @@ pub struct RoofsNow {
     /// written before the key existed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dot_gflops: Option<f64>,
+    /// BF16 tile-matrix unit (AMX) roof at the record's thread count, GFLOP/s: the compute roof
+    /// of the products that ran on it (`compute` `bf16-dot amx_bf16`). Absent where the CPU has
+    /// none, and in files written before the key existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tile_gflops: Option<f64>,
 }
 
 impl ModelStep {

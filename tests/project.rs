@@ -1,6 +1,7 @@
 //! Roofline projection: hand-computed cases, the emulation rule, the local-machine check, the
 //! ridge analysis and its SVG, and the `project`/`chips`/`models` commands on a fixture.
 
+use chipbench::formats::Format;
 use chipbench::profiles::{self, Precision};
 use chipbench::project::check::{check_local, median};
 use chipbench::project::ridge;
@@ -134,6 +135,19 @@ fn local_chip_takes_bf16_and_fp8_roofs_from_the_dot_units() {
     assert_eq!(local.peak_flops(Precision::Fp16), Some(100e9));
     assert_eq!(cal.unit_peak("bf16-dot avx512_bf16", 1), Some(95.0));
     assert_eq!(cal.unit_peak("bf16-dot neon-bf16", 2), None);
+    // A tile-matrix unit (AMX) runs the GEMMs: the local chip's BF16/FP8 roof is its roof, and
+    // each product is graded at the roof of the unit its record says ran it.
+    cal.compute_peaks.push(ComputePeak { unit: "bf16-dot amx_bf16".into(), threads: 2, gflops: 700.0 });
+    let local = local_chip(&cal, 2).unwrap();
+    assert_eq!(local.peak_flops(Precision::Bf16), Some(700e9));
+    assert_eq!(local.peak_flops(Precision::Fp8), Some(700e9));
+    assert_eq!(local.peak_flops(Precision::Fp32), Some(100e9));
+    let roof = |compute: &str, act: Format| roofline::calibration_roof(&cal, 2, compute, act, Format::E4M3);
+    assert_eq!(roof("bf16-dot amx_bf16", Format::E4M3), Some(700.0));
+    assert_eq!(roof("bf16-dot avx512_bf16", Format::E4M3), Some(190.0));
+    assert_eq!(roof("", Format::BF16), Some(190.0), "no compute key: the operands decide");
+    assert_eq!(roof("f32-fma avx512", Format::F32), Some(100.0));
+    assert_eq!(roofline::dot_peak(&cal, 2).map(|p| p.1), Some(190.0), "the vector units' roof is not AMX's");
 }
 
 #[test]

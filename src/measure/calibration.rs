@@ -9,6 +9,7 @@
 
 use super::fma;
 use super::read_bw::{self, ReadProbe, ReadVariant};
+use crate::kernels::cpu::is_tile_compute;
 use crate::results::{Calibration, ComputePeak, ReadVariantGbs, Stream, ThreadPeak};
 use std::time::{Duration, Instant};
 
@@ -82,6 +83,14 @@ pub fn calibrate(cfg: &CalibrationConfig) -> Calibration {
                 compute_peaks.push(ComputePeak { unit: format!("bf16-dot {unit}"), threads: t, gflops });
             }
         }
+        // The tile-matrix unit the dot path's GEMMs run on, where there is one.
+        if let Some(tiles) = crate::kernels::cpu::TileUnit::detect() {
+            for &t in &cfg.thread_counts {
+                if let Some(gflops) = tile_peak(t, cfg) {
+                    compute_peaks.push(ComputePeak { unit: format!("bf16-dot {tiles}"), threads: t, gflops });
+                }
+            }
+        }
     }
     let stream_gbs = stream(cfg);
     let mut cal = Calibration {
@@ -143,6 +152,8 @@ pub struct RoofsNow {
     pub fma: Vec<ThreadPeak>,
     /// BF16 dot-product peak per calibrated thread count (empty where the CPU has no units).
     pub dot: Vec<ThreadPeak>,
+    /// BF16 tile-matrix unit (AMX) peak per calibrated thread count (empty without one).
+    pub tile: Vec<ThreadPeak>,
 }
 
 /// [`remeasure`], returning what this re-measurement itself found (not the best seen): the read
@@ -150,12 +161,13 @@ pub struct RoofsNow {
 pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe) -> RoofsNow {
     let fma = remeasure_fma(cal);
     let dot = remeasure_dot(cal);
+    let tile = remeasure_tile(cal);
     let variant = ReadVariant::parse(&cal.read_variant).filter(|v| v.isa.available());
     let gbs = variant.and_then(|v| probe.measure(&[v], 2, 4).best().map(|b| b.gbs));
     if let Some(gbs) = gbs {
         note_remeasure(cal, gbs);
     }
-    RoofsNow { read_gbs: gbs, fma, dot }
+    RoofsNow { read_gbs: gbs, fma, dot, tile }
 }
 
 /// A short trial (50 ms, one) at `threads`: what a re-measurement between records affords.
@@ -180,15 +192,30 @@ pub fn remeasure_fma(cal: &mut Calibration) -> Vec<ThreadPeak> {
 }
 
 /// [`remeasure_fma`] for the BF16 dot-product roofs (`bf16-dot ...` entries of
-/// `compute_peaks`; none where the calibration found no units).
+/// `compute_peaks` but the tile unit's; none where the calibration found no units).
 pub fn remeasure_dot(cal: &mut Calibration) -> Vec<ThreadPeak> {
+    remeasure_unit(cal, |u| u.starts_with("bf16-dot") && !is_tile_compute(u), dot_peak)
+}
+
+/// [`remeasure_fma`] for the tile-matrix unit's roofs (`bf16-dot amx...` entries).
+pub fn remeasure_tile(cal: &mut Calibration) -> Vec<ThreadPeak> {
+    remeasure_unit(cal, is_tile_compute, tile_peak)
+}
+
+/// Re-measure every entry of `compute_peaks` whose unit `which` accepts with `peak`, raising
+/// the entry where it was beaten; returns what this re-measurement found.
+fn remeasure_unit(
+    cal: &mut Calibration,
+    which: impl Fn(&str) -> bool,
+    peak: impl Fn(usize, &CalibrationConfig) -> Option<f64>,
+) -> Vec<ThreadPeak> {
     let mut fresh = Vec::new();
     for i in 0..cal.compute_peaks.len() {
-        if !cal.compute_peaks[i].unit.starts_with("bf16-dot") {
+        if !which(&cal.compute_peaks[i].unit) {
             continue;
         }
         let threads = cal.compute_peaks[i].threads;
-        let Some(gflops) = dot_peak(threads, &remeasure_cfg(threads)) else { continue };
+        let Some(gflops) = peak(threads, &remeasure_cfg(threads)) else { continue };
         if gflops.is_finite() && gflops > 0.0 {
             cal.compute_peaks[i].gflops = cal.compute_peaks[i].gflops.max(gflops);
             fresh.push(ThreadPeak { threads, gflops });
@@ -227,6 +254,13 @@ pub fn fma_peak(threads: usize, cfg: &CalibrationConfig) -> f64 {
         let r = fma::run(iters);
         (r.flops, r.checksum)
     })
+}
+
+/// GFLOP/s of `threads` threads each running the tile-matrix unit's loop fed from L1
+/// ([`crate::kernels::cpu::tile_loop`]), best of `cfg.trials`; `None` without the unit.
+pub fn tile_peak(threads: usize, cfg: &CalibrationConfig) -> Option<f64> {
+    crate::kernels::cpu::tile_loop(1)?;
+    Some(peak(threads, cfg, |iters| crate::kernels::cpu::tile_loop(iters).unwrap_or((0.0, 0.0))))
 }
 
 /// GFLOP/s of `threads` threads each running the register-only BF16 dot-product loop

@@ -72,9 +72,11 @@ fn pooled(now: &[calibration::RoofsNow], threads: usize) -> Option<RoofsNow> {
     }
     let fma: Vec<f64> = now.iter().filter_map(|n| nearest_peak(&n.fma, threads)).map(|(_, g)| g).collect();
     let dot: Vec<f64> = now.iter().filter_map(|n| nearest_peak(&n.dot, threads)).map(|(_, g)| g).collect();
+    let tile: Vec<f64> = now.iter().filter_map(|n| nearest_peak(&n.tile, threads)).map(|(_, g)| g).collect();
     Some(RoofsNow {
         read_gbs: median(&read),
         fma_gflops: if fma.is_empty() { 0.0 } else { median(&fma) },
         dot_gflops: (!dot.is_empty()).then(|| median(&dot)),
+        tile_gflops: (!tile.is_empty()).then(|| median(&tile)),
     })
 }

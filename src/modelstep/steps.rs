@@ -8,7 +8,7 @@ use super::shapes::{self, Part, Phase, StepShape};
 use crate::formats::Format;
 use crate::measure::ceilings::on_host_cpu;
 use crate::profiles;
-use crate::project::roofline::{calibration_roof, compute_roof};
+use crate::project::roofline::{calibration_roof, compute_roof, Peaks3};
 use crate::report::markdown::{human_time, table};
 use crate::results::{Calibration, ModelStep, Record, Run};
 use std::fmt::Write;
@@ -219,7 +219,7 @@ pub fn steps(run: &Run) -> Vec<Step> {
 /// calibration lacks the figure.
 fn product_roofs(
     cal: Option<&Calibration>,
-    threads: usize,
+    (threads, unit): (usize, &str),
     act: Format,
     w: Format,
     bytes: f64,
@@ -227,7 +227,7 @@ fn product_roofs(
 ) -> (f64, f64) {
     let Some(cal) = cal else { return (0.0, 0.0) };
     let read = if cal.read_gbs > 0.0 { bytes / (cal.read_gbs * 1e9) } else { 0.0 };
-    let compute = calibration_roof(cal, threads, act, w).map_or(0.0, |g| flops / (g * 1e9));
+    let compute = calibration_roof(cal, threads, unit, act, w).map_or(0.0, |g| flops / (g * 1e9));
     (read, compute)
 }
 
@@ -276,7 +276,7 @@ fn collect(run: &Run) -> Vec<Step> {
         st.valid += 1;
         let (bytes, flops) = roofline_of(r, s);
         let (act, w) = (format_of(&r.act_format), format_of(&r.format));
-        let (read_s, compute_s) = product_roofs(cal, r.threads, act, w, bytes, flops);
+        let (read_s, compute_s) = product_roofs(cal, (r.threads, &r.compute), act, w, bytes, flops);
         let p = &mut st.parts[part];
         p.seconds += s.seconds(r);
         p.bytes += bytes;
@@ -284,7 +284,8 @@ fn collect(run: &Run) -> Vec<Step> {
         p.compute_s += compute_s;
         p.roof_s += read_s.max(compute_s);
         let paired = s.roofs_after.and_then(|at| {
-            let roof = compute_roof(Some(at.fma_gflops), at.dot_gflops, act, w)?;
+            let peaks = Peaks3 { fma: Some(at.fma_gflops), dot: at.dot_gflops, tile: at.tile_gflops };
+            let roof = compute_roof(peaks, &r.compute, act, w)?;
             (at.read_gbs > 0.0).then(|| (bytes / (at.read_gbs * 1e9), flops / (roof * 1e9)))
         });
         match paired {

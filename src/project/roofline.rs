@@ -13,6 +13,7 @@
 //! this machine.
 
 use crate::formats::Format;
+use crate::kernels::cpu::is_tile_compute;
 use crate::profiles::{Chip, Figure, Peaks, Precision, Status};
 use crate::results::{Calibration, Record};
 use crate::{Error, Result};
@@ -152,32 +153,72 @@ fn measured(value: f64, unit: &str, source: String) -> Option<Figure> {
     })
 }
 
-/// The measured peak of the CPU's BF16 dot-product units nearest `threads` (the `bf16-dot ...`
-/// entries of `compute_peaks`), GFLOP/s; `None` where the CPU has none.
+/// The measured peak of the CPU's BF16 dot-product vector units nearest `threads` (the
+/// `bf16-dot ...` entries of `compute_peaks` but a tile unit's), GFLOP/s; `None` where the CPU
+/// has none.
 pub fn dot_peak(cal: &Calibration, threads: usize) -> Option<(usize, f64, String)> {
+    unit_peak(cal, threads, |u| u.starts_with("bf16-dot") && !is_tile_compute(u))
+}
+
+/// The measured roof of the CPU's BF16 tile-matrix unit (AMX) nearest `threads`, GFLOP/s;
+/// `None` where the CPU has none.
+pub fn tile_peak(cal: &Calibration, threads: usize) -> Option<(usize, f64, String)> {
+    unit_peak(cal, threads, is_tile_compute)
+}
+
+fn unit_peak(
+    cal: &Calibration,
+    threads: usize,
+    which: impl Fn(&str) -> bool,
+) -> Option<(usize, f64, String)> {
     cal.compute_peaks
         .iter()
-        .filter(|p| p.gflops > 0.0 && p.unit.starts_with("bf16-dot"))
+        .filter(|p| p.gflops > 0.0 && which(&p.unit))
         .min_by_key(|p| p.threads.abs_diff(threads))
         .map(|p| (p.threads, p.gflops, p.unit.clone()))
 }
 
-/// The compute roof of a product whose activations are `act` and weights `weights` on this
-/// machine, at the calibrated thread count nearest `threads`, GFLOP/s: the BF16 dot-product peak
-/// where the CPU has those units and both operands run on them (BF16 and FP8, decoded exactly to
-/// BF16), else the FMA peak (f32 and f16 operands, or no units). `dot` / `fma` are the peaks to
-/// choose from (the calibration's, or ones re-measured later).
-pub fn compute_roof(fma: Option<f64>, dot: Option<f64>, act: Format, weights: Format) -> Option<f64> {
-    match dot {
-        Some(g) if g > 0.0 && crate::kernels::cpu::dot_eligible(act, weights) => Some(g),
-        _ => fma.filter(|g| *g > 0.0),
+/// The compute peaks one roof is chosen from (the calibration's, or ones re-measured later),
+/// GFLOP/s: FMA, BF16 dot-product vector units, BF16 tile-matrix unit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peaks3 {
+    pub fma: Option<f64>,
+    pub dot: Option<f64>,
+    pub tile: Option<f64>,
+}
+
+/// The compute roof of a product on this machine, GFLOP/s: the roof of the unit that ran it.
+/// `compute` is the record's (`bf16-dot amx_bf16`: the tile unit's roof); without one (files
+/// written before the key, or another backend) the operands decide: the BF16 dot-product peak
+/// where the CPU has those units and both operands run on them (BF16 and FP8, decoded exactly
+/// to BF16), else the FMA peak (f32 and f16 operands, or no units).
+pub fn compute_roof(peaks: Peaks3, compute: &str, act: Format, weights: Format) -> Option<f64> {
+    let positive = |g: Option<f64>| g.filter(|g| *g > 0.0);
+    if is_tile_compute(compute) {
+        if let Some(g) = positive(peaks.tile) {
+            return Some(g);
+        }
+    }
+    match positive(peaks.dot) {
+        Some(g) if crate::kernels::cpu::dot_eligible(act, weights) => Some(g),
+        _ => positive(peaks.fma),
     }
 }
 
-/// [`compute_roof`] at the run's calibration.
-pub fn calibration_roof(cal: &Calibration, threads: usize, act: Format, weights: Format) -> Option<f64> {
-    let fma = calibration_peak(cal, threads).map(|(_, g)| g);
-    compute_roof(fma, dot_peak(cal, threads).map(|(_, g, _)| g), act, weights)
+/// [`compute_roof`] at the run's calibration, at the calibrated thread count nearest `threads`.
+pub fn calibration_roof(
+    cal: &Calibration,
+    threads: usize,
+    compute: &str,
+    act: Format,
+    weights: Format,
+) -> Option<f64> {
+    let peaks = Peaks3 {
+        fma: calibration_peak(cal, threads).map(|(_, g)| g),
+        dot: dot_peak(cal, threads).map(|(_, g, _)| g),
+        tile: tile_peak(cal, threads).map(|(_, g, _)| g),
+    };
+    compute_roof(peaks, compute, act, weights)
 }
 
 /// A chip profile for *this machine* from a run's calibration, at `threads` threads: FP32 and
@@ -194,11 +235,16 @@ pub fn local_chip(cal: &Calibration, threads: usize) -> Result<Chip> {
     }
     let peak =
         || measured(gflops / 1000.0, "TFLOPS", format!("measured: register-only FMA loop at {t} threads"));
-    let low = || match dot_peak(cal, threads) {
-        Some((t, g, unit)) => {
+    // BF16/FP8 GEMMs run on the tile unit where there is one (its loop fed from L1), else on
+    // the dot-product vector units (register-only loop).
+    let low = || match (tile_peak(cal, threads), dot_peak(cal, threads)) {
+        (Some((t, g, unit)), _) => {
+            measured(g / 1000.0, "TFLOPS", format!("measured: {unit} tile loop fed from L1 at {t} threads"))
+        }
+        (None, Some((t, g, unit))) => {
             measured(g / 1000.0, "TFLOPS", format!("measured: register-only {unit} loop at {t} threads"))
         }
-        None => peak(),
+        (None, None) => peak(),
     };
     let none = |why: &str| {
         Some(Figure { value: None, unit: None, status: Some(Status::Unfound), ..peak().unwrap() })

@@ -319,8 +319,9 @@ pub fn dot_eligible(act: Format, weights: Format) -> bool {
     dot::eligible(act, weights)
 }
 
-/// The register-only loop of this CPU's BF16 tile-matrix unit (four C tiles × `iters` steps):
-/// (flops, checksum), or `None` without the unit. The calibration times it.
+/// The loop of this CPU's BF16 tile-matrix unit, fed from L1 as a GEMM feeds it (four C tiles,
+/// four tile loads and four tile products per step, `iters` steps): (flops, checksum), or `None`
+/// without the unit. The calibration times it.
 pub fn tile_loop(iters: u64) -> Option<(f64, f32)> {
     #[cfg(target_arch = "x86_64")]
     return amx::tile_loop(iters);
@@ -329,6 +330,12 @@ pub fn tile_loop(iters: u64) -> Option<(f64, f32)> {
         let _ = iters;
         None
     }
+}
+
+/// Whether a record's `compute` (or a calibrated roof's unit) is a tile-matrix unit's:
+/// `bf16-dot amx_bf16`, `bf16-dot amx-portable`.
+pub fn is_tile_compute(label: &str) -> bool {
+    label.starts_with("bf16-dot amx")
 }
 
 pub fn dot_loop(iters: u64) -> Option<(f64, f32)> {
