@@ -284,7 +284,7 @@ fn pack_pairs<E: Element>(
     // BF16 rows of whole pairs are read where they lie (`ld` pairs apart); other rows become
     // pairs in `scratch` first.
     let start = r0 * q.cols + p0;
-    let in_place = (kc % 2 == 0 && q.cols % 2 == 0 && rows > 0)
+    let in_place = (kc.is_multiple_of(2) && q.cols.is_multiple_of(2) && rows > 0)
         .then(|| pairs_in_place(&codes[start..start + (rows - 1) * q.cols + kc]))
         .flatten();
     let (src, ld): (&[u32], usize) = match in_place {
