@@ -157,9 +157,9 @@ unsafe fn tile_body(t: &Tile, rows: &[*mut f32; TM]) {
 /// loading two A and two B tiles from L1 (a 16 KiB A panel and a 16 KiB W panel, eight steps
 /// of 16 pairs, read round and round) before its four `tdpbf16ps` — the densest reuse eight tile
 /// registers allow (a tile load per product). Returns (flops, checksum), or `None` without the
-/// unit. The calibration times it as the unit's roof: the same loop without the loads runs
-/// 3–4× faster on a Sapphire Rapids-class core (2.5–2.9 against ~0.7 TFLOP/s per thread), but no
-/// product can run without them.
+/// unit. The calibration times it as the unit's roof (the loads from L1 cost the unit little: in
+/// a standalone microbenchmark the register-only loop ran 2.5–2.9 TFLOP/s per thread, this one
+/// 2.0–2.5), and no product can run without them.
 pub(crate) fn tile_loop(iters: u64) -> Option<(f64, f32)> {
     if !has_amx() {
         return None;

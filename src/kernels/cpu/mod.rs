@@ -22,7 +22,10 @@
 //!   weights are all BF16/E4M3/E5M2 and the CPU has BF16 dot-product units ([`DotUnit`]:
 //!   AVX512_BF16, FEAT_BF16; `CHIPBENCH_NO_BF16_DOT=1` turns the path off), codes are decoded
 //!   exactly to BF16, multiplied pairwise on the units with f32 accumulation, and the block
-//!   scales applied to f32 partial sums at K-block boundaries (DeepGEMM's promotion).
+//!   scales applied to f32 partial sums at K-block boundaries (DeepGEMM's promotion). Where the
+//!   CPU also has a BF16 tile-matrix unit ([`TileUnit`]: AMX-BF16; `CHIPBENCH_NO_AMX=1` turns it
+//!   off), the dot path's GEMMs (more than [`gemv::SKINNY_M`] rows) run their tiles on it
+//!   (`bf16-dot amx_bf16`; `amx.rs` holds the `unsafe`, [`dot::tiles`] the twin).
 //! - Runtime dispatch ([`Isa`]): AVX-512F, AVX2+FMA+F16C, NEON (aarch64), or portable Rust.
 //!   All `unsafe` is in `x86.rs` and `neon.rs`; the portable twins compute the same FMA sequence
 //!   and are tested to give the same bits (on aarch64 under qemu, see docs/cpu.md).
