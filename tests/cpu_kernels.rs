@@ -94,6 +94,35 @@ fn forcing_an_isa_this_cpu_lacks_is_refused_and_every_format_is_native() {
     assert!(CpuBackend::with_isa(1, Isa::Portable).is_ok());
 }
 
+/// `p` on the first of `backends`: labelled `compute`, valid against the f64 reference; every
+/// other backend (thread count, unit) gives its bits.
+fn same_on_every_backend(
+    backends: &[CpuBackend],
+    p: &chipbench::kernels::Problem,
+    compute: &str,
+    what: &str,
+) {
+    let mut prepared = backends[0].prepare(p).unwrap();
+    assert_eq!(prepared.compute(), compute, "{what}");
+    prepared.run().unwrap();
+    let first = prepared.output().unwrap();
+    drop(prepared);
+    let v = validate(&first, &Reference::compute(p), 0.0);
+    assert!(v.valid, "{what}: {}", v.reason);
+    for b in &backends[1..] {
+        let out = b.compute(p).unwrap();
+        assert!(
+            out.iter().zip(&first).all(|(x, y)| x.to_bits() == y.to_bits()),
+            "{what}: {} threads / {:?} {:?} differs from 1 thread / {:?} {:?}",
+            b.threads(),
+            b.dot(),
+            b.tiles(),
+            backends[0].dot(),
+            backends[0].tiles()
+        );
+    }
+}
+
 /// Every (op × weight format × activation format × scaling) of the BF16 dot-product path, on
 /// every dot unit this CPU has (the portable twin always, the real instruction where present):
 /// valid against the f64 reference on odd shapes (K never a multiple of 128), bit-identical
@@ -137,23 +166,7 @@ fn dot_path_is_valid_and_bit_identical_across_threads_and_units() {
                         .build()
                         .unwrap();
                     let what = format!("{op} w={w} a={act} {scaling} {m}x{n}x{k}");
-                    let mut prepared = backends[0].prepare(&p).unwrap();
-                    assert_eq!(prepared.compute(), format!("bf16-dot {}", units[0]), "{what}");
-                    prepared.run().unwrap();
-                    let first = prepared.output().unwrap();
-                    drop(prepared);
-                    let v = validate(&first, &Reference::compute(&p), 0.0);
-                    assert!(v.valid, "{what}: {}", v.reason);
-                    for b in &backends[1..] {
-                        let out = b.compute(&p).unwrap();
-                        assert!(
-                            out.iter().zip(&first).all(|(x, y)| x.to_bits() == y.to_bits()),
-                            "{what}: {} threads / {:?} differs from 1 thread / {:?}",
-                            b.threads(),
-                            b.dot(),
-                            backends[0].dot()
-                        );
-                    }
+                    same_on_every_backend(&backends, &p, &format!("bf16-dot {}", units[0]), &what);
                     checked += 1;
                 }
             }
@@ -229,23 +242,7 @@ fn tile_units_run_the_dot_gemms_validly_and_identically() {
                         .build()
                         .unwrap();
                     let what = format!("w={w} a={act} {scaling} {m}x{n}x{k}");
-                    let mut prepared = backends[0].prepare(&p).unwrap();
-                    assert_eq!(prepared.compute(), format!("bf16-dot {}", units[0]), "{what}");
-                    prepared.run().unwrap();
-                    let first = prepared.output().unwrap();
-                    drop(prepared);
-                    let v = validate(&first, &Reference::compute(&p), 0.0);
-                    assert!(v.valid, "{what}: {}", v.reason);
-                    for b in &backends[1..] {
-                        let out = b.compute(&p).unwrap();
-                        assert!(
-                            out.iter().zip(&first).all(|(x, y)| x.to_bits() == y.to_bits()),
-                            "{what}: {} threads / {:?} differs from 1 thread / {:?}",
-                            b.threads(),
-                            b.tiles(),
-                            backends[0].tiles()
-                        );
-                    }
+                    same_on_every_backend(&backends, &p, &format!("bf16-dot {}", units[0]), &what);
                     checked += 1;
                 }
             }

@@ -91,6 +91,35 @@ pub(crate) fn tile_entry(t: &Tile, c: &mut [&mut [f32]], col: usize) {
     unsafe { tile_body(t, &rows) }
 }
 
+/// One step of a 32 × 32 block: A's 32 rows × 16 pairs at `ap` (two 1 KiB tiles, 64-byte rows),
+/// B's 16 pairs × 32 columns at `bp` (two tiles side by side in 128-byte rows), four products
+/// into tmm0–3.
+///
+/// # Safety
+/// AMX configured on this thread ([`configure`]); both panels readable as described.
+#[inline(always)]
+unsafe fn step(ap: *const u32, bp: *const u32) {
+    unsafe {
+        asm!(
+            "tileloadd tmm4, [{a} + {sa}*1]",
+            "tileloadd tmm5, [{a2} + {sa}*1]",
+            "tileloadd tmm6, [{b} + {sb}*1]",
+            "tileloadd tmm7, [{b2} + {sb}*1]",
+            "tdpbf16ps tmm0, tmm4, tmm6",
+            "tdpbf16ps tmm1, tmm4, tmm7",
+            "tdpbf16ps tmm2, tmm5, tmm6",
+            "tdpbf16ps tmm3, tmm5, tmm7",
+            a = in(reg) ap,
+            a2 = in(reg) ap.add(16 * STEP),
+            sa = in(reg) STEP * 4,
+            b = in(reg) bp,
+            b2 = in(reg) bp.add(16),
+            sb = in(reg) TN * 4,
+            options(nostack, readonly),
+        );
+    }
+}
+
 #[target_feature(enable = "avx512f,avx512bw,avx512bf16")]
 unsafe fn tile_body(t: &Tile, rows: &[*mut f32; TM]) {
     #[repr(align(64))]
@@ -108,24 +137,7 @@ unsafe fn tile_body(t: &Tile, rows: &[*mut f32; TM]) {
             while q < end {
                 // A step: 32 rows × 16 pairs at `a + 32q` (two 1 KiB tiles); B: pairs q..q+16 of
                 // 32 columns at `b + 32q` (two tiles side by side, 128-byte rows).
-                let (ap, bp) = (a.add(q * TM), b.add(q * TN));
-                asm!(
-                    "tileloadd tmm4, [{a} + {sa}*1]",
-                    "tileloadd tmm5, [{a2} + {sa}*1]",
-                    "tileloadd tmm6, [{b} + {sb}*1]",
-                    "tileloadd tmm7, [{b2} + {sb}*1]",
-                    "tdpbf16ps tmm0, tmm4, tmm6",
-                    "tdpbf16ps tmm1, tmm4, tmm7",
-                    "tdpbf16ps tmm2, tmm5, tmm6",
-                    "tdpbf16ps tmm3, tmm5, tmm7",
-                    a = in(reg) ap,
-                    a2 = in(reg) ap.add(16 * STEP),
-                    sa = in(reg) STEP * 4,
-                    b = in(reg) bp,
-                    b2 = in(reg) bp.add(16),
-                    sb = in(reg) TN * 4,
-                    options(nostack, readonly),
-                );
+                step(a.add(q * TM), b.add(q * TN));
                 q += STEP;
             }
             let p = part.as_mut_ptr().cast::<f32>();
@@ -177,24 +189,7 @@ pub(crate) fn tile_loop(iters: u64) -> Option<(f64, f32)> {
         asm!("tilezero tmm0", "tilezero tmm1", "tilezero tmm2", "tilezero tmm3", options(nostack, nomem));
         for i in 0..iters as usize {
             let q = (i % 8) * STEP;
-            let (ap, bp) = (a.0.as_ptr().add(q * TM), b.0.as_ptr().add(q * TN));
-            asm!(
-                "tileloadd tmm4, [{a} + {sa}*1]",
-                "tileloadd tmm5, [{a2} + {sa}*1]",
-                "tileloadd tmm6, [{b} + {sb}*1]",
-                "tileloadd tmm7, [{b2} + {sb}*1]",
-                "tdpbf16ps tmm0, tmm4, tmm6",
-                "tdpbf16ps tmm1, tmm4, tmm7",
-                "tdpbf16ps tmm2, tmm5, tmm6",
-                "tdpbf16ps tmm3, tmm5, tmm7",
-                a = in(reg) ap,
-                a2 = in(reg) ap.add(16 * STEP),
-                sa = in(reg) STEP * 4,
-                b = in(reg) bp,
-                b2 = in(reg) bp.add(16),
-                sb = in(reg) TN * 4,
-                options(nostack, readonly),
-            );
+            step(a.0.as_ptr().add(q * TM), b.0.as_ptr().add(q * TN));
         }
         asm!("tilestored [{o} + {s}*1], tmm3", o = in(reg) out.0.as_mut_ptr(), s = in(reg) 64usize, options(nostack));
     }

@@ -88,13 +88,62 @@ pub enum DotUnit {
     Portable,
 }
 
+/// A compute unit of the dot path (vector or tile), as detection and forcing see it.
+pub(crate) trait Unit: Copy + PartialEq + Sized {
+    /// The portable twin (always available, never detected).
+    const PORTABLE: Self;
+    /// What the unit is called in errors ("dot unit", "tile unit").
+    const WHAT: &'static str;
+    /// Every unit this CPU can run, native first, the twin last.
+    fn all() -> Vec<Self>;
+    fn label(self) -> &'static str;
+
+    /// The first native unit, unless `off` (an environment variable) is `1`.
+    fn first_native(off: &str) -> Option<Self> {
+        if std::env::var(off).is_ok_and(|v| v == "1") {
+            return None;
+        }
+        Self::all().into_iter().find(|&u| u != Self::PORTABLE)
+    }
+
+    /// `unit` if this CPU can run it (or `None`), else an error naming the units it can.
+    fn check(unit: Option<Self>) -> crate::Result<Option<Self>> {
+        match unit {
+            Some(u) if !Self::all().contains(&u) => {
+                let allowed: Vec<&str> = Self::all().iter().map(|u| u.label()).collect();
+                Err(crate::Error::invalid(Self::WHAT, u.label(), &allowed.join(", ")))
+            }
+            _ => Ok(unit),
+        }
+    }
+}
+
+impl Unit for DotUnit {
+    const PORTABLE: Self = DotUnit::Portable;
+    const WHAT: &'static str = "dot unit";
+    fn all() -> Vec<Self> {
+        Self::available()
+    }
+    fn label(self) -> &'static str {
+        self.name()
+    }
+}
+
+impl Unit for TileUnit {
+    const PORTABLE: Self = TileUnit::Portable;
+    const WHAT: &'static str = "tile unit";
+    fn all() -> Vec<Self> {
+        Self::available()
+    }
+    fn label(self) -> &'static str {
+        self.name()
+    }
+}
+
 impl DotUnit {
     /// The unit this CPU has, unless `CHIPBENCH_NO_BF16_DOT=1` turns the path off.
     pub fn detect() -> Option<DotUnit> {
-        if std::env::var("CHIPBENCH_NO_BF16_DOT").is_ok_and(|v| v == "1") {
-            return None;
-        }
-        Self::available().into_iter().find(|&u| u != DotUnit::Portable)
+        Self::first_native("CHIPBENCH_NO_BF16_DOT")
     }
 
     /// Every unit this CPU can run, native first (`Portable` is always last).
@@ -155,10 +204,7 @@ impl TileUnit {
     /// The unit this CPU has, unless `CHIPBENCH_NO_AMX=1` turns it off (or
     /// `CHIPBENCH_NO_BF16_DOT=1` the whole dot path).
     pub fn detect() -> Option<TileUnit> {
-        if std::env::var("CHIPBENCH_NO_AMX").is_ok_and(|v| v == "1") {
-            return None;
-        }
-        Self::available().into_iter().find(|&u| u != TileUnit::Portable)
+        Self::first_native("CHIPBENCH_NO_AMX")
     }
 
     /// Every unit this CPU can run, native first (`Portable` is always last).
@@ -192,7 +238,7 @@ impl TileUnit {
 
 impl std::fmt::Display for TileUnit {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.name())
+        f.write_str(self.label())
     }
 }
 

@@ -136,14 +136,7 @@ impl CpuBackend {
     /// the dot path's portable twin, so the path is tested on a CPU without the units. Fails if
     /// this CPU lacks the unit.
     pub fn with_dot(mut self, unit: Option<DotUnit>) -> Result<Self> {
-        if let Some(u) = unit {
-            let available = DotUnit::available();
-            if !available.contains(&u) {
-                let allowed: Vec<&str> = available.iter().map(|u| u.name()).collect();
-                return Err(Error::invalid("dot unit", u.name(), &allowed.join(", ")));
-            }
-        }
-        self.dot = unit;
+        self.dot = dot::Unit::check(unit)?;
         Ok(self)
     }
 
@@ -154,14 +147,7 @@ impl CpuBackend {
     /// Force the tile-matrix unit of the dot path's GEMMs (`None`: they run on the vector unit).
     /// `Portable` runs its twin. Fails if this CPU lacks the unit.
     pub fn with_tiles(mut self, unit: Option<TileUnit>) -> Result<Self> {
-        if let Some(u) = unit {
-            let available = TileUnit::available();
-            if !available.contains(&u) {
-                let allowed: Vec<&str> = available.iter().map(|u| u.name()).collect();
-                return Err(Error::invalid("tile unit", u.name(), &allowed.join(", ")));
-            }
-        }
-        self.tiles = unit;
+        self.tiles = dot::Unit::check(unit)?;
         Ok(self)
     }
 
