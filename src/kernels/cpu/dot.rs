@@ -351,9 +351,11 @@ fn pack_pairs<E: Element>(
         out.fill(0);
     }
     if tiles == Some(true) {
+        // Each row's pairs go a step (16 pairs, one 64-byte tile row) at a time.
         for r in 0..rows {
-            for (q, &p) in src[r * ld..r * ld + kcp].iter().enumerate() {
-                out[tiles::a_index(width, r, q)] = p;
+            for (s, step) in src[r * ld..r * ld + kcp].chunks(tiles::STEP).enumerate() {
+                let at = tiles::a_index(width, r, s * tiles::STEP);
+                out[at..at + step.len()].copy_from_slice(step);
             }
         }
     } else {
