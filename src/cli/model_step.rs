@@ -111,7 +111,9 @@ pub fn exec(args: &Args) -> Result<()> {
     // After each product in each pass: the roofs again (the best seen stays the calibration's),
     // and the median of what its passes gave goes into the product's records for the paired
     // planner.
-    let mut roofs_now = || Some(calibration::remeasure_now(calibration.as_mut()?, probe.as_ref()?));
+    // Only at the thread counts the products run at.
+    let at: Vec<usize> = opened.backends.iter().map(|b| b.threads()).collect();
+    let mut roofs_now = || Some(calibration::remeasure_now(calibration.as_mut()?, probe.as_ref()?, &at));
     let outcome = modelstep::measure(&planned, &opened.backends, &opts, &mut on_event, &mut roofs_now);
     drop(probe);
     bar.finish_and_clear();

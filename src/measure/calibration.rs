@@ -27,7 +27,8 @@ pub struct CalibrationConfig {
     pub trials: usize,
     /// Bytes of the read-ceiling buffer; `None`: 4× the last-level cache, at least 64 MiB.
     pub read_bytes: Option<u64>,
-    /// Passes over the read buffer per timed trial.
+    /// Passes over the read buffer per timed trial, on a 128 MiB buffer (a larger one takes
+    /// proportionally fewer, at least one: [`ReadProbe::scaled_passes`]).
     pub read_passes: usize,
 }
 
@@ -114,7 +115,7 @@ pub fn read_buffer_bytes(cfg: &CalibrationConfig) -> u64 {
 /// `read_pinned`.
 pub fn read_ceiling(cal: &mut Calibration, cfg: &CalibrationConfig) {
     let probe = ReadProbe::new(read_buffer_bytes(cfg), cfg.threads);
-    let r = probe.measure(&read_bw::variants(), cfg.trials, cfg.read_passes);
+    let r = probe.measure(&read_bw::variants(), cfg.trials, probe.scaled_passes(cfg.read_passes));
     let best = r.best().cloned();
     cal.read_gbs = best.as_ref().map_or(0.0, |b| b.gbs);
     cal.read_variant = best.map(|b| b.variant.name()).unwrap_or_default();
@@ -133,14 +134,14 @@ pub fn read_probe(cfg: &CalibrationConfig) -> ReadProbe {
 }
 
 /// Re-measure the ceilings between blocks of records: the FMA peaks ([`remeasure_fma`]), the BF16
-/// dot-product peaks where the CPU has the units ([`remeasure_dot`]), and the
+/// dot-product and tile-unit peaks where the CPU has the units, and the
 /// read ceiling with the winning variant only, 2 trials of
-/// 4 passes (about 0.1 s on a 128 MiB buffer). Widens `cal.read_gbs_range` to include the new
+/// 4 passes on a 128 MiB buffer (about 0.1 s; a larger buffer takes fewer passes). Widens `cal.read_gbs_range` to include the new
 /// figure, raises `cal.read_gbs` if the ceiling was beaten (it is a ceiling: the best ever
 /// seen), and counts the re-measurement. Returns the new figure, `None` when `cal` has no
 /// winning variant (a calibration from before the key existed).
 pub fn remeasure(cal: &mut Calibration, probe: &ReadProbe) -> Option<f64> {
-    remeasure_now(cal, probe).read_gbs
+    remeasure_now(cal, probe, &[]).read_gbs
 }
 
 /// What one re-measurement found ([`remeasure_now`]): not the best seen, this moment's figures.
@@ -157,13 +158,15 @@ pub struct RoofsNow {
 }
 
 /// [`remeasure`], returning what this re-measurement itself found (not the best seen): the read
-/// figure, the FMA peak and the dot-product peak per calibrated thread count.
-pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe) -> RoofsNow {
-    let fma = remeasure_fma(cal);
-    let dot = remeasure_dot(cal);
-    let tile = remeasure_tile(cal);
+/// figure, the FMA peak and the dot-product peaks per calibrated thread count — those in `at`
+/// where it names some (a model step's products all run at one thread count: re-measuring the
+/// others after each product cost it a third of its wall time on a host with three units).
+pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe, at: &[usize]) -> RoofsNow {
+    let fma = remeasure_fma_at(cal, at);
+    let dot = remeasure_unit(cal, at, is_dot_compute, dot_peak);
+    let tile = remeasure_unit(cal, at, is_tile_compute, tile_peak);
     let variant = ReadVariant::parse(&cal.read_variant).filter(|v| v.isa.available());
-    let gbs = variant.and_then(|v| probe.measure(&[v], 2, 4).best().map(|b| b.gbs));
+    let gbs = variant.and_then(|v| probe.measure(&[v], 2, probe.scaled_passes(4)).best().map(|b| b.gbs));
     if let Some(gbs) = gbs {
         note_remeasure(cal, gbs);
     }
@@ -181,9 +184,17 @@ fn remeasure_cfg(threads: usize) -> CalibrationConfig {
 /// the records then beat. A peak is the best ever seen, like the read ceiling.
 /// Returns what it measured at each thread count.
 pub fn remeasure_fma(cal: &mut Calibration) -> Vec<ThreadPeak> {
+    remeasure_fma_at(cal, &[])
+}
+
+/// [`remeasure_fma`] at the thread counts in `at` (every calibrated one when it is empty).
+fn remeasure_fma_at(cal: &mut Calibration, at: &[usize]) -> Vec<ThreadPeak> {
     let mut fresh = Vec::new();
     for i in 0..cal.fma_peak_gflops.len() {
         let threads = cal.fma_peak_gflops[i].threads;
+        if !(at.is_empty() || at.contains(&threads)) {
+            continue;
+        }
         let gflops = fma_peak(threads, &remeasure_cfg(threads));
         note_fma_peak(cal, threads, gflops);
         fresh.push(ThreadPeak { threads, gflops });
@@ -191,30 +202,26 @@ pub fn remeasure_fma(cal: &mut Calibration) -> Vec<ThreadPeak> {
     fresh
 }
 
-/// [`remeasure_fma`] for the BF16 dot-product roofs (`bf16-dot ...` entries of
-/// `compute_peaks` but the tile unit's; none where the calibration found no units).
-pub fn remeasure_dot(cal: &mut Calibration) -> Vec<ThreadPeak> {
-    remeasure_unit(cal, |u| u.starts_with("bf16-dot") && !is_tile_compute(u), dot_peak)
+/// A vector dot-product unit's roof (`bf16-dot ...`, not the tile unit's).
+fn is_dot_compute(unit: &str) -> bool {
+    unit.starts_with("bf16-dot") && !is_tile_compute(unit)
 }
 
-/// [`remeasure_fma`] for the tile-matrix unit's roofs (`bf16-dot amx...` entries).
-pub fn remeasure_tile(cal: &mut Calibration) -> Vec<ThreadPeak> {
-    remeasure_unit(cal, is_tile_compute, tile_peak)
-}
-
-/// Re-measure every entry of `compute_peaks` whose unit `which` accepts with `peak`, raising
-/// the entry where it was beaten; returns what this re-measurement found.
+/// Re-measure every entry of `compute_peaks` whose unit `which` accepts with `peak`, at the
+/// thread counts in `at` (all when empty), raising the entry where it was beaten; returns what
+/// this re-measurement found.
 fn remeasure_unit(
     cal: &mut Calibration,
+    at: &[usize],
     which: impl Fn(&str) -> bool,
     peak: impl Fn(usize, &CalibrationConfig) -> Option<f64>,
 ) -> Vec<ThreadPeak> {
     let mut fresh = Vec::new();
     for i in 0..cal.compute_peaks.len() {
-        if !which(&cal.compute_peaks[i].unit) {
+        let threads = cal.compute_peaks[i].threads;
+        if !which(&cal.compute_peaks[i].unit) || !(at.is_empty() || at.contains(&threads)) {
             continue;
         }
-        let threads = cal.compute_peaks[i].threads;
         let Some(gflops) = peak(threads, &remeasure_cfg(threads)) else { continue };
         if gflops.is_finite() && gflops > 0.0 {
             cal.compute_peaks[i].gflops = cal.compute_peaks[i].gflops.max(gflops);
@@ -449,5 +456,29 @@ mod tests {
         // The real loop raises nothing above what it measures, and measures something.
         remeasure_fma(&mut cal);
         assert!(cal.fma_peak_gflops.iter().all(|p| p.gflops >= 80.0));
+    }
+
+    #[test]
+    fn a_remeasurement_at_named_thread_counts_measures_only_those() {
+        let peaks = vec![ThreadPeak { threads: 1, gflops: 1.0 }, ThreadPeak { threads: 2, gflops: 1.0 }];
+        let mut cal = Calibration {
+            fma_peak_gflops: peaks.clone(),
+            // The vector and tile units' roofs, where this CPU has them, at both counts too.
+            compute_peaks: ["f32-fma avx2+fma", "bf16-dot avx512_bf16", "bf16-dot amx_bf16"]
+                .iter()
+                .flat_map(|u| {
+                    peaks.iter().map(|p| ComputePeak { unit: u.to_string(), threads: p.threads, gflops: 1.0 })
+                })
+                .collect(),
+            ..Default::default()
+        };
+        let probe = ReadProbe::new(1 << 16, 1);
+        let now = remeasure_now(&mut cal, &probe, &[2]);
+        assert_eq!(now.fma.iter().map(|p| p.threads).collect::<Vec<_>>(), [2]);
+        assert!(now.dot.iter().chain(&now.tile).all(|p| p.threads == 2));
+        // No winning variant here: no read figure.
+        assert_eq!(now.read_gbs, None);
+        let all = remeasure_now(&mut cal, &probe, &[]);
+        assert_eq!(all.fma.iter().map(|p| p.threads).collect::<Vec<_>>(), [1, 2]);
     }
 }

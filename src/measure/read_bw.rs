@@ -143,6 +143,18 @@ impl ReadResult {
     }
 }
 
+/// The buffer size the read pass counts were set for ([`scaled_passes`]).
+pub const PASS_SCALE_BYTES: u64 = 128 << 20;
+
+/// Passes over a buffer of `bytes` that read what `passes` passes over [`PASS_SCALE_BYTES`]
+/// read (at least one, at most `passes`): a trial takes about as long whatever the cache the
+/// buffer is sized to. The pass counts were set on a 128 MiB buffer (4× a 32 MiB L3); a 480 MiB
+/// L3 makes the buffer 1920 MiB, where 8 passes × 5 trials × 14 variants read 1 TiB (38 s of a
+/// 50 s calibration), and each re-measurement between products read 15 GiB.
+pub fn scaled_passes(bytes: u64, passes: usize) -> usize {
+    ((passes as u64 * PASS_SCALE_BYTES) / bytes.max(1)).clamp(1, passes.max(1) as u64) as usize
+}
+
 /// A buffer to read and the threads to read it with: built once, measured as often as needed
 /// (the runner re-measures between blocks of records without paying for the allocation again).
 pub struct ReadProbe {
@@ -165,6 +177,12 @@ impl ReadProbe {
 
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Passes over this buffer that read what `passes` passes over [`PASS_SCALE_BYTES`] read
+    /// ([`scaled_passes`]).
+    pub fn scaled_passes(&self, passes: usize) -> usize {
+        scaled_passes(self.bytes(), passes)
     }
 
     /// Best GB/s of each variant over `trials` trials of `passes` passes each, on persistent
@@ -252,6 +270,19 @@ fn span_seconds(spans: &[(Instant, Instant)]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn passes_scale_down_with_the_buffer() {
+        // Set for 128 MiB; a 4x-LLC buffer of 1920 MiB reads once per trial, a small one as set.
+        let mib = |m: u64| m << 20;
+        assert_eq!(scaled_passes(mib(128), 8), 8);
+        assert_eq!(scaled_passes(mib(64), 8), 8);
+        assert_eq!(scaled_passes(mib(256), 8), 4);
+        assert_eq!(scaled_passes(mib(512), 4), 1);
+        assert_eq!(scaled_passes(mib(1920), 8), 1);
+        assert_eq!(scaled_passes(mib(1920), 0), 1);
+        assert_eq!(ReadProbe::new(1 << 20, 1).scaled_passes(4), 4);
+    }
 
     #[test]
     fn reads_cache_sizes() {
