@@ -135,8 +135,8 @@ pub fn read_probe(cfg: &CalibrationConfig) -> ReadProbe {
 
 /// Re-measure the ceilings between blocks of records: the FMA peaks ([`remeasure_fma`]), the BF16
 /// dot-product and tile-unit peaks where the CPU has the units, and the
-/// read ceiling with the winning variant only, 2 trials of
-/// 4 passes on a 128 MiB buffer (about 0.1 s; a larger buffer takes fewer passes). Widens `cal.read_gbs_range` to include the new
+/// read ceiling with the winning variant only, 2 trials of 4 passes on a 128 MiB buffer (about
+/// 0.1 s; a larger buffer takes fewer passes). Widens `cal.read_gbs_range` to include the new
 /// figure, raises `cal.read_gbs` if the ceiling was beaten (it is a ceiling: the best ever
 /// seen), and counts the re-measurement. Returns the new figure, `None` when `cal` has no
 /// winning variant (a calibration from before the key existed).
@@ -159,8 +159,8 @@ pub struct RoofsNow {
 
 /// [`remeasure`], returning what this re-measurement itself found (not the best seen): the read
 /// figure, the FMA peak and the dot-product peaks per calibrated thread count — those in `at`
-/// where it names some (a model step's products all run at one thread count: re-measuring the
-/// others after each product cost it a third of its wall time on a host with three units).
+/// where it names some (a model step's products all run at one thread count; the peak loops were
+/// 17 % of its profile on a host with three units, half of them at a count no product used).
 pub fn remeasure_now(cal: &mut Calibration, probe: &ReadProbe, at: &[usize]) -> RoofsNow {
     let fma = remeasure_fma_at(cal, at);
     let dot = remeasure_unit(cal, at, is_dot_compute, dot_peak);
@@ -192,7 +192,7 @@ fn remeasure_fma_at(cal: &mut Calibration, at: &[usize]) -> Vec<ThreadPeak> {
     let mut fresh = Vec::new();
     for i in 0..cal.fma_peak_gflops.len() {
         let threads = cal.fma_peak_gflops[i].threads;
-        if !(at.is_empty() || at.contains(&threads)) {
+        if !named(at, threads) {
             continue;
         }
         let gflops = fma_peak(threads, &remeasure_cfg(threads));
@@ -200,6 +200,11 @@ fn remeasure_fma_at(cal: &mut Calibration, at: &[usize]) -> Vec<ThreadPeak> {
         fresh.push(ThreadPeak { threads, gflops });
     }
     fresh
+}
+
+/// Whether a re-measurement restricted to the thread counts `at` (none: all) takes `threads`.
+fn named(at: &[usize], threads: usize) -> bool {
+    at.is_empty() || at.contains(&threads)
 }
 
 /// A vector dot-product unit's roof (`bf16-dot ...`, not the tile unit's).
@@ -219,7 +224,7 @@ fn remeasure_unit(
     let mut fresh = Vec::new();
     for i in 0..cal.compute_peaks.len() {
         let threads = cal.compute_peaks[i].threads;
-        if !which(&cal.compute_peaks[i].unit) || !(at.is_empty() || at.contains(&threads)) {
+        if !which(&cal.compute_peaks[i].unit) || !named(at, threads) {
             continue;
         }
         let Some(gflops) = peak(threads, &remeasure_cfg(threads)) else { continue };
