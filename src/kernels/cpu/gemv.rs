@@ -165,6 +165,11 @@ pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, f
 /// the pointer methods read 16 values (codes or f32) at their pointer.
 pub(crate) unsafe trait Lanes16 {
     type Acc: Copy;
+    /// Whether the ISA's register file holds a tile of [`ROWS`] weight rows × 4 activation rows
+    /// of partial sums (16 accumulators) with its 8 operand vectors: a skinny product of 2- and
+    /// 4-byte codes then reads each group of rows once per 4 activation rows instead of once per
+    /// row, and each activation vector once per 4 weight rows (see [`rows_simd`]).
+    const TILES_4X4: bool = false;
     /// Whether this CPU has the ISA (checked before every call of [`Lanes16::rows`]).
     fn available() -> bool;
     unsafe fn zero() -> Self::Acc;
@@ -282,6 +287,10 @@ unsafe fn step<V: Lanes16, E: Element, const NAN: bool, const INT: bool, const R
 /// the one-row-at-a-time loop): E4M3, whose decode is most of its work, m = 4 4.7-5.6 -> 6.1-6.8
 /// Gweights/s, m = 2 +5-30 %; BF16, memory-bound, lost 5-20 % at m = 2 and on 128-deep rows
 /// with one weight stream per thread instead of four, so the wider codes keep the four-row loop.
+/// Where the ISA holds a 4 × 4 tile of partial sums ([`Lanes16::TILES_4X4`]: AVX-512), every
+/// format with `m ≥ 4` takes the whole group × 4 activation rows at a time: measured on a Xeon
+/// (2 threads, cold W, m = 4–16, alternated with the loops above) +25–100 % for F32, F16, BF16
+/// and E4M3 (docs/cpu.md, "Skinny f32-path products").
 ///
 /// # Safety
 /// The CPU has `V`'s ISA; the caller checked the lengths ([`Rows::check`]).
@@ -297,7 +306,9 @@ pub(crate) unsafe fn rows_simd<V: Lanes16, E: Element, const NAN: bool, const IN
     let m = xs.len() / k;
     // SAFETY (all calls): as for the whole function.
     unsafe {
-        if m == 1 || (size > 1 && !(size == 2 && m >= 4 && ROWS * k * size >= PAIRS_MIN_GROUP_BYTES)) {
+        if m >= 4 && V::TILES_4X4 {
+            tiles::<V, E, NAN, INT, ROWS, 4>(rows, xs, seg, factor, out)
+        } else if m == 1 || (size > 1 && !(size == 2 && m >= 4 && ROWS * k * size >= PAIRS_MIN_GROUP_BYTES)) {
             tiles::<V, E, NAN, INT, ROWS, 1>(rows, xs, seg, factor, out)
         } else if size == 2 {
             tiles::<V, E, NAN, INT, 2, 2>(rows, xs, seg, factor, out)

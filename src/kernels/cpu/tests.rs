@@ -189,9 +189,9 @@ fn simd_gemv_rows_match_the_portable_twin_bit_for_bit() {
                 assert_eq!(got.map(f32::to_bits), want.map(f32::to_bits), "{what}");
             }
             // Several activation rows in one call (a skinny product; 2..4 share each weight
-            // decode, 7 = 4 + 3): out[r·m + i] is row r · activation row i, the bits of the
-            // one-row call on each, on every path.
-            for m in [2, 3, 4, 7] {
+            // decode, 7 = 4 + 3, 9 = 4 + 4 + 1 on AVX-512's 4 × 4 tiles): out[r·m + i] is row
+            // r · activation row i, the bits of the one-row call on each, on every path.
+            for m in [2, 3, 4, 7, 9] {
                 let xm: Vec<f32> =
                     (0..m).flat_map(|i| x.iter().map(move |v| v * (1.0 - 0.75 * i as f32))).collect();
                 let mut each = vec![0f32; ROWS * m];
