@@ -61,10 +61,28 @@ fn deepseek_v3_on_h20_by_hand() {
     let pl = planner::plan(&l, &h20, &o).unwrap();
     assert_eq!(pl.decode_attention_flops, l.attention_flops_per_token(4096));
     assert!((pl.decode.per_chip / (4e12 / pl.decode_bytes_per_step) - 1.0).abs() < 1e-12);
-    // Prefill: native FP8 at 296 TFLOPS over 2·N_active + attention.
+    // Prefill of a 4096-token prompt: native FP8 at 296 TFLOPS over 2·N_active + attention
+    // (its 4096 tokens give each expert 128: FLOP-bound on the H20).
     assert!(!p.prefill_peak.emulated);
-    assert_eq!(p.prefill.per_chip, 296e12 / p.prefill_flops_per_token);
+    assert!((p.prefill.per_chip / (296e12 / p.prefill_flops_per_token) - 1.0).abs() < 1e-12);
     assert!(p.prefill_flops_per_token > 2.0 * p.active_params as f64);
+    assert!(p.prefill_bytes / 4e12 < p.prefill_step_s);
+    // A 512-token prompt gives each of the 256 experts 16 tokens: all of them are read (673 GB,
+    // 168 ms at 4 TB/s) in more time than the prompt's FLOPs take (~130 ms), so the prefill is
+    // bytes-bound on the H20, and more so on the H800 (ridge 590 FLOP/B against 74).
+    let short = PlanOptions { context: 512, ..o };
+    for chip in ["h20", "h800"] {
+        let c = profiles::chip(chip).unwrap();
+        let p512 = planner::plan(&m, &c, &short).unwrap();
+        assert!(p512.prefill_bytes > 0.99 * w, "{chip}: {}", p512.prefill_bytes);
+        let bw = c.memory_bw_bytes_s().unwrap();
+        assert_eq!(p512.prefill_step_s, p512.prefill_bytes / bw, "{chip}");
+        assert!(512.0 * p512.prefill_flops_per_token / p512.prefill_peak.flops_s < p512.prefill_step_s);
+        assert_eq!(p512.prefill.per_chip, 512.0 / p512.prefill_step_s);
+    }
+    // A dense model's prompt stays FLOP-bound: Llama-3.1-8B reads 8 GB in 2 ms, computes 14 ms.
+    let l512 = planner::plan(&profiles::model("llama-3.1-8b").unwrap(), &h20, &short).unwrap();
+    assert!((l512.prefill.per_chip / (296e12 / l512.prefill_flops_per_token) - 1.0).abs() < 1e-12);
     // Training: 13 B/param (FP8 recipe), 6·N_active FLOPs per token.
     assert_eq!(TRAIN_FP8.per_param(), 13.0);
     assert_eq!(TRAIN_BF16.per_param(), 16.0);

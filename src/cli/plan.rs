@@ -22,7 +22,8 @@ pub struct Args {
     /// Weight precision: fp8 (E4M3 + 128x128 f32 block scales) or bf16.
     #[arg(long, default_value = "fp8")]
     pub precision: String,
-    /// Context length in tokens.
+    /// Context length in tokens: the cache each decoded token attends to, and the prompt the
+    /// prefill bound takes (one prompt of this many tokens, with the experts its tokens touch).
     #[arg(long, default_value_t = 4096)]
     pub context: u64,
     /// Sequences per decode step (and per chip per training micro-batch).

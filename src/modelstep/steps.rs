@@ -94,14 +94,7 @@ impl Step {
     /// does not count as the kernels' distance from the planner. `None` unless every product
     /// carries its roofs.
     pub fn paired_planner_s(&self) -> Option<f64> {
-        let s: f64 = self
-            .parts
-            .iter()
-            .map(|p| match self.phase {
-                Phase::Decode => p.paired_read_s.max(p.paired_compute_s),
-                Phase::Prefill => p.paired_compute_s,
-            })
-            .sum();
+        let s: f64 = self.parts.iter().map(|p| p.paired_read_s.max(p.paired_compute_s)).sum();
         (self.parts.iter().all(|p| p.unpaired == 0) && s > 0.0).then_some(s)
     }
     /// Tokens one step produces (decode: one per sequence) or consumes (prefill: the prompt).
@@ -131,21 +124,17 @@ impl Step {
         let sf = StepFormat::parse(&self.step_format).ok()?;
         Some(sf.model_bytes(&model) / 1e9)
     }
-    /// The planner's prediction for this machine: decode reads every byte once at `read_gbs`
-    /// (the run's sustained read bandwidth, [`planner_read_gbs`]), each part taking instead its
-    /// FLOPs at its peak where those take longer (the planner's rule: DeepSeek-V3's absorbed
-    /// attention over the cache); prefill runs every FLOP at the measured peak of the units its
-    /// operands run on (the BF16 dot-product peak for BF16 and FP8 products on a CPU with those
-    /// units, the FMA peak otherwise: [`PartSum::compute_s`]).
+    /// The planner's prediction for this machine, the `plan` rule for both phases: each part
+    /// reads its bytes once at `read_gbs` (the run's sustained read bandwidth,
+    /// [`planner_read_gbs`]) or runs its FLOPs at the measured peak of the units its operands
+    /// run on ([`PartSum::compute_s`]), whichever takes longer. Decode parts are mostly
+    /// bytes-bound (DeepSeek-V3's absorbed attention over the cache is not), prefill parts mostly
+    /// FLOP-bound — except a mixture of experts' routed experts, which a 512-token prompt gives
+    /// 16 tokens each and which read all their weights (since 2026-12-04; prefill used to be the
+    /// FLOPs alone).
     pub fn predicted_s(&self, read_gbs: f64) -> Option<f64> {
-        match self.phase {
-            Phase::Decode => (read_gbs > 0.0)
-                .then(|| self.parts.iter().map(|p| (p.bytes / (read_gbs * 1e9)).max(p.compute_s)).sum()),
-            Phase::Prefill => {
-                let s: f64 = self.parts.iter().map(|p| p.compute_s).sum();
-                (s > 0.0).then_some(s)
-            }
-        }
+        let s: f64 = self.parts.iter().map(|p| (p.bytes / (read_gbs * 1e9)).max(p.compute_s)).sum();
+        (read_gbs > 0.0 && s > 0.0).then_some(s)
     }
 }
 
@@ -402,11 +391,12 @@ pub fn render(run: &Run) -> String {
     let _ = writeln!(
         s,
         "\nA step is the sum over its distinct matrix products of median × (real work / measured slice) × \
-         count (see docs/model-step.md). planner: decode reads every weight and KV byte once at the \
-         run's sustained read bandwidth ({}), a part whose FLOPs take longer at its peak (absorbed MLA \
-         attention) at that peak; prefill runs every FLOP at the calibrated peak of the units it runs on (the \
-         BF16 dot-product peak for BF16 and FP8 steps, whose activations are in the step's format, on a CPU with \
-         those units; the FMA peak otherwise). measured/planner \
+         count (see docs/model-step.md). planner: each part reads its weight and KV bytes once at the \
+         run's sustained read bandwidth ({}) or runs its FLOPs at the calibrated peak of the units it runs on \
+         (the BF16 dot-product or tile peak for BF16 and FP8 steps, whose activations are in the step's \
+         format, on a CPU with those units; the FMA peak otherwise), whichever takes longer: decode is \
+         mostly bytes (absorbed MLA attention is FLOPs), prefill mostly FLOPs (a prompt's routed experts, \
+         16 tokens each at 512, are bytes). measured/planner \
          above 1 = slower than the planner predicts. paired: measured / the planner's rule with each product \
          at the read ceiling and compute peaks re-measured right after it, which \
          cancels this machine's drift between the calibration and the product. roofline: each product at its own bound, the \

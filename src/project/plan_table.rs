@@ -72,13 +72,15 @@ pub fn render(plans: &[Plan]) -> String {
     );
     row("decode tok/s per chip", "batch / T", col(&|p| sig3(p.decode.per_chip)));
     row("decode tok/s, n chips", "x n", col(&|p| sig3(p.decode.aggregate)));
-    row("PREFILL (compute bound)", "", col(&|_| String::new()));
+    row("PREFILL (one prompt of context tokens)", "", col(&|_| String::new()));
     row(
         "FLOPs per token (GFLOP)",
         "F = 2 N_active + attention",
         col(&|p| sig3(p.prefill_flops_per_token / 1e9)),
     );
-    row("prefill tok/s per chip", "P / F", col(&|p| sig3(p.prefill.per_chip)));
+    row("weight bytes per prompt (GB)", "W(context): experts touched", col(&|p| gb(p.prefill_bytes)));
+    row("prefill of the prompt (ms)", "T = max(W/BW, context x F/P)", col(&|p| sig3(p.prefill_step_s * 1e3)));
+    row("prefill tok/s per chip", "context / T", col(&|p| sig3(p.prefill.per_chip)));
     row("prefill tok/s, n chips", "x n", col(&|p| sig3(p.prefill.aggregate)));
     row("TRAINING", "", col(&|_| String::new()));
     row(
@@ -128,8 +130,8 @@ pub fn render(plans: &[Plan]) -> String {
     out.push_str(&format!(
         "training bytes/param source: {}\n\
          assumptions: GB = 1e9 B; KV cache BF16; decode reads active weights once per step plus KV, split ideally \
-         over n chips; MoE batch reads E(1-(1-k/E)^batch) routed experts; prefill attention at average length \
-         context/2; collectives at the chip's scale-up link per direction on every hop (optimistic beyond one \
+         over n chips; MoE batch (or prompt) reads E(1-(1-k/E)^tokens) routed experts; prefill is one prompt of context \
+         tokens, attention at average length context/2; collectives at the chip's scale-up link per direction on every hop (optimistic beyond one \
          node); gradients all-reduced in BF16 over the whole model (pure data parallel, an upper bound); \
          all-to-all dispatch FP8 (1 B + one f32 scale per 128: 1.03 B) under the FP8 recipe else BF16, combine and backward BF16.\n",
         first.train.source

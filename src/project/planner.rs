@@ -229,7 +229,13 @@ pub struct Plan {
     pub decode: Rate,
     pub prefill_peak: PeakUsed,
     pub prefill_flops_per_token: f64,
-    /// Prefill tokens/s bound (compute), over `chips_needed`.
+    /// Weight bytes a prompt of `context` tokens reads (the routed experts its tokens touch, as a
+    /// decode batch of that many tokens would: a 512-token prompt touches all of DeepSeek-V3's).
+    pub prefill_bytes: f64,
+    /// The prefill of one prompt of `context` tokens on one chip: the longer of its weights at
+    /// the bandwidth and its FLOPs at the precision's peak.
+    pub prefill_step_s: f64,
+    /// Prefill tokens/s bound (`context / prefill_step_s`), over `chips_needed`.
     pub prefill: Rate,
     pub train: TrainingBytes,
     pub train_state_bytes: f64,
@@ -320,8 +326,16 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
     let per_chip = batch / decode_step_s;
     let decode = Rate { per_chip, aggregate: per_chip * chips_needed as f64 };
 
+    // Prefill: one prompt of `context` tokens, at the same roofline as a decode batch of that
+    // many tokens. FLOPs alone miss a mixture of experts' short prompts: 512 tokens give each of
+    // DeepSeek-V3's 256 experts 16 tokens (32 FLOP per FP8 weight byte), under the H20's ridge
+    // (74) and the H800's (590), so reading the experts takes longer than their FLOPs.
+    let prompt = o.context as f64;
     let prefill_flops_per_token = 2.0 * counts.active as f64 + model.attention_flops_per_token(o.context / 2);
-    let per_chip = prefill_peak.flops_s / prefill_flops_per_token;
+    let prefill_bytes = weight_bytes(model, o.precision, Some(o.context)).total();
+    let prefill_step_s =
+        (prefill_bytes / chip_bw).max(prompt * prefill_flops_per_token / prefill_peak.flops_s);
+    let per_chip = prompt / prefill_step_s;
     let prefill = Rate { per_chip, aggregate: per_chip * chips_needed as f64 };
 
     let train = match o.precision {
@@ -379,6 +393,8 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
         decode,
         prefill_peak,
         prefill_flops_per_token,
+        prefill_bytes,
+        prefill_step_s,
         prefill,
         train,
         train_state_bytes,
