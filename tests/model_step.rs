@@ -162,6 +162,12 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
             }
         }
     }
+    // The merged report (`chipbench report`) carries the run's steps as its own Markdown does.
+    let loaded = chipbench::claims::LoadedRun { path: "dir/steps.json".into(), run: back.clone() };
+    let report = chipbench::report::merge::build(&[loaded], &[], "r").unwrap().markdown;
+    let own = steps::render(&back);
+    let table = own.strip_prefix("## Model steps\n\n").unwrap();
+    assert!(report.contains("## Model steps\n\n### steps.json (") && report.contains(table), "{report}");
     // The planner predicts decode at the median of the read figures re-measured after each
     // product (the calibration's ceiling only where no record carries one).
     let (gbs, why) = steps::planner_read_gbs(&back).unwrap();

@@ -257,6 +257,7 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
     md.push_str(&gemv_ceiling_section(runs, &gemv, stem, &colors, &mut svgs)?);
     md.push_str(&roofline_section(runs, stem, &colors, &mut svgs)?);
     md.push_str(&collectives_section(runs));
+    md.push_str(&model_steps_section(runs));
 
     // Claims.
     let cat = Catalogue::embedded()?;
@@ -270,6 +271,22 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
         }
     }
     Ok(Report { markdown: md, svgs })
+}
+
+/// The whole model steps of each run that measured some (`run --model`), as that run's own
+/// Markdown prints them: a step's planner figures come from its own run's calibration, so runs
+/// are not merged into one table.
+fn model_steps_section(runs: &[LoadedRun]) -> String {
+    let mut md = String::new();
+    for lr in runs {
+        let steps = crate::modelstep::steps::render(&lr.run);
+        let Some(body) = steps.strip_prefix("## Model steps\n\n") else { continue };
+        if md.is_empty() {
+            md.push_str("## Model steps\n\n");
+        }
+        md.push_str(&format!("### {} ({})\n\n{body}\n", file_name(&lr.path), cell(&lr.run.env.host)));
+    }
+    md
 }
 
 fn runs_table(runs: &[LoadedRun]) -> String {
