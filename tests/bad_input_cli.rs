@@ -192,6 +192,8 @@ fn profile_commands_refuse_unknown_names_and_broken_configs() {
     plan("--context", "1000000000000", "1 to 10000000 tokens");
     plan("--context", "10000001", "1 to 10000000 tokens");
     plan("--batch", "65537", "1 to 65536 sequences");
+    plan("--prompt", "0", "1 to 10000000 tokens");
+    plan("--prompt", "10000001", "1 to 10000000 tokens");
     plan("--train-chips", "0", "1 to 1000000 chips");
     plan("--train-chips", "1000001", "1 to 1000000 chips");
     plan("--usable-memory", "0.001", "from 0.01 to 1");

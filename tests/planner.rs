@@ -80,6 +80,13 @@ fn deepseek_v3_on_h20_by_hand() {
         assert!(512.0 * p512.prefill_flops_per_token / p512.prefill_peak.flops_s < p512.prefill_step_s);
         assert_eq!(p512.prefill.per_chip, 512.0 / p512.prefill_step_s);
     }
+    // `--prompt` sets the prefill's prompt apart from the decode's context: the prefill of the
+    // 512-token plan, the decode of the 4096-token one.
+    let apart = planner::plan(&m, &h20, &PlanOptions { prompt: Some(512), ..o }).unwrap();
+    let p512 = planner::plan(&m, &h20, &short).unwrap();
+    assert_eq!((apart.prefill_step_s, apart.prefill.per_chip), (p512.prefill_step_s, p512.prefill.per_chip));
+    assert_eq!((apart.decode_step_s, apart.kv_bytes), (p.decode_step_s, p.kv_bytes));
+    assert!(apart.prefill.per_chip < p.prefill.per_chip);
     // A dense model's prompt stays FLOP-bound: Llama-3.1-8B reads 8 GB in 2 ms, computes 14 ms.
     let l512 = planner::plan(&profiles::model("llama-3.1-8b").unwrap(), &h20, &short).unwrap();
     assert!((l512.prefill.per_chip / (296e12 / l512.prefill_flops_per_token) - 1.0).abs() < 1e-12);

@@ -22,10 +22,13 @@ pub struct Args {
     /// Weight precision: fp8 (E4M3 + 128x128 f32 block scales) or bf16.
     #[arg(long, default_value = "fp8")]
     pub precision: String,
-    /// Context length in tokens: the cache each decoded token attends to, and the prompt the
-    /// prefill bound takes (one prompt of this many tokens, with the experts its tokens touch).
+    /// Context length in tokens: the cache each decoded token attends to.
     #[arg(long, default_value_t = 4096)]
     pub context: u64,
+    /// Prompt tokens of the prefill bound: one prompt of this many tokens, with the experts its
+    /// tokens touch (a 512-token prompt reads all of DeepSeek-V3's). Default: the context.
+    #[arg(long)]
+    pub prompt: Option<u64>,
     /// Sequences per decode step (and per chip per training micro-batch).
     #[arg(long, default_value_t = 1)]
     pub batch: u64,
@@ -60,6 +63,7 @@ pub fn exec(args: Args) -> Result<()> {
     let opts = PlanOptions {
         precision: args.precision.parse::<WeightPrecision>()?,
         context: args.context,
+        prompt: args.prompt,
         batch: args.batch,
         usable_memory: args.usable_memory,
         train_chips: args.train_chips,

@@ -166,11 +166,13 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
                 }
             };
             let paper = precision.and_then(|precision| {
-                let context = match st.phase {
-                    super::Phase::Decode => st.context,
-                    super::Phase::Prefill => st.prompt,
+                let o = PlanOptions {
+                    precision,
+                    context: st.context,
+                    prompt: Some(st.prompt),
+                    batch: st.batch,
+                    ..PlanOptions::default()
                 };
-                let o = PlanOptions { precision, context, batch: st.batch, ..PlanOptions::default() };
                 let plan = planner::plan(model, chip, &o).ok()?;
                 Some(match st.phase {
                     super::Phase::Decode => plan.decode.per_chip,

@@ -14,12 +14,13 @@ pub fn render(plans: &[Plan]) -> String {
     let o = &first.options;
     let mut out = format!(
         "model {}: {:.2} B parameters computed, {:.2} B active per token (excl. input embedding); \
-         precision {}, context {}, batch {}, usable memory {:.0} %\n\n",
+         precision {}, context {}, prompt {}, batch {}, usable memory {:.0} %\n\n",
         first.model_id,
         first.total_params as f64 / 1e9,
         first.active_params as f64 / 1e9,
         o.precision.name(),
         o.context,
+        o.prompt_tokens(),
         o.batch,
         o.usable_memory * 100.0
     );
@@ -72,15 +73,15 @@ pub fn render(plans: &[Plan]) -> String {
     );
     row("decode tok/s per chip", "batch / T", col(&|p| sig3(p.decode.per_chip)));
     row("decode tok/s, n chips", "x n", col(&|p| sig3(p.decode.aggregate)));
-    row("PREFILL (one prompt of context tokens)", "", col(&|_| String::new()));
+    row("PREFILL (one prompt)", "", col(&|_| String::new()));
     row(
         "FLOPs per token (GFLOP)",
         "F = 2 N_active + attention",
         col(&|p| sig3(p.prefill_flops_per_token / 1e9)),
     );
-    row("weight bytes per prompt (GB)", "W(context): experts touched", col(&|p| gb(p.prefill_bytes)));
-    row("prefill of the prompt (ms)", "T = max(W/BW, context x F/P)", col(&|p| sig3(p.prefill_step_s * 1e3)));
-    row("prefill tok/s per chip", "context / T", col(&|p| sig3(p.prefill.per_chip)));
+    row("weight bytes per prompt (GB)", "W(prompt): experts touched", col(&|p| gb(p.prefill_bytes)));
+    row("prefill of the prompt (ms)", "T = max(W/BW, prompt x F/P)", col(&|p| sig3(p.prefill_step_s * 1e3)));
+    row("prefill tok/s per chip", "prompt / T", col(&|p| sig3(p.prefill.per_chip)));
     row("prefill tok/s, n chips", "x n", col(&|p| sig3(p.prefill.aggregate)));
     row("TRAINING", "", col(&|_| String::new()));
     row(
@@ -130,8 +131,8 @@ pub fn render(plans: &[Plan]) -> String {
     out.push_str(&format!(
         "training bytes/param source: {}\n\
          assumptions: GB = 1e9 B; KV cache BF16; decode reads active weights once per step plus KV, split ideally \
-         over n chips; MoE batch (or prompt) reads E(1-(1-k/E)^tokens) routed experts; prefill is one prompt of context \
-         tokens, attention at average length context/2; collectives at the chip's scale-up link per direction on every hop (optimistic beyond one \
+         over n chips; MoE batch (or prompt) reads E(1-(1-k/E)^tokens) routed experts; prefill is one prompt (default: \
+         context tokens), attention at average length prompt/2; collectives at the chip's scale-up link per direction on every hop (optimistic beyond one \
          node); gradients all-reduced in BF16 over the whole model (pure data parallel, an upper bound); \
          all-to-all dispatch FP8 (1 B + one f32 scale per 128: 1.03 B) under the FP8 recipe else BF16, combine and backward BF16.\n",
         first.train.source

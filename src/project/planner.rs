@@ -118,6 +118,8 @@ pub struct PlanOptions {
     pub precision: WeightPrecision,
     /// Tokens of context per sequence.
     pub context: u64,
+    /// Tokens of the prompt the prefill bound takes (`None`: the context).
+    pub prompt: Option<u64>,
     /// Sequences decoded together (and sequences per chip per training micro-batch).
     pub batch: u64,
     /// Fraction of chip memory available to weights + KV cache.
@@ -132,6 +134,7 @@ impl Default for PlanOptions {
         PlanOptions {
             precision: WeightPrecision::Fp8,
             context: 4096,
+            prompt: None,
             batch: 1,
             usable_memory: 0.9,
             train_chips: None,
@@ -229,13 +232,13 @@ pub struct Plan {
     pub decode: Rate,
     pub prefill_peak: PeakUsed,
     pub prefill_flops_per_token: f64,
-    /// Weight bytes a prompt of `context` tokens reads (the routed experts its tokens touch, as a
+    /// Weight bytes the prompt ([`PlanOptions::prompt_tokens`]) reads (the routed experts its tokens touch, as a
     /// decode batch of that many tokens would: a 512-token prompt touches all of DeepSeek-V3's).
     pub prefill_bytes: f64,
-    /// The prefill of one prompt of `context` tokens on one chip: the longer of its weights at
+    /// The prefill of one prompt on one chip: the longer of its weights at
     /// the bandwidth and its FLOPs at the precision's peak.
     pub prefill_step_s: f64,
-    /// Prefill tokens/s bound (`context / prefill_step_s`), over `chips_needed`.
+    /// Prefill tokens/s bound (`prompt / prefill_step_s`), over `chips_needed`.
     pub prefill: Rate,
     pub train: TrainingBytes,
     pub train_state_bytes: f64,
@@ -272,6 +275,11 @@ pub const TRAIN_CHIPS_MAX: u64 = 1_000_000;
 pub const USABLE_MEMORY_MIN: f64 = 0.01;
 
 impl PlanOptions {
+    /// Tokens of the prompt the prefill bound takes: `prompt`, else the context.
+    pub fn prompt_tokens(&self) -> u64 {
+        self.prompt.unwrap_or(self.context)
+    }
+
     /// Refuse an option outside the range a real plan can have, naming the range.
     pub fn check(&self) -> Result<()> {
         let int = |name: &str, v: u64, max: u64, unit: &str| {
@@ -282,6 +290,9 @@ impl PlanOptions {
             }
         };
         int("--context", self.context, CONTEXT_MAX, "tokens")?;
+        if let Some(p) = self.prompt {
+            int("--prompt", p, CONTEXT_MAX, "tokens")?;
+        }
         int("--batch", self.batch, BATCH_MAX, "sequences")?;
         if let Some(n) = self.train_chips {
             int("--train-chips", n, TRAIN_CHIPS_MAX, "chips")?;
@@ -326,13 +337,15 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
     let per_chip = batch / decode_step_s;
     let decode = Rate { per_chip, aggregate: per_chip * chips_needed as f64 };
 
-    // Prefill: one prompt of `context` tokens, at the same roofline as a decode batch of that
+    // Prefill: one prompt (of `context` tokens unless told), at the same roofline as a decode batch of that
     // many tokens. FLOPs alone miss a mixture of experts' short prompts: 512 tokens give each of
     // DeepSeek-V3's 256 experts 16 tokens (32 FLOP per FP8 weight byte), under the H20's ridge
     // (74) and the H800's (590), so reading the experts takes longer than their FLOPs.
-    let prompt = o.context as f64;
-    let prefill_flops_per_token = 2.0 * counts.active as f64 + model.attention_flops_per_token(o.context / 2);
-    let prefill_bytes = weight_bytes(model, o.precision, Some(o.context)).total();
+    let prompt_tokens = o.prompt_tokens();
+    let prompt = prompt_tokens as f64;
+    let prefill_flops_per_token =
+        2.0 * counts.active as f64 + model.attention_flops_per_token(prompt_tokens / 2);
+    let prefill_bytes = weight_bytes(model, o.precision, Some(prompt_tokens)).total();
     let prefill_step_s =
         (prefill_bytes / chip_bw).max(prompt * prefill_flops_per_token / prefill_peak.flops_s);
     let per_chip = prompt / prefill_step_s;
