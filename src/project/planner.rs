@@ -232,11 +232,12 @@ pub struct Plan {
     pub decode: Rate,
     pub prefill_peak: PeakUsed,
     pub prefill_flops_per_token: f64,
-    /// Weight bytes the prompt ([`PlanOptions::prompt_tokens`]) reads (the routed experts its tokens touch, as a
-    /// decode batch of that many tokens would: a 512-token prompt touches all of DeepSeek-V3's).
+    /// Weight bytes the prompt ([`PlanOptions::prompt_tokens`]) reads: the routed experts its
+    /// tokens touch, as a decode batch of that many tokens would (a 512-token prompt touches all
+    /// of DeepSeek-V3's).
     pub prefill_bytes: f64,
-    /// The prefill of one prompt on one chip: the longer of its weights at
-    /// the bandwidth and its FLOPs at the precision's peak.
+    /// The prefill of one prompt on one chip: the longer of its weights at the bandwidth and its
+    /// FLOPs at the precision's peak.
     pub prefill_step_s: f64,
     /// Prefill tokens/s bound (`prompt / prefill_step_s`), over `chips_needed`.
     pub prefill: Rate,
@@ -337,10 +338,10 @@ pub fn plan(model: &Model, chip: &Chip, o: &PlanOptions) -> Result<Plan> {
     let per_chip = batch / decode_step_s;
     let decode = Rate { per_chip, aggregate: per_chip * chips_needed as f64 };
 
-    // Prefill: one prompt (of `context` tokens unless told), at the same roofline as a decode batch of that
-    // many tokens. FLOPs alone miss a mixture of experts' short prompts: 512 tokens give each of
-    // DeepSeek-V3's 256 experts 16 tokens (32 FLOP per FP8 weight byte), under the H20's ridge
-    // (74) and the H800's (590), so reading the experts takes longer than their FLOPs.
+    // Prefill: one prompt (of `context` tokens unless told), at the same roofline as a decode
+    // batch of that many tokens. FLOPs alone miss a mixture of experts' short prompts: 512 tokens
+    // give each of DeepSeek-V3's 256 experts 16 tokens (32 FLOP per FP8 weight byte), under the
+    // H20's ridge (74) and the H800's (590), so reading the experts takes longer than their FLOPs.
     let prompt_tokens = o.prompt_tokens();
     let prompt = prompt_tokens as f64;
     let prefill_flops_per_token =

@@ -166,9 +166,9 @@ pub(crate) fn rows_portable<E: Element>(rows: &Rows<E>, x: &[f32], seg: usize, f
 pub(crate) unsafe trait Lanes16 {
     type Acc: Copy;
     /// Whether the ISA's register file holds a tile of [`ROWS`] weight rows × 4 activation rows
-    /// of partial sums (16 accumulators) with its 8 operand vectors: a skinny product of 2- and
-    /// 4-byte codes then reads each group of rows once per 4 activation rows instead of once per
-    /// row, and each activation vector once per 4 weight rows (see [`rows_simd`]).
+    /// of partial sums (16 accumulators) with its 8 operand vectors: a skinny product then reads
+    /// (and decodes) each group of rows once per 4 activation rows instead of once per row, and
+    /// each activation vector once per 4 weight rows (see [`rows_simd`]).
     const TILES_4X4: bool = false;
     /// Whether this CPU has the ISA (checked before every call of [`Lanes16::rows`]).
     fn available() -> bool;

@@ -375,7 +375,8 @@ pub(crate) struct Avx512;
 // SAFETY: every method runs only after `available()` (the row kernel checks it); the loads read
 // 16 values at their pointer, as the trait requires of its callers.
 unsafe impl Lanes16 for Avx512 {
-    /// 32 zmm registers: 16 accumulators and 8 operands (measured: docs/cpu.md, "Skinny f32-path products").
+    /// 32 zmm registers: 16 accumulators and 8 operands (measured: docs/cpu.md, "Skinny
+    /// f32-path products").
     const TILES_4X4: bool = true;
     type Acc = __m512;
     fn available() -> bool {
