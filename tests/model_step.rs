@@ -243,11 +243,18 @@ fn llama_and_deepseek_steps_measure_validate_and_read_back() {
 
     // Projection onto chips, each part scaled by its own bound, beside the paper plan.
     let ds = profiles::find_model(&all, "deepseek-v3").unwrap();
-    let chips: Vec<_> = ["h20", "h800"].iter().map(|c| profiles::chip(c).unwrap()).collect();
+    let chips: Vec<_> = ["h20", "h800", "910c"].iter().map(|c| profiles::chip(c).unwrap()).collect();
     let refs: Vec<_> = chips.iter().collect();
     let text = modelstep::project::render(&back, ds, &refs).unwrap();
     assert!(text.contains("nvidia-h20") || text.contains("h20"), "{text}");
-    assert_eq!(text.lines().filter(|l| l.contains("e4m3:deepseek")).count(), 4, "{text}");
+    assert_eq!(text.lines().filter(|l| l.contains("e4m3:deepseek")).count(), 6, "{text}");
+    // The 910C has no sourced FP32 peak: its F32 rows say so in a short cell, and the reason
+    // comes once under the table.
+    let short = text.lines().filter(|l| l.contains("| not projected (below) |")).count();
+    assert_eq!(short, 2, "{text}");
+    let why: Vec<&str> =
+        text.lines().filter(|l| l.starts_with("- huawei-ascend-910c f32:none: not projected:")).collect();
+    assert!(why.len() == 1 && why[0].contains("fp32"), "{text}");
 
     // The same steps as if a GPU had run them through wgpu: the host's CPU calibration says
     // nothing about that device, so no planner, paired or roofline figure, and no projection.

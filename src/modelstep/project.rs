@@ -142,6 +142,9 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
     }
     let sustained = super::steps::planner_read_gbs(run);
     let mut rows = Vec::new();
+    // Why a chip × format was not projected, once each, under the table (a reason in the cell
+    // would widen the column for every row).
+    let mut unprojected: Vec<String> = Vec::new();
     for st in &steps {
         let mut local = Roof::local(cal, st.threads)?;
         if let Some((gbs, _)) = &sustained {
@@ -159,7 +162,11 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
                     // A chip without the figure this step needs (no FP32 peak on the 910C): say so.
                     let mut row =
                         vec![chip.id.clone(), st.step_format.clone(), st.test(), human_time(st.seconds())];
-                    row.push(format!("not projected: {e}"));
+                    row.push("not projected (below)".into());
+                    let why = format!("- {} {}: not projected: {e}\n", chip.id, st.step_format);
+                    if !unprojected.contains(&why) {
+                        unprojected.push(why);
+                    }
                     row.extend(std::iter::repeat_n("-".to_string(), 4));
                     rows.push(row);
                     continue;
@@ -211,8 +218,9 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
         .map_or_else(|| format!("{:.1} GB/s, the calibration's read ceiling", cal.read_gbs), |s| s.1);
     let here = if paired {
         format!(
-            "bytes at the run's sustained read bandwidth ({read}), FLOPs at the compute roof (FMA, or BF16 \
-             dot-product peak for BF16/FP8 products on a CPU with those units) re-measured right after each product"
+            "bytes at the run's sustained read bandwidth ({read}), FLOPs at the compute roof (FMA, or the BF16 \
+             dot-product or tile peak for BF16/FP8 products on a CPU with those units) re-measured right after each \
+             product"
         )
     } else {
         let dot = dot_peak(cal, steps[0].threads)
@@ -223,13 +231,14 @@ pub fn render(run: &crate::results::Run, model: &crate::profiles::Model, chips: 
         )
     };
     Ok(format!(
-        "## {} measured here ({}), scaled part by part onto each chip\n\n{}\nEach part's measured time × its \
+        "## {} measured here ({}), scaled part by part onto each chip\n\n{}\n{}Each part's measured time × its \
          roofline time on the chip / its roofline time here (bytes at the memory bandwidth or FLOPs at the \
          format's peak, whichever bounds it; here: {here}). The paper plan assumes 100 % of the roof on one \
          chip; the chips needed to hold the model are not applied to either column.\n",
         model.name,
         run.run_id,
         table(&header, &rows),
+        if unprojected.is_empty() { String::new() } else { unprojected.concat() + "\n" },
     ))
 }
 
