@@ -288,8 +288,22 @@ fn collect(run: &Run) -> Vec<Step> {
     out
 }
 
-/// The step table (Markdown/text), or an empty string when the run has no model steps.
+/// The heading [`render`] puts over [`render_body`].
+pub const HEADING: &str = "## Model steps\n\n";
+
+/// The step table (Markdown/text) under its [`HEADING`], or an empty string when the run has no
+/// model steps.
 pub fn render(run: &Run) -> String {
+    let body = render_body(run);
+    if body.is_empty() {
+        body
+    } else {
+        format!("{HEADING}{body}")
+    }
+}
+
+/// [`render`] without the heading: what a report that puts several runs under one heading takes.
+pub fn render_body(run: &Run) -> String {
     let steps = steps(run);
     if steps.is_empty() {
         return String::new();
@@ -358,8 +372,7 @@ pub fn render(run: &Run) -> String {
         "paired",
         "measured/roofline",
     ];
-    let mut s = String::from("## Model steps\n\n");
-    s += &table(&header, &rows);
+    let mut s = table(&header, &rows);
     let mut ratios = Vec::new();
     for st in steps.iter().filter(|x| x.phase == Phase::Decode && x.complete()) {
         for other in steps.iter().filter(|x| {

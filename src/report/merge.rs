@@ -279,10 +279,12 @@ pub fn build(runs: &[LoadedRun], warnings: &[String], stem: &str) -> Result<Repo
 fn model_steps_section(runs: &[LoadedRun]) -> String {
     let mut md = String::new();
     for lr in runs {
-        let steps = crate::modelstep::steps::render(&lr.run);
-        let Some(body) = steps.strip_prefix("## Model steps\n\n") else { continue };
+        let body = crate::modelstep::steps::render_body(&lr.run);
+        if body.is_empty() {
+            continue;
+        }
         if md.is_empty() {
-            md.push_str("## Model steps\n\n");
+            md.push_str(crate::modelstep::steps::HEADING);
         }
         md.push_str(&format!("### {} ({})\n\n{body}\n", file_name(&lr.path), cell(&lr.run.env.host)));
     }
